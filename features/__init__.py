@@ -1,0 +1,1 @@
+"""Point-in-time feature definitions (pure polars functions taking `as_of`). Filled by the ranker stage."""

@@ -1,0 +1,1 @@
+"""Prefect flows that wire library calls together. Filled by the flows stage."""

@@ -1,0 +1,11 @@
+"""Baseline recommenders behind one interface (`Recommender`): fit on training events, recommend top K."""
+
+from __future__ import annotations
+
+from recsys.baselines._base import Recommender
+from recsys.baselines.factorization import ALS, BPR
+from recsys.baselines.neighbourhood import EASE, SAR, ItemKNN, TopPop
+
+BASELINES: dict[str, type[Recommender]] = {m.name: m for m in (TopPop, SAR, ItemKNN, EASE, ALS, BPR)}
+
+__all__ = ["ALS", "BASELINES", "BPR", "EASE", "SAR", "ItemKNN", "Recommender", "TopPop"]

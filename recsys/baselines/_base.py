@@ -1,0 +1,105 @@
+"""The recommender interface shared by baselines and the full pipeline: fit on training events, recommend top K."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import ClassVar, Self
+
+import numpy as np
+import polars as pl
+import scipy.sparse as sp
+
+from recsys.data import schema as S
+
+
+class Recommender(ABC):
+    """Fit on training interactions; recommend the top K candidate items per user, excluding seen items.
+
+    Subclasses implement `_fit` (given the user x item matrix of training events) and `_score` (dense scores of
+    all candidate items for a batch of known users). Items a model cannot score get -inf and are never listed;
+    users unknown at fit time get an empty list (the protocols only judge users with training history).
+    """
+
+    name: ClassVar[str] = "recommender"
+    scores_cold_items: ClassVar[bool] = False  # collaborative models cannot rank items without training events
+
+    def fit(
+        self, train: pl.DataFrame, *, candidates: Sequence[str] | None = None, items: pl.DataFrame | None = None
+    ) -> Self:
+        """Index users and items and fit the model.
+
+        Args:
+            train: user_id, item_id, timestamp, rating (training events only).
+            candidates: item ids the model may rank (default: items in `train`); order fixes tie-breaking.
+            items: the catalog (used by content-aware models).
+        """
+        users = train[S.USER_ID].unique(maintain_order=True)
+        item_ids = (
+            pl.Series(S.ITEM_ID, list(candidates))
+            if candidates is not None
+            else train[S.ITEM_ID].unique(maintain_order=True)
+        )
+        self.user_index_ = dict(zip(users.to_list(), range(users.len()), strict=True))
+        self.item_ids_ = np.asarray(item_ids.to_list(), dtype=object)
+        self.item_index_ = dict(zip(self.item_ids_.tolist(), range(len(self.item_ids_)), strict=True))
+        coded = self._encode(train)
+        n_u, n_i = len(self.user_index_), len(self.item_ids_)
+        self.seen_ = sp.csr_matrix(
+            (np.ones(coded.height), (coded["_u"].to_numpy(), coded["_i"].to_numpy())), shape=(n_u, n_i)
+        )
+        self.seen_.data[:] = 1.0  # duplicates summed above; binary
+        self.has_train_events_ = np.asarray(self.seen_.sum(axis=0)).ravel() > 0
+        self._fit(coded, self.seen_, items)
+        return self
+
+    def _encode(self, events: pl.DataFrame) -> pl.DataFrame:
+        """events + _u, _i integer codes; events on items outside the candidates are dropped."""
+        u = pl.col(S.USER_ID).replace_strict(self.user_index_, default=None, return_dtype=pl.Int64)
+        i = pl.col(S.ITEM_ID).replace_strict(self.item_index_, default=None, return_dtype=pl.Int64)
+        return events.with_columns(u.alias("_u"), i.alias("_i")).drop_nulls(["_u", "_i"])
+
+    @abstractmethod
+    def _fit(self, events: pl.DataFrame, seen: sp.csr_matrix, items: pl.DataFrame | None) -> None: ...
+
+    @abstractmethod
+    def _score(self, rows: np.ndarray) -> np.ndarray:
+        """Scores (len(rows) x n_candidates) for user rows of the fit-time index."""
+
+    def recommend(
+        self, users: Sequence[str], *, k: int = 10, exclude_seen: bool = True, batch_size: int = 512
+    ) -> pl.DataFrame:
+        """Top-K lists: user_id, item_id, rank (1-based), score. Ties break by candidate order."""
+        known = [u for u in users if u in self.user_index_]
+        parts = []
+        for start in range(0, len(known), batch_size):
+            batch = known[start : start + batch_size]
+            rows = np.fromiter((self.user_index_[u] for u in batch), dtype=np.int64, count=len(batch))
+            scores = np.asarray(self._score(rows), dtype=np.float64).copy()
+            if not self.scores_cold_items:
+                scores[:, ~self.has_train_events_] = -np.inf
+            if exclude_seen:
+                seen = self.seen_[rows].tocoo()
+                scores[seen.row, seen.col] = -np.inf
+            parts.append(self._top_k(batch, scores, k))
+        if not parts:
+            return pl.DataFrame(schema=S.RECOMMENDATION_SCHEMA)
+        return pl.concat(parts)
+
+    def _top_k(self, users: Sequence[str], scores: np.ndarray, k: int) -> pl.DataFrame:
+        k_eff = min(k, scores.shape[1])
+        # Stable sort: score descending, ties by candidate order (exact, also at the K boundary).
+        idx = np.argsort(-scores, axis=1, kind="stable")[:, :k_eff]
+        sc = np.take_along_axis(scores, idx, axis=1)
+        valid = np.isfinite(sc)
+        user_col = np.repeat(np.asarray(users, dtype=object), k_eff).reshape(len(users), k_eff)
+        ranks = np.tile(np.arange(1, k_eff + 1, dtype=np.int32), (len(users), 1))
+        return pl.DataFrame(
+            {
+                S.USER_ID: user_col[valid].tolist(),
+                S.ITEM_ID: self.item_ids_[idx[valid]].tolist(),
+                S.RANK: ranks[valid],
+                S.SCORE: sc[valid],
+            },
+            schema=S.RECOMMENDATION_SCHEMA,
+        )

@@ -1,0 +1,146 @@
+"""Popularity and neighbourhood baselines: TopPop, SAR, item-kNN, EASE."""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+import numpy as np
+import polars as pl
+import scipy.linalg
+import scipy.sparse as sp
+
+from recsys.baselines._base import Recommender
+from recsys.data import schema as S
+
+
+class TopPop(Recommender):
+    """Most popular items by number of distinct training users; the same list for everyone (minus seen items)."""
+
+    name: ClassVar[str] = "toppop"
+
+    def _fit(self, events: pl.DataFrame, seen: sp.csr_matrix, items: pl.DataFrame | None) -> None:
+        self.popularity_ = np.asarray(seen.sum(axis=0)).ravel()
+
+    def _score(self, rows: np.ndarray) -> np.ndarray:
+        return np.tile(self.popularity_, (len(rows), 1))
+
+
+class SAR(Recommender):
+    """Smart Adaptive Recommendations, as Microsoft Recommenders' `SARSingleNode` (the reference implementation).
+
+    Affinity A[u, i] = sum of rating * 0.5 ** ((t_now - t) / half_life) over the user's events on i, t_now the last
+    training event. Co-occurrence C = B^T B (B: binary user x item), entries below `threshold` removed. Similarity
+    jaccard: C_ij / (C_ii + C_jj - C_ij); lift: C_ij / (C_ii C_jj); cooccurrence: C. Scores = A S.
+    Reference: Microsoft Recommenders, recommenders/models/sar/sar_singlenode.py.
+    """
+
+    name: ClassVar[str] = "sar"
+
+    def __init__(
+        self,
+        *,
+        similarity: Literal["jaccard", "lift", "cooccurrence"] = "jaccard",
+        half_life_days: float | None = 30.0,
+        threshold: int = 1,
+    ) -> None:
+        self.similarity = similarity
+        self.half_life_days = half_life_days
+        self.threshold = threshold
+
+    def _fit(self, events: pl.DataFrame, seen: sp.csr_matrix, items: pl.DataFrame | None) -> None:
+        weight = events[S.RATING].to_numpy().astype(np.float64)
+        if self.half_life_days is not None:
+            t = events[S.TIMESTAMP].dt.epoch("s").to_numpy().astype(np.float64)
+            half_life = self.half_life_days * 24 * 60 * 60
+            weight = weight * np.minimum(1.0, np.power(0.5, (t.max() - t) / half_life))
+        shape = seen.shape
+        self.affinity_ = sp.csr_matrix((weight, (events["_u"].to_numpy(), events["_i"].to_numpy())), shape=shape)
+        cooc = (seen.T @ seen).tocsr()
+        if self.threshold > 1:
+            cooc = cooc.multiply(cooc >= self.threshold).tocsr()
+        diag = cooc.diagonal()
+        c = cooc.tocoo()
+        if self.similarity == "jaccard":
+            denom = diag[c.row] + diag[c.col] - c.data
+        elif self.similarity == "lift":
+            denom = diag[c.row] * diag[c.col]
+        else:
+            denom = np.ones_like(c.data)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            vals = np.where(denom > 0, c.data / denom, 0.0)
+        self.similarity_ = sp.csr_matrix((vals, (c.row, c.col)), shape=cooc.shape)
+
+    def _score(self, rows: np.ndarray) -> np.ndarray:
+        return (self.affinity_[rows] @ self.similarity_).toarray()
+
+
+class ItemKNN(Recommender):
+    """Item-based k-nearest neighbours on binary co-occurrence with cosine similarity.
+
+    S_ij = C_ij / sqrt(C_ii C_jj) (shrunk by `shrink` in the denominator), keeping each item's `neighbours` most
+    similar items; scores = B S. Reference: Sarwar et al., "Item-based collaborative filtering", WWW 2001.
+    """
+
+    name: ClassVar[str] = "itemknn"
+
+    def __init__(self, *, neighbours: int = 100, shrink: float = 10.0) -> None:
+        self.neighbours = neighbours
+        self.shrink = shrink
+
+    def _fit(self, events: pl.DataFrame, seen: sp.csr_matrix, items: pl.DataFrame | None) -> None:
+        cooc = (seen.T @ seen).tocsr().astype(np.float64)
+        diag = cooc.diagonal()
+        c = cooc.tocoo()
+        keep = c.row != c.col
+        r, col, v = c.row[keep], c.col[keep], c.data[keep]
+        sim = v / (np.sqrt(diag[r] * diag[col]) + self.shrink)
+        s = sp.csr_matrix((sim, (r, col)), shape=cooc.shape)
+        self.similarity_ = _top_n_per_column(s, self.neighbours)
+
+    def _score(self, rows: np.ndarray) -> np.ndarray:
+        return (self.seen_[rows] @ self.similarity_).toarray()
+
+
+def _top_n_per_column(s: sp.csr_matrix, n: int) -> sp.csr_matrix:
+    """Keep the n largest entries of each column (each target item keeps its n most similar source items)."""
+    csc = s.tocsc()
+    rows, cols, vals = [], [], []
+    for j in range(csc.shape[1]):
+        lo, hi = csc.indptr[j], csc.indptr[j + 1]
+        data, idx = csc.data[lo:hi], csc.indices[lo:hi]
+        if len(data) > n:
+            sel = np.argpartition(-data, n - 1)[:n]
+            data, idx = data[sel], idx[sel]
+        rows.append(idx)
+        cols.append(np.full(len(idx), j))
+        vals.append(data)
+    return sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=s.shape)
+
+
+class EASE(Recommender):
+    """Embarrassingly Shallow Autoencoder (Steck, WWW 2019): closed-form item-item weights.
+
+    P = (X^T X + l2 I)^-1, B = -P / diag(P) column-wise with diag(B) = 0; scores = X B, X binary.
+    `l2` is chosen on a validation split of the training data (see `recsys.evaluation.select_by_validation`).
+    """
+
+    name: ClassVar[str] = "ease"
+
+    def __init__(self, *, l2: float = 500.0) -> None:
+        self.l2 = l2
+
+    def _fit(self, events: pl.DataFrame, seen: sp.csr_matrix, items: pl.DataFrame | None) -> None:
+        active = np.flatnonzero(self.has_train_events_)  # only items with events enter the Gram matrix
+        x = seen[:, active]
+        gram = (x.T @ x).toarray().astype(np.float64)
+        gram[np.diag_indices_from(gram)] += self.l2
+        p = scipy.linalg.inv(gram, overwrite_a=True, check_finite=False)
+        b = p / (-np.diag(p))
+        np.fill_diagonal(b, 0.0)
+        self.active_ = active
+        self.weights_ = b
+
+    def _score(self, rows: np.ndarray) -> np.ndarray:
+        out = np.zeros((len(rows), len(self.item_ids_)))
+        out[:, self.active_] = self.seen_[rows][:, self.active_] @ self.weights_
+        return out

@@ -1,0 +1,62 @@
+"""Settings assembled once, at the edge (CLI, flows): one TOML file plus RECSYS_* environment variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
+
+from recsys.data.validation import ValidationPolicy
+from recsys.evaluation.runner import EASE_GRID
+from recsys.evaluation.splits import ProtocolName
+
+
+class DataConfig(BaseModel, frozen=True, extra="forbid"):
+    """Which dataset (registered name or spec .toml) and what to do with bad rows."""
+
+    dataset: str = "synthetic"
+    policy: ValidationPolicy = Field(default_factory=ValidationPolicy)
+    quarantine_dir: Path | None = None
+
+
+class EvaluationConfig(BaseModel, frozen=True, extra="forbid"):
+    """Protocol, models and cut-offs of an offline evaluation."""
+
+    protocol: ProtocolName = "temporal"
+    models: tuple[str, ...] = ("toppop", "sar", "itemknn", "ease", "als")
+    k: int = Field(10, ge=1, le=1000)
+    extra_ks: tuple[int, ...] = ()
+    seed: int = 42
+    ease_grid: tuple[float, ...] = EASE_GRID
+
+
+class Settings(BaseSettings):
+    """All stage configs. Precedence: explicit arguments > RECSYS_* env vars (nested with __) > TOML file."""
+
+    model_config = SettingsConfigDict(env_prefix="RECSYS_", env_nested_delimiter="__", extra="forbid")
+
+    data: DataConfig = Field(default_factory=DataConfig)
+    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+
+
+def load_settings(path: Path | None = None, **overrides: object) -> Settings:
+    """Settings from `path` (TOML, optional) and the environment, with `overrides` on top."""
+    if path is not None and not Path(path).is_file():
+        raise FileNotFoundError(f"{path}: settings file not found")
+
+    class _FromFile(Settings):
+        model_config = SettingsConfigDict(toml_file=path)
+
+    return Settings.model_validate(_FromFile(**overrides).model_dump())

@@ -1,0 +1,30 @@
+"""Data layer: canonical schema, loaders, validation with explicit policies, synthetic default data."""
+
+from __future__ import annotations
+
+from recsys.data.dataset import Dataset, fingerprint_frames, validate_dataset
+from recsys.data.errors import DataValidationError, DataWarning
+from recsys.data.loaders import data_dir, load_files, load_movielens_100k, load_movielens_latest
+from recsys.data.registry import DATASETS, DatasetSpec, load_dataset, load_spec
+from recsys.data.synthetic import generate_synthetic, write_synthetic_files
+from recsys.data.validation import ValidationPolicy, ValidationReport
+
+__all__ = [
+    "DATASETS",
+    "DataValidationError",
+    "DataWarning",
+    "Dataset",
+    "DatasetSpec",
+    "ValidationPolicy",
+    "ValidationReport",
+    "data_dir",
+    "fingerprint_frames",
+    "generate_synthetic",
+    "load_dataset",
+    "load_files",
+    "load_movielens_100k",
+    "load_movielens_latest",
+    "load_spec",
+    "validate_dataset",
+    "write_synthetic_files",
+]

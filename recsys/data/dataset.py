@@ -1,0 +1,180 @@
+"""The validated dataset: interactions + items, the validation report and a content fingerprint."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import polars as pl
+
+from recsys.data import schema as S
+from recsys.data.validation import (
+    ROW,
+    Checked,
+    ValidationPolicy,
+    ValidationReport,
+    check_duplicates,
+    check_known_items,
+    check_missing,
+    check_timestamps,
+    coerce_types,
+    count_reasons,
+    quarantine_frame,
+    require_columns,
+    require_rows,
+    write_quarantine,
+)
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """Validated interactions and items in the canonical schema (see `recsys.data.schema`)."""
+
+    name: str
+    interactions: pl.DataFrame
+    items: pl.DataFrame
+    report: ValidationReport
+    quarantine: pl.DataFrame  # source, row, reason, column, record (JSON): every row not kept
+
+    @property
+    def fingerprint(self) -> str:
+        """sha256 over the canonical content of both frames (order-sensitive, version-stable)."""
+        return fingerprint_frames(self.interactions, self.items)
+
+    def summary(self) -> dict[str, object]:
+        ts = self.interactions[S.TIMESTAMP]
+        return {
+            "name": self.name,
+            "fingerprint": self.fingerprint,
+            "n_interactions": self.interactions.height,
+            "n_users": self.interactions[S.USER_ID].n_unique(),
+            "n_items": self.items.height,
+            "n_items_with_interactions": self.interactions[S.ITEM_ID].n_unique(),
+            "time_range": [str(ts.min()), str(ts.max())],
+            "validation": self.report.to_dict(),
+        }
+
+
+def fingerprint_frames(*frames: pl.DataFrame) -> str:
+    """sha256 of each column rendered as text; lists joined by '|', nulls as NUL. Independent of file formats."""
+    h = hashlib.sha256()
+    for df in frames:
+        h.update(f"{df.height}x{df.width}".encode())
+        for name in df.columns:
+            col = df[name]
+            if isinstance(col.dtype, pl.List):
+                col = col.list.join("|")
+            text = col.cast(pl.String).fill_null("\x00")
+            h.update(name.encode())
+            h.update("\x1f".join(text.to_list()).encode())
+    return h.hexdigest()
+
+
+def _interaction_dtypes(df: pl.DataFrame) -> dict[str, pl.DataType]:
+    dtypes = dict(S.INTERACTION_SCHEMA)
+    if S.EVENT_TYPE in df.columns:
+        dtypes.update(S.OPTIONAL_INTERACTION_SCHEMA)
+    return dtypes
+
+
+def validate_dataset(
+    name: str,
+    raw_interactions: pl.DataFrame,
+    raw_items: pl.DataFrame,
+    *,
+    interactions_source: str,
+    items_source: str,
+    policy: ValidationPolicy | None = None,
+    timestamp_unit: str = "s",
+    quarantine_dir: Path | None = None,
+    fixed: dict[str, dict[str, int]] | None = None,
+) -> Dataset:
+    """Validate raw frames (each with `_row`) into a `Dataset`.
+
+    Items: item_id and title required; missing ids/titles, bad years and duplicate ids follow the policy.
+    Interactions: user_id, item_id, timestamp required (rating defaults to 1.0 when absent); bad types, missing
+    values, absurd timestamps, duplicate (user, item, timestamp) events and item ids absent from the catalog follow
+    the policy. Quarantined rows are written to `quarantine_dir/quarantine.parquet` when given.
+    """
+    policy = policy or ValidationPolicy()
+    quarantined: list[tuple[str, pl.DataFrame]] = []
+
+    def step(source: str, checked: Checked) -> pl.DataFrame:
+        quarantined.append((source, checked.quarantined))
+        return checked.kept
+
+    # Items
+    require_rows(raw_items, source=items_source)
+    require_columns(raw_items, S.ITEM_REQUIRED, source=items_source)
+    items = raw_items
+    for col, dtype in S.ITEM_SCHEMA.items():
+        if col not in items.columns:
+            items = items.with_columns(pl.lit(None, dtype).alias(col))
+    items = step(
+        items_source,
+        coerce_types(
+            items, {S.ITEM_ID: pl.String(), S.YEAR: pl.Int32()}, source=items_source, on_bad_type=policy.on_bad_type
+        ),
+    )
+    items = step(
+        items_source,
+        check_missing(items, [S.ITEM_ID, S.TITLE], source=items_source, on_missing=policy.on_missing_value),
+    )
+    items = step(
+        items_source, check_duplicates(items, [S.ITEM_ID], source=items_source, on_duplicate=policy.on_duplicate)
+    )
+    items = items.with_columns(pl.col(S.GENRES).fill_null([]), pl.col(S.TAGS).fill_null([]))
+    extra = [c for c in items.columns if c not in S.ITEM_SCHEMA and c != ROW]
+    items = items.select([*S.ITEM_SCHEMA, *extra])
+
+    # Interactions
+    require_rows(raw_interactions, source=interactions_source)
+    require_columns(raw_interactions, S.INTERACTION_REQUIRED, source=interactions_source)
+    ev = raw_interactions
+    if S.RATING not in ev.columns:
+        ev = ev.with_columns(pl.lit(1.0).alias(S.RATING))
+    dtypes = _interaction_dtypes(ev)
+    ev = step(
+        interactions_source,
+        coerce_types(
+            ev, dtypes, source=interactions_source, on_bad_type=policy.on_bad_type, timestamp_unit=timestamp_unit
+        ),
+    )
+    ev = step(
+        interactions_source,
+        check_missing(
+            ev,
+            [S.USER_ID, S.ITEM_ID, S.TIMESTAMP, S.RATING],
+            source=interactions_source,
+            on_missing=policy.on_missing_value,
+        ),
+    )
+    hi = policy.max_timestamp or (datetime.now() + timedelta(days=1))
+    ev = step(
+        interactions_source,
+        check_timestamps(
+            ev, source=interactions_source, lo=policy.min_timestamp, hi=hi, on_bad_timestamp=policy.on_bad_timestamp
+        ),
+    )
+    ev = step(
+        interactions_source,
+        check_duplicates(ev, S.EVENT_KEY, source=interactions_source, on_duplicate=policy.on_duplicate),
+    )
+    ev = step(
+        interactions_source,
+        check_known_items(ev, items[S.ITEM_ID], source=interactions_source, on_unknown_item=policy.on_unknown_item),
+    )
+    ev = ev.select(list(dtypes))
+
+    q = quarantine_frame(quarantined)
+    qpath = str(write_quarantine(q, quarantine_dir / "quarantine.parquet")) if quarantine_dir else None
+    report = ValidationReport(
+        rows_read={interactions_source: raw_interactions.height, items_source: raw_items.height},
+        rows_kept={interactions_source: ev.height, items_source: items.height},
+        quarantined=count_reasons(q),
+        fixed={k: v for k, v in (fixed or {}).items() if any(v.values())},
+        quarantine_path=qpath,
+    )
+    return Dataset(name=name, interactions=ev, items=items, report=report, quarantine=q)

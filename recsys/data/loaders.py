@@ -1,0 +1,234 @@
+"""Loaders for public datasets and for a team's own files; all return a validated `Dataset`.
+
+Public datasets are read at run time from `RECSYS_DATA_DIR` (default `../shared/data` beside the project): their
+terms forbid redistribution, so they are never copied into the repository.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+import polars as pl
+
+from recsys.data import schema as S
+from recsys.data._readers import read_table
+from recsys.data.dataset import Dataset, validate_dataset
+from recsys.data.errors import DataValidationError
+from recsys.data.validation import ValidationPolicy
+
+ML100K_GENRES = (
+    "unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary", "Drama", "Fantasy",
+    "Film-Noir", "Horror", "Musical", "Mystery", "Romance", "Sci-Fi", "Thriller", "War", "Western",
+)  # fmt: skip
+
+
+def data_dir() -> Path:
+    """Folder of the public datasets: `$RECSYS_DATA_DIR`, else `../shared/data` beside the project root."""
+    env = os.environ.get("RECSYS_DATA_DIR")
+    if env:
+        return Path(env)
+    return Path(__file__).resolve().parents[3] / "shared" / "data"
+
+
+def _year_from_title(title: pl.Expr) -> pl.Expr:
+    return title.str.extract(r"\((\d{4})\)\s*$", 1).cast(pl.Int32, strict=False)
+
+
+def load_movielens_100k(
+    path: Path | None = None,
+    *,
+    with_wiki: bool = False,
+    policy: ValidationPolicy | None = None,
+    quarantine_dir: Path | None = None,
+) -> Dataset:
+    """MovieLens 100K: `u.data` (tab-separated user, item, rating, unix time) and `u.item` (latin-1, pipe-separated).
+
+    Row order of `u.data` is preserved (the ms-stratified protocol depends on it). With `with_wiki`, the first
+    Wikipedia sentence per title (`ml-100k-wiki-summaries/movie_wiki.csv`, joined on the exact title) becomes the
+    description.
+    """
+    root = Path(path) if path else data_dir() / "ml-100k"
+    ratings, _ = read_table(
+        root / "u.data", separator="\t", has_header=False, names=[S.USER_ID, S.ITEM_ID, S.RATING, S.TIMESTAMP]
+    )
+    raw_items, _ = read_table(
+        root / "u.item",
+        separator="|",
+        has_header=False,
+        encoding="latin-1",
+        quote_char=None,
+        names=["item_id", "title", "release_date", "video_release_date", "imdb_url", *[f"g{i}" for i in range(19)]],
+    )
+    flags = [f"g{i}" for i in range(19)]
+    items = raw_items.with_columns(
+        pl.concat_list([pl.when(pl.col(f) == "1").then(pl.lit(g)) for f, g in zip(flags, ML100K_GENRES, strict=True)])
+        .list.drop_nulls()
+        .alias(S.GENRES),
+        pl.coalesce(
+            _year_from_title(pl.col("title")), pl.col("release_date").str.slice(-4).cast(pl.Int32, strict=False)
+        ).alias(S.YEAR),
+        pl.lit(None, pl.String).alias(S.DESCRIPTION),
+    ).drop(flags, "video_release_date")
+    if with_wiki:
+        items = _join_wiki(items, root.parent / "ml-100k-wiki-summaries" / "movie_wiki.csv")
+    return validate_dataset(
+        "ml-100k" + ("+wiki" if with_wiki else ""),
+        ratings,
+        items,
+        interactions_source=str(root / "u.data"),
+        items_source=str(root / "u.item"),
+        policy=policy,
+        timestamp_unit="s",
+        quarantine_dir=quarantine_dir,
+    )
+
+
+def _join_wiki(items: pl.DataFrame, path: Path) -> pl.DataFrame:
+    wiki, _ = read_table(path)
+    wiki = wiki.select(pl.col("movie_title").alias("title"), pl.col("wiki_summary")).unique("title", keep="first")
+    return (
+        items.join(wiki, on="title", how="left")
+        .with_columns(pl.coalesce(S.DESCRIPTION, "wiki_summary").alias(S.DESCRIPTION))
+        .drop("wiki_summary")
+    )
+
+
+def load_movielens_latest(
+    path: Path | None = None,
+    *,
+    with_tmdb: bool = False,
+    policy: ValidationPolicy | None = None,
+    quarantine_dir: Path | None = None,
+) -> Dataset:
+    """MovieLens latest (e.g. ml-latest-small): ratings.csv, movies.csv, tags.csv (user tags) and links.csv.
+
+    With `with_tmdb`, TMDb overviews (`tmdb-5000-movies/tmdb_5000_movies.csv`, joined through links.tmdbId)
+    become descriptions, and TMDb keywords are added to the tags.
+    """
+    root = Path(path) if path else data_dir() / "ml-latest-small"
+    ratings, _ = read_table(root / "ratings.csv")
+    ratings = ratings.rename({"userId": S.USER_ID, "movieId": S.ITEM_ID}, strict=False)
+    movies, _ = read_table(root / "movies.csv")
+    movies = movies.rename({"movieId": S.ITEM_ID}, strict=False)
+    items = movies.with_columns(
+        pl.when(pl.col("genres") == "(no genres listed)")
+        .then(pl.lit([], pl.List(pl.String)))
+        .otherwise(pl.col("genres").str.split("|"))
+        .alias(S.GENRES),
+        _year_from_title(pl.col(S.TITLE)).alias(S.YEAR),
+        pl.lit(None, pl.String).alias(S.DESCRIPTION),
+    )
+    tags_path = root / "tags.csv"
+    if tags_path.is_file():
+        tags, _ = read_table(tags_path)
+        per_item = (
+            tags.filter(pl.col("tag").is_not_null())
+            .with_columns(pl.col("tag").str.strip_chars().str.to_lowercase())
+            .group_by("movieId")
+            .agg(pl.col("tag").unique(maintain_order=True).alias(S.TAGS))
+            .rename({"movieId": S.ITEM_ID})
+        )
+        items = items.join(per_item, on=S.ITEM_ID, how="left")
+    if with_tmdb:
+        items = _join_tmdb(items, root / "links.csv", root.parent / "tmdb-5000-movies" / "tmdb_5000_movies.csv")
+    items = items.sort("_row")  # joins may reorder
+    return validate_dataset(
+        root.name + ("+tmdb" if with_tmdb else ""),
+        ratings,
+        items,
+        interactions_source=str(root / "ratings.csv"),
+        items_source=str(root / "movies.csv"),
+        policy=policy,
+        timestamp_unit="s",
+        quarantine_dir=quarantine_dir,
+    )
+
+
+def _names(js: str | None) -> list[str]:
+    return [d["name"] for d in json.loads(js)] if js else []
+
+
+def _join_tmdb(items: pl.DataFrame, links_path: Path, tmdb_path: Path) -> pl.DataFrame:
+    links, _ = read_table(links_path)
+    tmdb, _ = read_table(tmdb_path)
+    tmdb = tmdb.select(
+        pl.col("id").alias("tmdbId"),
+        pl.col("overview"),
+        pl.col("keywords").map_elements(_names, return_dtype=pl.List(pl.String)).alias("tmdb_keywords"),
+    ).unique("tmdbId", keep="first")
+    joined = (
+        links.select(pl.col("movieId").alias(S.ITEM_ID), "tmdbId").join(tmdb, on="tmdbId", how="inner").drop("tmdbId")
+    )
+    items = items.join(joined, on=S.ITEM_ID, how="left")
+    if S.TAGS not in items.columns:
+        items = items.with_columns(pl.lit(None, pl.List(pl.String)).alias(S.TAGS))
+    return items.with_columns(
+        pl.coalesce(S.DESCRIPTION, "overview").alias(S.DESCRIPTION),
+        pl.concat_list(pl.col(S.TAGS).fill_null([]), pl.col("tmdb_keywords").fill_null([]))
+        .list.unique(maintain_order=True)
+        .alias(S.TAGS),
+    ).drop("overview", "tmdb_keywords")
+
+
+def load_files(
+    interactions: Path,
+    items: Path,
+    *,
+    mapping: Mapping[str, str] | None = None,
+    list_separator: str = "|",
+    separator: str | None = None,
+    encoding: str = "utf-8",
+    timestamp_unit: str = "s",
+    name: str | None = None,
+    policy: ValidationPolicy | None = None,
+    quarantine_dir: Path | None = None,
+) -> Dataset:
+    """A team's own interaction log and catalog (CSV, TSV or Parquet).
+
+    `mapping` maps canonical names to the file's column names (e.g. {"user_id": "customer", "item_id": "sku"}),
+    for both files. String list columns (genres, tags) are split on `list_separator`. Timestamps are epoch numbers in
+    `timestamp_unit` ("s", "ms", "us") or ISO-8601 strings ("iso").
+    """
+    mapping = dict(mapping or {})
+    unknown = set(mapping) - set(S.INTERACTION_SCHEMA) - set(S.ITEM_SCHEMA) - {S.EVENT_TYPE}
+    if unknown:
+        raise DataValidationError(
+            f"column mapping: unknown canonical column(s) {sorted(unknown)}; canonical names are "
+            f"{sorted({*S.INTERACTION_SCHEMA, *S.ITEM_SCHEMA, S.EVENT_TYPE})}"
+        )
+    rename = {v: k for k, v in mapping.items()}
+
+    fixed: dict[str, dict[str, int]] = {}
+
+    def read(path: Path) -> pl.DataFrame:
+        sep = separator or ("\t" if Path(path).suffix.lower() in (".tsv", ".tab") else ",")
+        df, n_fixed = read_table(
+            Path(path), separator=sep, encoding=encoding, on_bad_encoding=(policy or ValidationPolicy()).on_bad_encoding
+        )
+        fixed[str(path)] = {"replaced_invalid_text": n_fixed}
+        return df.rename({k: v for k, v in rename.items() if k in df.columns})
+
+    ev = read(interactions)
+    it = read(items)
+    for col in (S.GENRES, S.TAGS):
+        if col in it.columns and it.schema[col] == pl.String:
+            it = it.with_columns(
+                pl.col(col)
+                .str.split(list_separator)
+                .list.eval(pl.element().str.strip_chars())
+                .list.filter(pl.element().str.len_chars() > 0)
+            )
+    return validate_dataset(
+        name or Path(interactions).stem,
+        ev,
+        it,
+        interactions_source=str(interactions),
+        items_source=str(items),
+        policy=policy,
+        timestamp_unit=timestamp_unit,
+        quarantine_dir=quarantine_dir,
+        fixed=fixed,
+    )

@@ -1,0 +1,94 @@
+"""Datasets by name, and a team's own data described by a small TOML spec."""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Callable
+from pathlib import Path
+
+from pydantic import BaseModel, Field, ValidationError
+
+from recsys.data.dataset import Dataset
+from recsys.data.errors import DataValidationError
+from recsys.data.loaders import load_files, load_movielens_100k, load_movielens_latest
+from recsys.data.synthetic import generate_synthetic
+from recsys.data.validation import ValidationPolicy
+
+Loader = Callable[[ValidationPolicy | None, Path | None], Dataset]
+
+DATASETS: dict[str, Loader] = {
+    "synthetic": lambda policy, qdir: generate_synthetic(),
+    "ml-100k": lambda policy, qdir: load_movielens_100k(policy=policy, quarantine_dir=qdir),
+    "ml-100k+wiki": lambda policy, qdir: load_movielens_100k(with_wiki=True, policy=policy, quarantine_dir=qdir),
+    "ml-latest-small": lambda policy, qdir: load_movielens_latest(policy=policy, quarantine_dir=qdir),
+    "ml-latest-small+tmdb": lambda policy, qdir: load_movielens_latest(
+        with_tmdb=True, policy=policy, quarantine_dir=qdir
+    ),
+}
+
+
+class DatasetSpec(BaseModel, frozen=True, extra="forbid"):
+    """A team's interaction log and catalog. Relative paths resolve against the spec file's folder.
+
+    Example (spec.toml):
+        name = "shop"
+        interactions = "events.csv"
+        items = "catalog.parquet"
+        timestamp_unit = "iso"
+        [columns]
+        user_id = "customer"
+        item_id = "sku"
+        [policy]
+        on_duplicate = "drop"
+    """
+
+    name: str | None = None
+    interactions: Path
+    items: Path
+    columns: dict[str, str] = Field(default_factory=dict, description="canonical name -> column in the files")
+    separator: str | None = None
+    encoding: str = "utf-8"
+    timestamp_unit: str = Field("s", pattern="^(s|ms|us|iso)$")
+    list_separator: str = "|"
+    policy: ValidationPolicy = Field(default_factory=ValidationPolicy)
+
+
+def load_spec(path: Path) -> DatasetSpec:
+    """Read and check a dataset spec; errors name the file and the bad key."""
+    path = Path(path)
+    try:
+        raw = tomllib.loads(path.read_text())
+    except FileNotFoundError as exc:
+        raise DataValidationError(f"{path}: dataset spec not found") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise DataValidationError(f"{path}: not valid TOML ({exc})") from exc
+    try:
+        spec = DatasetSpec.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise DataValidationError(f"{path}: invalid dataset spec: {problems}") from exc
+    base = path.parent
+    return spec.model_copy(
+        update={"interactions": base / spec.interactions, "items": base / spec.items, "name": spec.name or path.stem}
+    )
+
+
+def load_dataset(name: str, *, policy: ValidationPolicy | None = None, quarantine_dir: Path | None = None) -> Dataset:
+    """A dataset by registered name (see `DATASETS`) or by the path of a TOML spec."""
+    if name in DATASETS:
+        return DATASETS[name](policy, quarantine_dir)
+    if name.endswith(".toml"):
+        spec = load_spec(Path(name))
+        return load_files(
+            spec.interactions,
+            spec.items,
+            mapping=spec.columns,
+            separator=spec.separator,
+            encoding=spec.encoding,
+            timestamp_unit=spec.timestamp_unit,
+            list_separator=spec.list_separator,
+            name=spec.name,
+            policy=policy or spec.policy,
+            quarantine_dir=quarantine_dir,
+        )
+    raise DataValidationError(f"unknown dataset {name!r}; use one of {', '.join(DATASETS)} or a spec .toml file")

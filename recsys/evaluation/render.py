@@ -1,0 +1,66 @@
+"""A rich rendering of an evaluation report (used by the CLI and the benchmarks)."""
+
+from __future__ import annotations
+
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+
+from recsys.evaluation.runner import EvaluationReport
+
+SHOWN = (
+    "ndcg@{k}",
+    "precision@{k}",
+    "recall@{k}",
+    "map",
+    "map@{k}",
+    "mrr",
+    "hitrate@{k}",
+    "coverage@{k}",
+    "novelty@{k}",
+    "ild@{k}",
+)
+
+
+def render_report(report: EvaluationReport) -> Group:
+    """Side-by-side table (best value per accuracy column in bold), cold-item slices and paired comparisons."""
+    ds = report.dataset
+    title = (
+        f"{ds['name']} | protocol {report.protocol} | seed {report.seed} | "
+        f"{report.split_stats['n_test_users']} test users | fingerprint {str(ds['fingerprint'])[:12]}"
+    )
+    table = Table(title=title)
+    table.add_column("model")
+    cols = [c.format(k=report.k) for c in SHOWN]
+    for extra in report.ks[1:]:
+        cols += [f"ndcg@{extra}", f"recall@{extra}"]
+    for c in cols:
+        table.add_column(c, justify="right")
+    table.add_column("fit s", justify="right")
+    best = {c: max(m.metrics.get(c, 0.0) for m in report.models) for c in cols}
+    for m in report.models:
+        cells = []
+        for c in cols:
+            v = m.metrics.get(c, float("nan"))
+            bold = v == best[c] and not c.startswith(("novelty", "ild"))
+            cells.append(f"[bold]{v:.4f}[/bold]" if bold else f"{v:.4f}")
+        table.add_row(m.name, *cells, f"{m.fit_seconds:.2f}")
+    lines: list[Text | Table] = [table]
+    k = report.k
+    for m in report.models:
+        if "cold_items" in m.slices:
+            s = m.slices["cold_items"]
+            lines.append(
+                Text(
+                    f"  cold-item slice {m.name}: ndcg@{k}={s[f'ndcg@{k}']:.4f} "
+                    f"recall@{k}={s[f'recall@{k}']:.4f} ({s['n_events']} events)"
+                )
+            )
+    for c in report.comparisons:
+        lines.append(
+            Text(
+                f"  {c.b} vs {c.a}: Δ{c.metric}={c.diff:+.4f} [{c.ci_low:+.4f}, {c.ci_high:+.4f}] "
+                f"p_t={c.p_ttest:.2g} p_w={c.p_wilcoxon:.2g}"
+            )
+        )
+    return Group(*lines)

@@ -1,0 +1,290 @@
+"""Side-by-side offline evaluation of recommenders on a fixed protocol, with slices and paired comparisons."""
+
+from __future__ import annotations
+
+import json
+import platform
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from recsys.baselines import BASELINES, EASE, Recommender
+from recsys.data import schema as S
+from recsys.data.dataset import Dataset
+from recsys.evaluation.compare import PairedComparison, paired_comparison
+from recsys.evaluation.metrics import coverage, intra_list_diversity, mean_metrics, novelty, user_metrics
+from recsys.evaluation.splits import ProtocolName, Split, make_split, validation_split
+
+ProgressFn = Callable[[str], None]
+EASE_GRID: tuple[float, ...] = (50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0, 5000.0)
+
+
+@dataclass(frozen=True)
+class ModelResult:
+    """One model's metrics overall and per slice, with timings; per-user frame and lists kept for comparisons."""
+
+    name: str
+    metrics: dict[str, float]
+    slices: dict[str, dict[str, float]]
+    params: dict[str, object]
+    fit_seconds: float
+    recommend_seconds: float
+    per_user: pl.DataFrame = field(repr=False)
+    recommendations: pl.DataFrame = field(repr=False)
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "metrics": self.metrics,
+            "slices": self.slices,
+            "params": self.params,
+            "fit_seconds": round(self.fit_seconds, 4),
+            "recommend_seconds": round(self.recommend_seconds, 4),
+        }
+
+
+@dataclass(frozen=True)
+class EvaluationReport:
+    """Everything a number needs to travel with: dataset fingerprint, protocol, seed, metric definitions."""
+
+    dataset: dict[str, object]
+    protocol: str
+    protocol_params: dict[str, object]
+    split_stats: dict[str, object]
+    seed: int
+    k: int
+    ks: tuple[int, ...]
+    models: list[ModelResult]
+    comparisons: list[PairedComparison]
+    wall_seconds: float
+    environment: dict[str, str]
+
+    def model(self, name: str) -> ModelResult:
+        return next(m for m in self.models if m.name == name)
+
+    def compare(self, a: str, b: str, *, metric: str | None = None, seed: int | None = None) -> PairedComparison:
+        """Paired comparison `b - a` over users on `metric` (default: nDCG at the primary K)."""
+        metric = metric or f"ndcg@{self.k}"
+        return paired_comparison(
+            self.model(a).per_user,
+            self.model(b).per_user,
+            metric=metric,
+            names=(a, b),
+            seed=self.seed if seed is None else seed,
+        )
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "dataset": self.dataset,
+            "protocol": {"name": self.protocol, "params": self.protocol_params, "split": self.split_stats},
+            "seed": self.seed,
+            "k": self.k,
+            "ks": list(self.ks),
+            "metric_definitions": "see recsys.evaluation.metrics (MS Recommenders conventions; binary relevance)",
+            "models": {m.name: m.to_dict() for m in self.models},
+            "comparisons": [c.to_dict() for c in self.comparisons],
+            "wall_seconds": round(self.wall_seconds, 3),
+            "environment": self.environment,
+        }
+
+    def write_json(self, path: Path) -> Path:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(self.to_dict(), indent=2, default=str))
+        return path
+
+    def export_recommendations(self, folder: Path) -> list[Path]:
+        """One Parquet file per model: user_id, item_id, rank, score."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        paths = []
+        for m in self.models:
+            p = folder / f"{m.name}.parquet"
+            m.recommendations.write_parquet(p)
+            paths.append(p)
+        return paths
+
+
+def environment_info() -> dict[str, str]:
+    """Versions and code revision, for reproducibility."""
+    import lightgbm
+    import scipy
+
+    from recsys import __version__
+
+    try:
+        sha = (
+            subprocess.run(
+                ["git", "rev-parse", "HEAD"],
+                capture_output=True,
+                text=True,
+                check=False,
+                cwd=Path(__file__).resolve().parent,
+                timeout=5,
+            ).stdout.strip()
+            or "unknown"
+        )
+    except (OSError, subprocess.SubprocessError):
+        sha = "unknown"
+    return {
+        "python": platform.python_version(),
+        "polars": pl.__version__,
+        "numpy": np.__version__,
+        "scipy": scipy.__version__,
+        "lightgbm": lightgbm.__version__,
+        "recsys": __version__,
+        "git_sha": sha,
+    }
+
+
+def _candidates(split: Split, dataset: Dataset) -> list[str] | None:
+    return dataset.items[S.ITEM_ID].to_list() if split.candidate_items == "catalog" else None
+
+
+def select_by_validation(
+    make: Callable[[float], Recommender],
+    grid: Sequence[float],
+    train: pl.DataFrame,
+    *,
+    protocol: ProtocolName,
+    seed: int = 42,
+    k: int = 10,
+    candidates: Sequence[str] | None = None,
+) -> tuple[float, dict[float, float]]:
+    """Pick the hyper-parameter with the best nDCG@k on an inner split of `train` (never on test data)."""
+    inner = validation_split(train, protocol, seed=seed)
+    users = inner.test[S.USER_ID].unique(maintain_order=True).to_list()
+    scores: dict[float, float] = {}
+    for value in grid:
+        model = make(value).fit(inner.train, candidates=candidates if inner.candidate_items == "catalog" else None)
+        per_user = user_metrics(model.recommend(users, k=k), inner.test, ks=(k,))
+        scores[value] = float(per_user[f"ndcg@{k}"].mean() or 0.0)
+    best = max(grid, key=lambda v: (scores[v], -v))
+    return best, scores
+
+
+def build_model(name: str, *, seed: int) -> Recommender:
+    """A baseline by name with its documented defaults (seeded where it has randomness)."""
+    if name not in BASELINES:
+        raise ValueError(f"unknown model {name!r}; available: {', '.join(BASELINES)}")
+    cls = BASELINES[name]
+    return cls(seed=seed) if name in ("als", "bpr") else cls()  # type: ignore[call-arg]
+
+
+def _slices(per_user: pl.DataFrame, recs: pl.DataFrame, split: Split, ks: Sequence[int]) -> dict[str, dict]:
+    out: dict[str, dict[str, float]] = {}
+    train_items = split.train[S.ITEM_ID].unique().implode()
+    cold_truth = split.test.filter(~pl.col(S.ITEM_ID).is_in(train_items))
+    if cold_truth.height:
+        warm_truth = split.test.filter(pl.col(S.ITEM_ID).is_in(train_items))
+        out["cold_items"] = {
+            "n_users": cold_truth[S.USER_ID].n_unique(),
+            "n_events": cold_truth.height,
+            **mean_metrics(user_metrics(recs, cold_truth, ks=ks)),
+        }
+        out["warm_items"] = {
+            "n_users": warm_truth[S.USER_ID].n_unique(),
+            "n_events": warm_truth.height,
+            **mean_metrics(user_metrics(recs, warm_truth, ks=ks)),
+        }
+    activity = split.train.group_by(S.USER_ID).len("n_train")
+    judged = per_user.join(activity, on=S.USER_ID, how="left").fill_null(0)
+    median = float(judged["n_train"].median() or 0)
+    for label, mask in (("light_users", pl.col("n_train") <= median), ("heavy_users", pl.col("n_train") > median)):
+        part = judged.filter(mask)
+        if part.height:
+            out[label] = {
+                "n_users": part.height,
+                "train_events_threshold": median,
+                **mean_metrics(part.drop("n_train")),
+            }
+    return out
+
+
+def evaluate(
+    dataset: Dataset,
+    *,
+    protocol: ProtocolName,
+    models: Sequence[str] = ("toppop", "sar", "itemknn", "ease", "als"),
+    k: int = 10,
+    extra_ks: Sequence[int] = (),
+    seed: int = 42,
+    ease_grid: Sequence[float] = EASE_GRID,
+    extra_models: dict[str, Callable[[], Recommender]] | None = None,
+    progress: ProgressFn | None = None,
+) -> EvaluationReport:
+    """Split `dataset` by `protocol`, fit each model on train, rank candidates for every test user, and score.
+
+    Every model ranks all candidate items (no sampled negatives) and excludes the user's training items.
+    EASE's l2 is chosen on an inner validation split of the training data. `extra_models` adds recommenders
+    built elsewhere (e.g. the full pipeline) under their own names.
+    """
+    started = time.perf_counter()
+    say = progress or (lambda _msg: None)
+    ks = (k, *[x for x in extra_ks if x != k])
+    split = make_split(dataset.interactions, protocol, seed=seed)
+    candidates = _candidates(split, dataset)
+    n_candidates = len(candidates) if candidates is not None else split.train[S.ITEM_ID].n_unique()
+    users = split.test[S.USER_ID].unique(maintain_order=True).to_list()
+    factories: dict[str, Callable[[], Recommender]] = {}
+    params: dict[str, dict[str, object]] = {}
+    for name in models:
+        if name == "ease":
+            say("ease: choosing l2 on a validation split of train")
+            best, grid_scores = select_by_validation(
+                lambda v: EASE(l2=v), ease_grid, split.train, protocol=protocol, seed=seed, k=k, candidates=candidates
+            )
+            factories[name] = lambda best=best: EASE(l2=best)
+            params[name] = {"l2": best, "validation_ndcg": {str(g): round(s, 6) for g, s in grid_scores.items()}}
+        else:
+            factories[name] = lambda name=name: build_model(name, seed=seed)
+    factories.update(extra_models or {})
+    results = []
+    for name, make in factories.items():
+        say(f"{name}: fit")
+        t0 = time.perf_counter()
+        model = make().fit(split.train, candidates=candidates, items=dataset.items)
+        t1 = time.perf_counter()
+        say(f"{name}: recommend for {len(users)} users")
+        recs = model.recommend(users, k=max(ks))
+        t2 = time.perf_counter()
+        per_user = user_metrics(recs, split.test, ks=ks)
+        metrics = mean_metrics(per_user)
+        metrics[f"coverage@{k}"] = coverage(recs, k=k, n_candidates=n_candidates)
+        metrics[f"novelty@{k}"] = novelty(recs, split.train, k=k)
+        metrics[f"ild@{k}"] = intra_list_diversity(recs, dataset.items, k=k)
+        model_params = {
+            **params.get(name, {}),
+            **{a: v for a, v in vars(model).items() if not a.endswith("_") and isinstance(v, int | float | str)},
+        }
+        results.append(
+            ModelResult(
+                name, metrics, _slices(per_user, recs, split, ks), model_params, t1 - t0, t2 - t1, per_user, recs
+            )
+        )
+    comparisons = []
+    if len(results) > 1:
+        primary = f"ndcg@{k}"
+        best = max(results, key=lambda r: r.metrics[primary])
+        comparisons = [
+            paired_comparison(r.per_user, best.per_user, metric=primary, names=(r.name, best.name), seed=seed)
+            for r in results
+            if r is not best
+        ]
+    return EvaluationReport(
+        dataset=dataset.summary(),
+        protocol=protocol,
+        protocol_params=split.params,
+        split_stats=split.stats,
+        seed=seed,
+        k=k,
+        ks=ks,
+        models=results,
+        comparisons=comparisons,
+        wall_seconds=time.perf_counter() - started,
+        environment=environment_info(),
+    )

@@ -1,0 +1,99 @@
+"""One contract suite for every recommender: each baseline only says how to build itself."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import polars as pl
+import pytest
+
+from recsys.baselines import ALS, BPR, EASE, SAR, ItemKNN, Recommender, TopPop
+from recsys.evaluation import split_temporal, user_metrics
+from tests.conftest import make_events
+
+BUILDERS: dict[str, Callable[[], Recommender]] = {
+    "toppop": TopPop,
+    "sar": SAR,
+    "itemknn": ItemKNN,
+    "ease": lambda: EASE(l2=50.0),
+    "als": lambda: ALS(factors=16, iterations=5, seed=1),
+    "bpr": lambda: BPR(factors=16, iterations=20, seed=1),
+}
+
+
+@pytest.fixture(scope="module")
+def split(synthetic):
+    return split_temporal(synthetic.interactions)
+
+
+@pytest.fixture(scope="module", params=list(BUILDERS))
+def fitted(request, split, synthetic) -> tuple[str, Recommender]:
+    return request.param, BUILDERS[request.param]().fit(split.train, candidates=synthetic.items["item_id"].to_list())
+
+
+def test_lists_have_k_ranked_unseen_items(fitted, split) -> None:
+    _, model = fitted
+    users = split.test["user_id"].unique().sort().to_list()[:20]
+    recs = model.recommend(users, k=10)
+    assert recs.columns == ["user_id", "item_id", "rank", "score"]
+    for (user,), g in recs.group_by("user_id"):
+        assert g["rank"].to_list() == list(range(1, g.height + 1)) and g.height == 10
+        assert g["score"].is_sorted(descending=True)
+        seen = set(split.train.filter(pl.col("user_id") == user)["item_id"])
+        assert not seen & set(g["item_id"])
+
+
+def test_collaborative_models_never_list_items_without_training_events(fitted, split) -> None:
+    _, model = fitted
+    cold = set(split.test["item_id"]) - set(split.train["item_id"])
+    recs = model.recommend(split.test["user_id"].unique().to_list(), k=50)
+    assert cold and not cold & set(recs["item_id"])
+
+
+def test_unknown_users_get_an_empty_list(fitted) -> None:
+    _, model = fitted
+    assert model.recommend(["nobody"], k=5).height == 0
+
+
+def test_refit_is_deterministic(fitted, split, synthetic) -> None:
+    name, model = fitted
+    users = split.test["user_id"].unique().sort().to_list()[:30]
+    again = BUILDERS[name]().fit(split.train, candidates=synthetic.items["item_id"].to_list())
+    assert model.recommend(users, k=10).equals(again.recommend(users, k=10))
+
+
+def test_personalised_models_beat_random_ranking(fitted, split) -> None:
+    name, model = fitted
+    users = split.test["user_id"].unique().to_list()
+    ndcg = user_metrics(model.recommend(users, k=10), split.test)["ndcg@10"].mean()
+    rng = np.random.default_rng(0)
+    items = split.train["item_id"].unique().to_list()
+    rand = pl.DataFrame(
+        [(u, i, r + 1) for u in users for r, i in enumerate(rng.choice(items, 10, replace=False))],
+        schema=["user_id", "item_id", "rank"],
+        orient="row",
+    )
+    assert ndcg > 2 * user_metrics(rand, split.test)["ndcg@10"].mean(), name
+
+
+def test_sar_known_answer() -> None:
+    # Users holding a: 3, b: 2, c: 1; a-b co-occur twice, a-c once. u3 holds only a, with weight 2.
+    ev = make_events(
+        [
+            ("u1", "a", 0, 1.0),
+            ("u1", "b", 0, 1.0),
+            ("u2", "a", 0, 1.0),
+            ("u2", "b", 0, 1.0),
+            ("u2", "c", 0, 1.0),
+            ("u3", "a", 0, 2.0),
+        ]
+    )
+    model = SAR(half_life_days=None).fit(ev)
+    recs = model.recommend(["u3"], k=2)
+    # score(j) = affinity(a) * Jaccard(a, j) = 2 * C_aj / (C_aa + C_jj - C_aj)
+    cooc_ab, n_a, n_b, n_c, cooc_ac = 2, 3, 2, 1, 1
+    assert recs["item_id"].to_list() == ["b", "c"]
+    assert recs["score"].to_list() == pytest.approx(
+        [2 * cooc_ab / (n_a + n_b - cooc_ab), 2 * cooc_ac / (n_a + n_c - cooc_ac)]
+    )

@@ -1,0 +1,132 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import polars as pl
+from typer.testing import CliRunner
+
+from recsys.cli import app
+from recsys.data import generate_synthetic, write_synthetic_files
+
+runner = CliRunner()
+
+
+def test_evaluate_synthetic_writes_json_and_topk_lists(tmp_path: Path) -> None:
+    out, topk = tmp_path / "report.json", tmp_path / "topk"
+    result = runner.invoke(
+        app,
+        [
+            "evaluate",
+            "--dataset",
+            "synthetic",
+            "--protocol",
+            "temporal",
+            "--models",
+            "toppop,sar,ease",
+            "--out",
+            str(out),
+            "--export-dir",
+            str(topk),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.read_text())
+    assert set(report["models"]) == {"toppop", "sar", "ease"}
+    assert report["protocol"]["name"] == "temporal" and report["seed"] == 42
+    assert len(report["dataset"]["fingerprint"]) == 64
+    assert "ndcg@10" in report["models"]["sar"]["metrics"] and "cold_items" in report["models"]["sar"]["slices"]
+    assert "l2" in report["models"]["ease"]["params"]
+    lists = pl.read_parquet(topk / "sar.parquet")
+    assert lists.columns == ["user_id", "item_id", "rank", "score"]
+    assert "ndcg@10" in result.output
+
+
+def test_evaluate_is_deterministic(tmp_path: Path) -> None:
+    outs = []
+    for name in ("a.json", "b.json"):
+        runner.invoke(
+            app, ["evaluate", "--models", "sar,als", "--protocol", "leave-last-out", "--out", str(tmp_path / name)]
+        )
+        outs.append(json.loads((tmp_path / name).read_text())["models"])
+    assert {m: v["metrics"] for m, v in outs[0].items()} == {m: v["metrics"] for m, v in outs[1].items()}
+
+
+def test_a_teams_own_files_with_column_mapping(tmp_path: Path) -> None:
+    ds = generate_synthetic(n_users=60, n_items=80, mean_events=15, seed=5)
+    write_synthetic_files(ds, str(tmp_path / "ev.csv"), str(tmp_path / "it.csv"))
+    ev = pl.read_csv(tmp_path / "ev.csv").rename({"user_id": "customer", "item_id": "sku"})
+    ev.write_csv(tmp_path / "ev.csv")
+    pl.read_csv(tmp_path / "it.csv").rename({"item_id": "sku"}).write_csv(tmp_path / "it.csv")
+    result = runner.invoke(
+        app,
+        [
+            "evaluate",
+            "--interactions",
+            str(tmp_path / "ev.csv"),
+            "--items",
+            str(tmp_path / "it.csv"),
+            "--map",
+            "user_id=customer",
+            "--map",
+            "item_id=sku",
+            "--models",
+            "toppop,sar",
+            "--protocol",
+            "temporal",
+            "--out",
+            str(tmp_path / "r.json"),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "r.json").read_text())["dataset"]["n_interactions"] == ds.interactions.height
+
+
+def test_bad_input_is_one_line_error_and_nonzero_exit(tmp_path: Path) -> None:
+    (tmp_path / "ev.csv").write_text("user,item_id,timestamp\nu,i,1700000000\n")
+    (tmp_path / "it.csv").write_text("item_id,title\ni,T\n")
+    result = runner.invoke(
+        app, ["evaluate", "--interactions", str(tmp_path / "ev.csv"), "--items", str(tmp_path / "it.csv")]
+    )
+    assert result.exit_code == 2
+    assert "missing required column(s) 'user_id'" in result.output
+
+
+def test_validate_prints_report_and_quarantines(tmp_path: Path) -> None:
+    (tmp_path / "ev.csv").write_text("user_id,item_id,timestamp\nu,i,1700000000\nu,i,1700000000\n")
+    (tmp_path / "it.csv").write_text("item_id,title\ni,T\n")
+    result = runner.invoke(
+        app,
+        [
+            "validate",
+            "--interactions",
+            str(tmp_path / "ev.csv"),
+            "--items",
+            str(tmp_path / "it.csv"),
+            "--policy",
+            "on_duplicate=drop",
+            "--quarantine-dir",
+            str(tmp_path / "q"),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert '"duplicate": 1' in result.output
+    assert pl.read_parquet(tmp_path / "q" / "quarantine.parquet").height == 1
+
+
+def test_settings_file_env_and_flags_in_order_of_precedence(tmp_path: Path, monkeypatch) -> None:
+    from recsys.config import load_settings
+
+    cfg = tmp_path / "recsys.toml"
+    cfg.write_text('[evaluation]\nprotocol = "leave-last-out"\nk = 5\nmodels = ["toppop"]\n')
+    assert load_settings(cfg).evaluation.k == 5
+    monkeypatch.setenv("RECSYS_EVALUATION__K", "7")
+    assert load_settings(cfg).evaluation.k == 7  # env beats file
+    out = tmp_path / "r.json"
+    result = runner.invoke(app, ["evaluate", "--config", str(cfg), "--k", "3", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.read_text())
+    assert report["k"] == 3 and report["protocol"]["name"] == "leave-last-out"  # flag beats env, file fills the rest
+    assert list(report["models"]) == ["toppop"]
+    bad = runner.invoke(app, ["evaluate", "--config", str(cfg), "--protocol", "random"])
+    assert bad.exit_code == 2 and "protocol" in bad.output
