@@ -97,6 +97,8 @@ def evaluate(
     k: Annotated[int | None, typer.Option(help="Primary cut-off K")] = None,
     extra_k: Annotated[list[int], typer.Option("--extra-k", help="Further cut-offs, e.g. --extra-k 50")] = [],  # noqa: B006
     seed: Annotated[int | None, typer.Option(help="Seed of the split, the models and the bootstrap")] = None,
+    cutoff: Annotated[str | None, typer.Option(help="temporal: global cutoff (ISO date/time)")] = None,
+    test_fraction: Annotated[float | None, typer.Option(help="temporal: share of events after the cutoff")] = None,
     config: Annotated[Path | None, typer.Option(help="Settings TOML ([data], [evaluation]); flags override")] = None,
     out: Annotated[Path | None, typer.Option(help="Write the report as JSON here")] = None,
     export_dir: Annotated[Path | None, typer.Option(help="Write each model's top-K lists as Parquet here")] = None,
@@ -118,6 +120,8 @@ def evaluate(
         "k": k,
         "seed": seed,
         "extra_ks": tuple(extra_k) or None,
+        "cutoff": cutoff,
+        "test_fraction": test_fraction,
         "models": tuple(m.strip() for m in models.split(",") if m.strip()) if models else None,
     }
     try:
@@ -155,6 +159,7 @@ def evaluate(
                 extra_ks=cfg.extra_ks,
                 seed=cfg.seed,
                 ease_grid=cfg.ease_grid,
+                protocol_params=cfg.protocol_params(),
                 progress=step,
             )
             bar.update(task, completed=n_steps, description="done")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 
 from pydantic import BaseModel, Field
@@ -24,11 +25,19 @@ class EvaluationConfig(BaseModel, frozen=True, extra="forbid"):
     """Protocol, models and cut-offs of an offline evaluation."""
 
     protocol: ProtocolName = "temporal"
+    cutoff: datetime | None = Field(None, description="temporal: global cutoff; default from test_fraction")
+    test_fraction: float = Field(0.2, gt=0, lt=1, description="temporal: share of events after the cutoff")
     models: tuple[str, ...] = ("toppop", "sar", "itemknn", "ease", "als")
     k: int = Field(10, ge=1, le=1000)
     extra_ks: tuple[int, ...] = ()
     seed: int = 42
     ease_grid: tuple[float, ...] = EASE_GRID
+
+    def protocol_params(self) -> dict[str, object]:
+        """Split arguments of the chosen protocol."""
+        if self.protocol == "temporal":
+            return {"cutoff": self.cutoff, "test_fraction": self.test_fraction}
+        return {}
 
 
 class Settings(BaseSettings):

@@ -214,19 +214,22 @@ def evaluate(
     extra_ks: Sequence[int] = (),
     seed: int = 42,
     ease_grid: Sequence[float] = EASE_GRID,
+    protocol_params: dict[str, object] | None = None,
     extra_models: dict[str, Callable[[], Recommender]] | None = None,
     progress: ProgressFn | None = None,
 ) -> EvaluationReport:
     """Split `dataset` by `protocol`, fit each model on train, rank candidates for every test user, and score.
 
     Every model ranks all candidate items (no sampled negatives) and excludes the user's training items.
+    `protocol_params` go to the split (e.g. `cutoff` or `test_fraction` for `temporal`, `ratio` for
+    `ms-stratified`).
     EASE's l2 is chosen on an inner validation split of the training data. `extra_models` adds recommenders
     built elsewhere (e.g. the full pipeline) under their own names.
     """
     started = time.perf_counter()
     say = progress or (lambda _msg: None)
     ks = (k, *[x for x in extra_ks if x != k])
-    split = make_split(dataset.interactions, protocol, seed=seed)
+    split = make_split(dataset.interactions, protocol, seed=seed, **(protocol_params or {}))
     candidates = _candidates(split, dataset)
     n_candidates = len(candidates) if candidates is not None else split.train[S.ITEM_ID].n_unique()
     users = split.test[S.USER_ID].unique(maintain_order=True).to_list()

@@ -130,3 +130,14 @@ def test_settings_file_env_and_flags_in_order_of_precedence(tmp_path: Path, monk
     assert list(report["models"]) == ["toppop"]
     bad = runner.invoke(app, ["evaluate", "--config", str(cfg), "--protocol", "random"])
     assert bad.exit_code == 2 and "protocol" in bad.output
+
+
+def test_temporal_cutoff_flag_moves_the_split(tmp_path: Path) -> None:
+    reports = []
+    for cutoff in ("2024-06-01", "2024-10-01"):
+        out = tmp_path / f"{cutoff}.json"
+        result = runner.invoke(app, ["evaluate", "--models", "toppop", "--cutoff", cutoff, "--out", str(out)])
+        assert result.exit_code == 0, result.output
+        reports.append(json.loads(out.read_text())["protocol"])
+    assert reports[0]["params"]["cutoff"].startswith("2024-06-01")
+    assert reports[0]["split"]["n_test"] > reports[1]["split"]["n_test"]
