@@ -6,6 +6,9 @@ STAMP := $(VENV)/.installed
 
 export MLFLOW_DISABLE_TELEMETRY := true
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
+# Model hubs are unreachable: encoders load from local folders only.
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
 
 .PHONY: demo test lint bench install clean
 

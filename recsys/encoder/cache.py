@@ -1,0 +1,61 @@
+"""Item embeddings cached by (model version, text hash): a nightly run embeds only new or changed texts."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from recsys.data import schema as S
+from recsys.encoder.model import TextEncoder
+
+
+@dataclass(frozen=True)
+class ItemEmbeddings:
+    """Unit vectors per item (row i belongs to item_ids[i]) and the encoder version that made them."""
+
+    item_ids: list[str]
+    vectors: np.ndarray
+    model_version: str
+    n_encoded: int  # texts embedded in this call (the rest came from the cache)
+
+
+def text_hash(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
+
+
+def embed_items(
+    item_text: pl.DataFrame,
+    encoder: TextEncoder,
+    *,
+    cache_dir: Path | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> ItemEmbeddings:
+    """Embed item_id, text rows, reusing cached vectors of the same (model version, text).
+
+    The cache is one Parquet file per model version under `cache_dir` (text_hash, vector).
+    """
+    hashes = [text_hash(t) for t in item_text["text"].to_list()]
+    cached: dict[str, np.ndarray] = {}
+    path = Path(cache_dir) / f"{encoder.version}.parquet" if cache_dir else None
+    if path is not None and path.is_file():
+        store = pl.read_parquet(path)
+        cached = dict(zip(store["text_hash"].to_list(), store["vector"].to_numpy(), strict=True))
+    texts = item_text["text"].to_list()
+    missing = sorted({h: i for i, h in enumerate(hashes) if h not in cached}.items())
+    if missing:
+        new = encoder.encode([texts[i] for _, i in missing], progress=progress)
+        for (h, _), v in zip(missing, new, strict=True):
+            cached[h] = v
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            keys = list(cached)
+            tmp = path.with_suffix(".tmp")
+            pl.DataFrame({"text_hash": keys, "vector": np.stack([cached[k] for k in keys])}).write_parquet(tmp)
+            tmp.replace(path)  # atomic: a crash never leaves a half-written cache
+    vectors = np.stack([cached[h] for h in hashes]).astype(np.float32) if hashes else np.zeros((0, encoder.dim))
+    return ItemEmbeddings(item_text[S.ITEM_ID].to_list(), vectors, encoder.version, len(missing))
