@@ -39,23 +39,23 @@ def embed_items(
 
     The cache is one Parquet file per model version under `cache_dir` (text_hash, vector).
     """
-    hashes = [text_hash(t) for t in item_text["text"].to_list()]
+    texts = item_text["text"].to_list()
+    hashes = [text_hash(t) for t in texts]
     cached: dict[str, np.ndarray] = {}
     path = Path(cache_dir) / f"{encoder.version}.parquet" if cache_dir else None
     if path is not None and path.is_file():
         store = pl.read_parquet(path)
         cached = dict(zip(store["text_hash"].to_list(), store["vector"].to_numpy(), strict=True))
-    texts = item_text["text"].to_list()
-    missing = sorted({h: i for i, h in enumerate(hashes) if h not in cached}.items())
+    missing = {h: t for h, t in zip(hashes, texts, strict=True) if h not in cached}  # distinct new texts
     if missing:
-        new = encoder.encode([texts[i] for _, i in missing], progress=progress)
-        for (h, _), v in zip(missing, new, strict=True):
-            cached[h] = v
+        new = encoder.encode(list(missing.values()), progress=progress)
+        cached.update(zip(missing, new, strict=True))
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
             keys = list(cached)
             tmp = path.with_suffix(".tmp")
             pl.DataFrame({"text_hash": keys, "vector": np.stack([cached[k] for k in keys])}).write_parquet(tmp)
             tmp.replace(path)  # atomic: a crash never leaves a half-written cache
-    vectors = np.stack([cached[h] for h in hashes]).astype(np.float32) if hashes else np.zeros((0, encoder.dim))
+    vectors = np.stack([cached[h] for h in hashes]) if hashes else np.zeros((0, encoder.dim))
+    vectors = vectors.astype(np.float32, copy=False)
     return ItemEmbeddings(item_text[S.ITEM_ID].to_list(), vectors, encoder.version, len(missing))

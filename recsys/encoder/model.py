@@ -97,25 +97,16 @@ class TextEncoder:
         if n == 0:
             return out
         bs = batch_size or self.cfg.batch_size
-        lengths = [
-            len(ids)
-            for ids in self.tokenizer(
-                list(texts), truncation=True, max_length=self.cfg.max_length, add_special_tokens=True
-            )["input_ids"]
-        ]
-        order = np.argsort(-np.asarray(lengths), kind="stable")
+        # Tokenise once; each length-sorted batch is only padded to its own longest text.
+        encoded = self.tokenizer(list(texts), truncation=True, max_length=self.cfg.max_length)
+        order = np.argsort(-np.asarray([len(ids) for ids in encoded["input_ids"]]), kind="stable")
         with torch.inference_mode():
             for start in range(0, n, bs):
                 idx = order[start : start + bs]
-                batch = self.tokenizer(
-                    [texts[i] for i in idx],
-                    padding=True,
-                    truncation=True,
-                    max_length=self.cfg.max_length,
-                    return_tensors="pt",
-                ).to(self.device)
+                features = {key: [values[i] for i in idx] for key, values in encoded.items()}
+                batch = self.tokenizer.pad(features, padding=True, return_tensors="pt").to(self.device)
                 hidden = self.model(**batch).last_hidden_state
-                out[idx] = mean_pool(hidden, batch["attention_mask"]).float().cpu().numpy()
+                out[idx] = mean_pool(hidden, batch["attention_mask"]).cpu().numpy()
                 if progress:
                     progress(len(idx))
         return out

@@ -27,9 +27,8 @@ def _part(field: str, cfg: ItemTextConfig) -> pl.Expr:
         return pl.when(col.list.len() > 0).then("Genres: " + col.list.join(", "))
     if field == S.TAGS:
         return pl.when(col.list.len() > 0).then("Tags: " + col.list.head(cfg.max_tags).list.join(", "))
-    return pl.when(col.cast(pl.String).str.strip_chars().str.len_chars() > 0).then(
-        col.cast(pl.String).str.strip_chars()
-    )
+    stripped = col.cast(pl.String).str.strip_chars()
+    return pl.when(stripped.str.len_chars() > 0).then(stripped)
 
 
 def build_item_text(items: pl.DataFrame, cfg: ItemTextConfig | None = None) -> pl.DataFrame:
