@@ -129,7 +129,11 @@ def evaluate(
         cfg = settings.evaluation.model_validate(
             {**settings.evaluation.model_dump(), **{f: v for f, v in flags.items() if v is not None}}
         )
-    except (ValidationError, FileNotFoundError) as exc:
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        err.print(f"[red]error:[/red] invalid settings: {problems}")
+        raise typer.Exit(2) from exc
+    except FileNotFoundError as exc:
         err.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from exc
     dataset = dataset or (None if interactions else settings.data.dataset)

@@ -81,6 +81,12 @@ def split_temporal(interactions: pl.DataFrame, *, cutoff: datetime | None = None
         cutoff = interactions[S.TIMESTAMP].quantile(1 - test_fraction, interpolation="lower")
     train = interactions.filter(pl.col(S.TIMESTAMP) < cutoff)
     later = interactions.filter(pl.col(S.TIMESTAMP) >= cutoff)
+    if train.height == 0 or later.height == 0:
+        ts = interactions[S.TIMESTAMP]
+        raise ValueError(
+            f"temporal cutoff {cutoff} leaves {'no training' if train.height == 0 else 'no test'} "
+            f"events; the data spans {ts.min()} to {ts.max()}"
+        )
     known = train[S.USER_ID].unique().implode()
     test = later.filter(pl.col(S.USER_ID).is_in(known))
     cold_users = later.filter(~pl.col(S.USER_ID).is_in(known))

@@ -141,3 +141,11 @@ def test_temporal_cutoff_flag_moves_the_split(tmp_path: Path) -> None:
         reports.append(json.loads(out.read_text())["protocol"])
     assert reports[0]["params"]["cutoff"].startswith("2024-06-01")
     assert reports[0]["split"]["n_test"] > reports[1]["split"]["n_test"]
+
+
+def test_bad_settings_flag_is_one_line_error() -> None:
+    result = runner.invoke(app, ["evaluate", "--cutoff", "notadate", "--models", "toppop"])
+    assert result.exit_code == 2
+    assert "invalid settings: cutoff:" in result.output
+    late = runner.invoke(app, ["evaluate", "--cutoff", "2030-01-01", "--models", "toppop"])
+    assert late.exit_code == 2 and "leaves no test events" in late.output

@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+from datetime import datetime
+
 import polars as pl
+import pytest
 
 from recsys.evaluation import make_split, split_leave_last_out, split_ms_stratified, split_temporal
 from tests.conftest import make_events
@@ -43,3 +46,10 @@ def test_make_split_dispatches() -> None:
     ev = make_events([("a", "x", 1, 1.0), ("a", "y", 2, 1.0), ("b", "x", 3, 1.0), ("b", "z", 4, 1.0)])
     assert make_split(ev, "leave-last-out").protocol == "leave-last-out"
     assert isinstance(make_split(ev, "temporal").train, pl.DataFrame)
+
+
+def test_temporal_cutoff_outside_the_data_is_a_clear_error(synthetic) -> None:
+    with pytest.raises(ValueError, match=r"cutoff 2030-01-01 00:00:00 leaves no test events; the data spans 2024"):
+        split_temporal(synthetic.interactions, cutoff=datetime(2030, 1, 1))
+    with pytest.raises(ValueError, match="leaves no training events"):
+        split_temporal(synthetic.interactions, cutoff=datetime(2000, 1, 1))
