@@ -21,8 +21,10 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# Baselines and the full pipeline (LoRA fine-tuning capped at 90 s here) on the embedded synthetic data.
 demo: $(STAMP)
-	$(VENV)/bin/recsys evaluate --dataset synthetic --protocol temporal \
+	RECSYS_ENCODER__TIME_BUDGET_S=90 $(VENV)/bin/recsys evaluate --dataset synthetic --protocol temporal \
+		--models toppop,sar,ease,als,pipeline,pipeline-no-text --extra-k 50 \
 		--out results/demo/report.json --export-dir results/demo/topk
 
 lint: $(STAMP)
@@ -33,6 +35,7 @@ test: lint
 
 bench: $(STAMP)
 	$(PY) bench/quality.py --out bench/results/quality.json
+	$(PY) bench/encoder.py --out bench/results/encoder.json
 
 clean:
 	rm -rf results .pytest_cache .ruff_cache

@@ -3,12 +3,20 @@
     python bench/quality.py --out bench/results/quality.json
 
 Default runs: ML-100k with `ms-stratified` (the Microsoft Recommenders benchmark protocol, with the published SAR
-row reproduced alongside) and ml-latest-small with `temporal`. Data is read from RECSYS_DATA_DIR.
+row reproduced alongside) and ml-latest-small with `temporal`, each with the item texts joined (`+wiki`, `+tmdb`:
+same interactions, so the baselines are unaffected). Data is read from RECSYS_DATA_DIR.
+
+Rows `pipeline` (candidates + features + LightGBM LambdaRank with interest-match features from the LoRA fine-tuned
+encoder) and `pipeline-no-text` (the same without the interest-match features) are added unless `--no-pipeline`;
+the encoder is fine-tuned on the inner training part of each split only (`--time-budget` seconds). Paired
+comparisons: pipeline vs no-text and pipeline vs the best baseline. Feature importance (gain) is written as CSV and
+PNG beside the JSON.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import time
 from pathlib import Path
@@ -16,8 +24,11 @@ from pathlib import Path
 from rich.console import Console
 
 from recsys.data import load_dataset
+from recsys.encoder import EncoderStageConfig, TextEmbedder
 from recsys.evaluation import evaluate
 from recsys.evaluation.render import render_report
+from recsys.progress import training_bar
+from recsys.ranker import PIPELINE_MODELS, pipeline_factories
 
 # examples/06_benchmarks/movielens.ipynb of Microsoft Recommenders (2025 run), k=10.
 PUBLISHED = {
@@ -28,7 +39,8 @@ PUBLISHED = {
         "lightgcn": {"ndcg@10": 0.416371},
     }
 }
-RUNS = (("ml-100k", "ms-stratified"), ("ml-latest-small", "temporal"))
+RUNS = (("ml-100k+wiki", "ms-stratified"), ("ml-latest-small+tmdb", "temporal"))
+BASELINES = ("toppop", "sar", "itemknn", "ease", "als", "bpr")
 
 
 def main() -> None:
@@ -37,24 +49,39 @@ def main() -> None:
     ap.add_argument("--models", default="toppop,sar,itemknn,ease,als,bpr")
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--run", action="append", help="dataset:protocol (repeatable); default: both standard runs")
+    ap.add_argument("--no-pipeline", action="store_true", help="baselines only")
+    ap.add_argument("--time-budget", type=float, default=480.0, help="encoder fine-tuning seconds per run")
     args = ap.parse_args()
     console = Console(width=200)
     runs = [tuple(r.split(":", 1)) for r in args.run] if args.run else RUNS
     out: dict[str, object] = {"runs": [], "published": PUBLISHED}
     t0 = time.perf_counter()
     for dataset, protocol in runs:
-        report = evaluate(
-            load_dataset(dataset),
-            protocol=protocol,
-            models=args.models.split(","),
-            k=10,
-            extra_ks=(50,),
-            seed=args.seed,
-            progress=lambda m: console.log(m),
-        )
+        extra = {}
+        embedder = None
+        with contextlib.ExitStack() as stack:
+            if not args.no_pipeline:
+                update = stack.enter_context(training_bar(f"fine-tune ({dataset})", console=console))
+                stage = EncoderStageConfig(time_budget_s=args.time_budget, cache_dir=Path("results/embeddings"))
+                work = Path("results/bench-quality") / dataset
+                embedder = TextEmbedder(stage, work_dir=work, seed=args.seed, training_progress=update)
+                extra = pipeline_factories(PIPELINE_MODELS, embedder=embedder, protocol=protocol, seed=args.seed)
+            report = evaluate(
+                load_dataset(dataset),
+                protocol=protocol,
+                extra_models=extra,
+                models=args.models.split(","),
+                k=10,
+                extra_ks=(50,),
+                seed=args.seed,
+                progress=lambda m: console.log(m),
+            )
         console.print(render_report(report))
         entry = report.to_dict()
-        ref = PUBLISHED.get(dataset, {}) if protocol == "ms-stratified" else {}
+        entry["topk_lists"] = [str(p) for p in report.export_recommendations(Path("results/bench-quality") / dataset)]
+        if not args.no_pipeline:
+            entry["pipeline"] = pipeline_summary(report, embedder, args.out.parent, dataset, console)
+        ref = PUBLISHED.get(dataset.split("+")[0], {}) if protocol == "ms-stratified" else {}
         entry["reproduction"] = {
             model: {
                 metric: {
@@ -78,6 +105,52 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(out, indent=2, default=str))
     console.print(f"wrote {args.out}")
+
+
+def pipeline_summary(report, embedder, folder: Path, dataset: str, console: Console) -> dict[str, object]:
+    """Paired comparisons, cold-item slice, candidate recall and feature importance (CSV + PNG) of the pipeline."""
+    import polars as pl
+
+    baselines = [m for m in report.models if m.name in BASELINES]
+    best = max(baselines, key=lambda m: m.metrics[f"ndcg@{report.k}"]).name if baselines else None
+    comparisons = {"pipeline_vs_no_text": report.compare("pipeline-no-text", "pipeline").to_dict()}
+    if best:
+        comparisons["pipeline_vs_best_baseline"] = report.compare(best, "pipeline").to_dict()
+    for key, c in comparisons.items():
+        console.print(
+            f"  {key}: {c['metric']} {c['mean_b']:.4f} - {c['mean_a']:.4f} = {c['diff']:+.4f} "
+            f"[{c['ci_low']:+.4f}, {c['ci_high']:+.4f}] p_t={c['p_ttest']:.2g} ({c['a']} -> {c['b']})"
+        )
+    params = report.model("pipeline").params
+    importance = pl.DataFrame(params["feature_importance"])
+    stem = folder / f"importance-{dataset}"
+    importance.write_csv(stem.with_suffix(".csv"))
+    _plot_importance(importance, stem.with_suffix(".png"), f"{dataset}: LambdaRank feature importance (gain)")
+    return {
+        "best_baseline": best,
+        "comparisons": comparisons,
+        "candidate_recall": params.get("candidate_recall"),
+        "cold_items": {m: report.model(m).slices.get("cold_items") for m in ("pipeline", "pipeline-no-text", best)},
+        "feature_importance_csv": str(stem.with_suffix(".csv")),
+        "feature_importance_png": str(stem.with_suffix(".png")),
+        "fine_tune": {k: r.to_dict() for k, r in embedder.results.items()},
+    }
+
+
+def _plot_importance(importance, path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    top = importance.head(25)
+    fig, ax = plt.subplots(figsize=(8, 0.32 * top.height + 1.2))
+    ax.barh(top["feature"].to_list()[::-1], top["gain"].to_list()[::-1], color="#3b75af")
+    ax.set_xlabel("total gain")
+    ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
 
 
 if __name__ == "__main__":

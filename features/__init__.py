@@ -1,1 +1,12 @@
-"""Point-in-time feature definitions (pure polars functions taking `as_of`). Filled by the ranker stage."""
+"""Point-in-time feature definitions: pure polars functions that take `as_of` and read nothing at or after it.
+
+Imports nothing of ours but `recsys.data.schema`, so training and serving compute features with the same code.
+"""
+
+from __future__ import annotations
+
+from features.affinity import genre_affinity
+from features.items import item_catalog_features, item_popularity
+from features.users import user_activity
+
+__all__ = ["genre_affinity", "item_catalog_features", "item_popularity", "user_activity"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 from rich.console import Console
@@ -56,6 +56,27 @@ def _load(
     return load_dataset(dataset or "synthetic", policy=pol, quarantine_dir=quarantine_dir)
 
 
+def _bad_settings(exc: Exception) -> NoReturn:
+    problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())  # type: ignore[attr-defined]
+    err.print(f"[red]error:[/red] invalid settings: {problems}")
+    raise typer.Exit(2) from exc
+
+
+def _settings(config: Path | None):
+    """Settings from the TOML file and RECSYS_* env vars, with one-line errors."""
+    from pydantic import ValidationError
+
+    from recsys.config import load_settings
+
+    try:
+        return load_settings(config)
+    except ValidationError as exc:
+        _bad_settings(exc)
+    except FileNotFoundError as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+
+
 DatasetOpt = Annotated[
     str | None,
     typer.Option(
@@ -93,7 +114,9 @@ def validate(
 def evaluate(
     dataset: DatasetOpt = None,
     protocol: Annotated[str | None, typer.Option(help="ms-stratified, temporal or leave-last-out")] = None,
-    models: Annotated[str | None, typer.Option(help="Comma-separated: toppop,sar,itemknn,ease,als,bpr")] = None,
+    models: Annotated[
+        str | None, typer.Option(help="Comma-separated: toppop,sar,itemknn,ease,als,bpr,pipeline,pipeline-no-text")
+    ] = None,
     k: Annotated[int | None, typer.Option(help="Primary cut-off K")] = None,
     extra_k: Annotated[list[int], typer.Option("--extra-k", help="Further cut-offs, e.g. --extra-k 50")] = [],  # noqa: B006
     seed: Annotated[int | None, typer.Option(help="Seed of the split, the models and the bootstrap")] = None,
@@ -112,7 +135,6 @@ def evaluate(
     """Evaluate baselines side by side on a fixed protocol; print a table, optionally write JSON and top-K lists."""
     from pydantic import ValidationError
 
-    from recsys.config import load_settings
     from recsys.evaluation import evaluate as run_evaluation
 
     flags = {
@@ -124,18 +146,13 @@ def evaluate(
         "test_fraction": test_fraction,
         "models": tuple(m.strip() for m in models.split(",") if m.strip()) if models else None,
     }
+    settings = _settings(config)
     try:
-        settings = load_settings(config)
         cfg = settings.evaluation.model_validate(
             {**settings.evaluation.model_dump(), **{f: v for f, v in flags.items() if v is not None}}
         )
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        err.print(f"[red]error:[/red] invalid settings: {problems}")
-        raise typer.Exit(2) from exc
-    except FileNotFoundError as exc:
-        err.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from exc
+        _bad_settings(exc)
     dataset = dataset or (None if interactions else settings.data.dataset)
     names = list(cfg.models)
     try:
@@ -155,10 +172,12 @@ def evaluate(
             def step(msg: str) -> None:
                 bar.update(task, description=msg, advance=1)
 
+            extra = _pipeline_models(names, settings, cfg.protocol, cfg.seed, bar)
             report = run_evaluation(
                 ds,
                 protocol=cfg.protocol,
-                models=names,
+                models=[n for n in names if n not in extra],
+                extra_models=extra,
                 k=cfg.k,
                 extra_ks=cfg.extra_ks,
                 seed=cfg.seed,
@@ -177,3 +196,128 @@ def evaluate(
     if export_dir:
         paths = report.export_recommendations(export_dir)
         console.print(f"top-{max(report.ks)} lists: {', '.join(str(p) for p in paths)}")
+
+
+def _pipeline_models(names: list[str], settings, protocol: str, seed: int, bar: Progress) -> dict:
+    """Factories of the full pipeline (and its no-text ablation) named in `names`, sharing one fine-tuning whose
+    progress shows as a task of `bar`."""
+    from recsys.encoder import FineTuneStatus, TextEmbedder
+    from recsys.ranker import PIPELINE_MODELS, pipeline_factories
+
+    wanted = [n for n in names if n in PIPELINE_MODELS]
+    if not wanted:
+        return {}
+    task = bar.add_task("fine-tuning the encoder", total=None, visible=settings.encoder.enabled_fine_tune)
+
+    def training(status: FineTuneStatus) -> None:
+        bar.update(
+            task,
+            completed=status.step,
+            total=status.total_steps,
+            description=f"fine-tuning: loss {status.loss:.3f}, {status.pairs_per_second:.1f} pairs/s",
+        )
+
+    embedder = TextEmbedder(settings.encoder, work_dir=Path("results/pipeline"), seed=seed, training_progress=training)
+    return pipeline_factories(wanted, embedder=embedder, cfg=settings.ranker, protocol=protocol, seed=seed)
+
+
+@app.command()
+def finetune(
+    dataset: DatasetOpt = None,
+    out: Annotated[Path, typer.Option(help="Adapter folder to write")] = Path("results/adapter"),
+    as_of: Annotated[str | None, typer.Option(help="Use only events before this time (ISO); default: all")] = None,
+    init_adapter: Annotated[Path | None, typer.Option(help="Warm start from this adapter")] = None,
+    time_budget: Annotated[float | None, typer.Option(help="Wall seconds; default from settings")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of pair sampling, LoRA init and shuffling")] = 42,
+    config: Annotated[Path | None, typer.Option(help="Settings TOML ([encoder.*] sections)")] = None,
+    interactions: InteractionsOpt = None,
+    items: ItemsOpt = None,
+    mapping: MapOpt = [],  # noqa: B006
+    timestamp_unit: TsOpt = "s",
+    policy: PolicyOpt = [],  # noqa: B006
+    quarantine_dir: QuarantineOpt = None,
+) -> None:
+    """Fine-tune the text encoder with LoRA on (earlier liked item -> next liked item) pairs; write the adapter."""
+    from datetime import datetime, timedelta
+
+    from recsys.encoder import build_item_text, build_pairs, fine_tune
+    from recsys.progress import training_bar
+
+    settings = _settings(config)
+    enc = settings.encoder
+    try:
+        ds = _load(
+            dataset or settings.data.dataset, interactions, items, mapping, timestamp_unit, policy, quarantine_dir
+        )
+        cutoff = (
+            datetime.fromisoformat(as_of) if as_of else ds.interactions["timestamp"].max() + timedelta(microseconds=1)  # type: ignore[operator]
+        )
+        pairs = build_pairs(
+            ds.interactions, build_item_text(ds.items, enc.text), as_of=cutoff, cfg=enc.pairs, seed=seed
+        )
+        console.print(f"pairs before {cutoff}: {pairs.stats['train_pairs']} train, {pairs.stats['valid_pairs']} valid")
+        with training_bar("fine-tuning", console=err) as update:
+            res = fine_tune(
+                pairs.train,
+                pairs.valid,
+                out=out,
+                encoder=enc.model,
+                cfg=enc.fine_tune,
+                seed=seed,
+                time_budget_s=time_budget if time_budget is not None else enc.time_budget_s,
+                init_adapter=init_adapter,
+                progress=update,
+            )
+    except (DataValidationError, ValueError, FileNotFoundError) as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    console.print(
+        f"adapter: {res.adapter_path} | {res.steps} steps, {res.pairs_seen} pairs, {res.pairs_per_second} pairs/s "
+        f"on {res.device} ({res.dtype}) | stopped: {res.stopped} | validation loss {res.initial_val_loss} -> "
+        f"{res.best_val_loss} (best step {res.best_step})"
+    )
+
+
+@app.command()
+def embed(
+    dataset: DatasetOpt = None,
+    out: Annotated[Path, typer.Option(help="Parquet file: item_id, vector, model_version")] = Path(
+        "results/item_embeddings.parquet"
+    ),
+    adapter: Annotated[Path | None, typer.Option(help="LoRA adapter folder (default: pretrained encoder)")] = None,
+    config: Annotated[Path | None, typer.Option(help="Settings TOML ([encoder.*] sections)")] = None,
+    interactions: InteractionsOpt = None,
+    items: ItemsOpt = None,
+    mapping: MapOpt = [],  # noqa: B006
+    timestamp_unit: TsOpt = "s",
+    policy: PolicyOpt = [],  # noqa: B006
+    quarantine_dir: QuarantineOpt = None,
+) -> None:
+    """Embed every item's text (only new or changed texts are encoded; the rest comes from the cache)."""
+    import polars as pl
+
+    from recsys.encoder import TextEncoder, build_item_text, embed_items
+    from recsys.progress import count_bar
+
+    settings = _settings(config)
+    enc = settings.encoder
+    model_cfg = enc.model.model_copy(update={"adapter_path": str(adapter)}) if adapter else enc.model
+    try:
+        ds = _load(
+            dataset or settings.data.dataset, interactions, items, mapping, timestamp_unit, policy, quarantine_dir
+        )
+        item_text = build_item_text(ds.items, enc.text)
+        encoder = TextEncoder(model_cfg)
+        with count_bar("embedding", item_text.height, console=err) as advance:
+            emb = embed_items(item_text, encoder, cache_dir=enc.cache_dir, progress=advance)
+    except (DataValidationError, ValueError, FileNotFoundError) as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    out.parent.mkdir(parents=True, exist_ok=True)
+    pl.DataFrame(
+        {"item_id": emb.item_ids, "vector": emb.vectors, "model_version": [emb.model_version] * len(emb.item_ids)}
+    ).write_parquet(out)
+    console.print(
+        f"{len(emb.item_ids)} items embedded by {emb.model_version} ({encoder.device}, {encoder.dtype}); "
+        f"{emb.n_encoded} encoded now, {len(emb.item_ids) - emb.n_encoded} from the cache -> {out}"
+    )

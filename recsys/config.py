@@ -9,8 +9,10 @@ from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
 from recsys.data.validation import ValidationPolicy
+from recsys.encoder.stage import EncoderStageConfig
 from recsys.evaluation.runner import EASE_GRID
 from recsys.evaluation.splits import ProtocolName
+from recsys.ranker.pipeline import PipelineConfig
 
 
 class DataConfig(BaseModel, frozen=True, extra="forbid"):
@@ -47,6 +49,8 @@ class Settings(BaseSettings):
 
     data: DataConfig = Field(default_factory=DataConfig)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+    encoder: EncoderStageConfig = Field(default_factory=EncoderStageConfig)
+    ranker: PipelineConfig = Field(default_factory=PipelineConfig)
 
     @classmethod
     def settings_customise_sources(

@@ -17,6 +17,14 @@ def synthetic() -> Dataset:
 
 
 @pytest.fixture(scope="session")
+def synthetic_embeddings(synthetic: Dataset):
+    """The synthetic items' texts embedded by the real pretrained MiniLM (200 short texts: ~1 s)."""
+    from recsys.encoder import EncoderConfig, TextEncoder, build_item_text, embed_items
+
+    return embed_items(build_item_text(synthetic.items), TextEncoder(EncoderConfig(precision="float32")))
+
+
+@pytest.fixture(scope="session")
 def real_data_dir() -> Path:
     """The public datasets; in CI their absence is a failure, elsewhere a skip."""
     root = data_dir()

@@ -66,6 +66,18 @@ class Recommender(ABC):
     def _score(self, rows: np.ndarray) -> np.ndarray:
         """Scores (len(rows) x n_candidates) for user rows of the fit-time index."""
 
+    def score(self, users: Sequence[str]) -> np.ndarray:
+        """Raw scores (len(users) x n_candidates, candidate order), seen items included; unknown users get NaN rows.
+
+        Used as features by the ranking pipeline; `recommend` is the ranking entry point.
+        """
+        out = np.full((len(users), len(self.item_ids_)), np.nan)
+        rows = np.fromiter((self.user_index_.get(u, -1) for u in users), dtype=np.int64, count=len(users))
+        known = rows >= 0
+        if known.any():
+            out[known] = np.asarray(self._score(rows[known]), dtype=np.float64)
+        return out
+
     def recommend(
         self, users: Sequence[str], *, k: int = 10, exclude_seen: bool = True, batch_size: int = 512
     ) -> pl.DataFrame:

@@ -42,11 +42,14 @@ def embed_items(
     texts = item_text["text"].to_list()
     hashes = [text_hash(t) for t in texts]
     cached: dict[str, np.ndarray] = {}
-    path = Path(cache_dir) / f"{encoder.version}.parquet" if cache_dir else None
+    key = f"{encoder.version}-{str(encoder.dtype).removeprefix('torch.')}"  # bf16 and fp32 vectors differ slightly
+    path = Path(cache_dir) / f"{key}.parquet" if cache_dir else None
     if path is not None and path.is_file():
         store = pl.read_parquet(path)
         cached = dict(zip(store["text_hash"].to_list(), store["vector"].to_numpy(), strict=True))
     missing = {h: t for h, t in zip(hashes, texts, strict=True) if h not in cached}  # distinct new texts
+    if progress:
+        progress(len(texts) - len(missing))  # items served from the cache (or duplicate texts) are done already
     if missing:
         new = encoder.encode(list(missing.values()), progress=progress)
         cached.update(zip(missing, new, strict=True))

