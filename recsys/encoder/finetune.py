@@ -387,8 +387,10 @@ def fine_tune(
                 seen += len(idx)
                 value = float(loss.detach())
                 loss_ema = value if loss_ema is None else 0.9 * loss_ema + 0.1 * value
+                out_of_time = time_budget_s is not None and time.perf_counter() - started >= time_budget_s
                 val = None
-                if step % cfg.eval_every == 0 or step == total_steps:
+                if step % cfg.eval_every == 0 or step == total_steps or out_of_time:
+                    # (also when the budget ends the run: the steps since the last pass must not be lost unseen)
                     val = validate()
                     history.append({"step": step, "train_loss": round(loss_ema, 5), "val_loss": val or float("nan")})
                     if val is not None:
@@ -402,7 +404,7 @@ def fine_tune(
                 if val_batches and bad_evals >= cfg.patience:
                     stopped = "early_stopping"
                     break
-                if time_budget_s is not None and time.perf_counter() - started >= time_budget_s:
+                if out_of_time:
                     stopped = "time_budget"
                     break
             if stopped != "completed":

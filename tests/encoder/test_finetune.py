@@ -109,8 +109,11 @@ def test_an_adapter_refuses_a_different_base_model(tiny_model: Path, tmp_path: P
 
 def test_time_budget_and_max_steps_bound_the_run(tiny_model: Path, tmp_path: Path) -> None:
     pairs = make_pairs(200, 0)
-    timed = fine_tune(pairs, None, out=tmp_path / "t", encoder=enc(tiny_model), cfg=cfg(), time_budget_s=0.0)
+    timed = fine_tune(
+        pairs, make_pairs(16, 1), out=tmp_path / "t", encoder=enc(tiny_model), cfg=cfg(), time_budget_s=0.0
+    )
     assert timed.stopped == "time_budget" and timed.steps == 1
+    assert timed.history[-1]["step"] == 1  # the steps before the budget ran out were validated, not dropped
     capped = fine_tune(pairs, None, out=tmp_path / "m", encoder=enc(tiny_model), cfg=cfg(max_steps=3))
     assert capped.steps == 3 and capped.stopped == "max_steps"
 
