@@ -23,11 +23,19 @@ from features import genre_affinity, item_catalog_features, item_popularity, use
 from recsys.baselines import EASE, SAR, ItemKNN, Recommender
 from recsys.data import schema as S
 from recsys.encoder.cache import ItemEmbeddings
-from recsys.encoder.interest import INTEREST_FEATURES, InterestConfig, UserInterests, interest_features, user_interests
+from recsys.encoder.interest import (
+    INTEREST_FEATURES,
+    InterestConfig,
+    UserInterests,
+    interest_features,
+    profile_scores,
+    user_interests,
+)
 from recsys.evaluation.splits import ProtocolName, validation_split
 from recsys.ranker.model import LambdaRanker, RankerConfig, train_ranker
 
-# Features that exist only because of the text encoder: dropped by the no-text ablation.
+# Features that exist only because of the text encoder: dropped by the no-text ablation. (The text source's raw
+# score is `im_profile` itself, so no `score_text` column is kept beside it.)
 TEXT_FEATURES: tuple[str, ...] = (*INTEREST_FEATURES, "rank_text", "is_from_text")
 CF_SOURCES: tuple[str, ...] = ("ease", "sar", "itemknn")
 
@@ -111,6 +119,10 @@ class RankingPipeline(Recommender):
             # encoder must not have seen, or the ranker would over-trust the text features. The same encoder then
             # serves the final state (it has not seen the last part of the training window; nothing leaks).
             self.embeddings = self.embedder(inner.train, self.items_)
+        if self.embeddings is not None:  # embedding row of each candidate item (-1: no text)
+            row = {item: i for i, item in enumerate(self.embeddings.item_ids)}
+            self.text_rows_ = np.fromiter((row.get(i, -1) for i in self.item_ids_), dtype=np.int64)
+        self.users_ = list(self.user_index_)
         inner_state = self._state(inner.train)
         label_users = inner.test[S.USER_ID].unique(maintain_order=True).to_list()
         frame = self._candidate_frame(inner_state, label_users)
@@ -165,11 +177,8 @@ class RankingPipeline(Recommender):
     def _source_scores(self, state: _State, users: list[str]) -> dict[str, np.ndarray]:
         scores = {name: np.nan_to_num(m.score(users), nan=0.0) for name, m in state.models.items()}
         if state.interests is not None and self.embeddings is not None:
-            from recsys.encoder.interest import profile_scores
-
             full = profile_scores(state.interests, self.embeddings, users)
-            row = {item: i for i, item in enumerate(self.embeddings.item_ids)}
-            cols = np.fromiter((row.get(i, -1) for i in self.item_ids_), dtype=np.int64, count=len(self.item_ids_))
+            cols = self.text_rows_
             text = np.full((len(users), len(cols)), -np.inf)
             text[:, cols >= 0] = full[:, cols[cols >= 0]]
             scores["text"] = text
@@ -180,7 +189,6 @@ class RankingPipeline(Recommender):
         """user_id, item_id, is_from_{text,cf,popular}, per-source scores and within-candidate ranks, features."""
         cfg = self.cfg.candidates
         parts = []
-        item_index = {item: i for i, item in enumerate(self.item_ids_.tolist())}
         for start in range(0, len(users), batch_size):
             batch = [u for u in users[start : start + batch_size] if u in state.seen]
             if not batch:
@@ -188,7 +196,7 @@ class RankingPipeline(Recommender):
             src = self._source_scores(state, batch)
             seen_mask = np.zeros((len(batch), len(self.item_ids_)), dtype=bool)
             for r, u in enumerate(batch):
-                idx = [item_index[i] for i in state.seen[u] if i in item_index]
+                idx = [self.item_index_[i] for i in state.seen[u] if i in self.item_index_]
                 seen_mask[r, idx] = True
             pick = {}
             for name, n in (("text", cfg.n_text), ("ease", cfg.n_collaborative), ("popular", cfg.n_popular)):
@@ -222,7 +230,7 @@ class RankingPipeline(Recommender):
             .cast(pl.Float64)
             .alias(c.replace("score_", "rank_"))
             for c in rank_cols
-        )
+        ).drop("score_text", strict=False)
         frame = frame.join(state.user_features, on=S.USER_ID, how="left").join(
             state.item_features, on=S.ITEM_ID, how="left"
         )
@@ -238,24 +246,20 @@ class RankingPipeline(Recommender):
         return self._candidate_frame(self.state_, users)
 
     def _score(self, rows: np.ndarray) -> np.ndarray:
-        users = [self._users()[r] for r in rows]
+        users = [self.users_[r] for r in rows]
         frame = self._candidate_frame(self.state_, users)
         out = np.full((len(rows), len(self.item_ids_)), -np.inf)
         if frame.height:
             scores = self.ranker_.predict(frame)
             pos = {u: i for i, u in enumerate(users)}
-            item_index = {item: i for i, item in enumerate(self.item_ids_.tolist())}
             r = np.fromiter((pos[u] for u in frame[S.USER_ID].to_list()), dtype=np.int64, count=frame.height)
-            c = np.fromiter((item_index[i] for i in frame[S.ITEM_ID].to_list()), dtype=np.int64, count=frame.height)
+            c = np.fromiter(
+                (self.item_index_[i] for i in frame[S.ITEM_ID].to_list()), dtype=np.int64, count=frame.height
+            )
             out[r, c] = scores
             part = frame.select(S.USER_ID, S.ITEM_ID, "is_from_text", "is_from_cf", "is_from_popular")
             self.last_candidates_ = part if self.last_candidates_ is None else pl.concat([self.last_candidates_, part])
         return out
-
-    def _users(self) -> list[str]:
-        if not hasattr(self, "users_"):
-            self.users_ = list(self.user_index_)
-        return self.users_
 
     def evaluation_extras(self, test: pl.DataFrame) -> dict[str, object]:
         """Candidate recall (share of test positives of scored users found in the candidates), per source and

@@ -81,6 +81,7 @@ def test_pipeline_beats_popularity_and_the_ablation_drops_only_text_features(syn
     )
     assert set(full.features_) - set(no_text.features_) == set(TEXT_FEATURES)
     assert not set(no_text.features_) & set(TEXT_FEATURES)
+    assert not [f for f in no_text.features_ if "text" in f or f.startswith("im_")]  # no text signal leaks in
     recs_full, recs_no_text = full.recommend(users, k=10), no_text.recommend(users, k=10)
     assert not recs_full.equals(recs_no_text)  # dropping the text features changes the ranking
     pop = TopPop().fit(split.train, candidates=cands)
