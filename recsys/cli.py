@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Annotated, NoReturn
 
@@ -56,6 +59,25 @@ def _load(
     return load_dataset(dataset or "synthetic", policy=pol, quarantine_dir=quarantine_dir)
 
 
+@contextmanager
+def _user_errors() -> Iterator[None]:
+    """Bad data, bad values or missing files become one red line and exit status 2 (no traceback)."""
+    try:
+        yield
+    except (DataValidationError, ValueError, FileNotFoundError) as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+
+
+def _parse_time(value: str, option: str) -> datetime:
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise typer.BadParameter(
+            f"{value!r} is not an ISO date/time (e.g. 2016-03-22 or 2016-03-22T08:26:11)", param_hint=option
+        ) from exc
+
+
 def _bad_settings(exc: Exception) -> NoReturn:
     problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())  # type: ignore[attr-defined]
     err.print(f"[red]error:[/red] invalid settings: {problems}")
@@ -102,11 +124,8 @@ def validate(
     quarantine_dir: QuarantineOpt = None,
 ) -> None:
     """Load and validate a dataset; print its summary and validation report as JSON."""
-    try:
+    with _user_errors():
         ds = _load(dataset, interactions, items, mapping, timestamp_unit, policy, quarantine_dir)
-    except DataValidationError as exc:
-        err.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from exc
     console.print_json(json.dumps(ds.summary(), default=str))
 
 
@@ -155,7 +174,7 @@ def evaluate(
         _bad_settings(exc)
     dataset = dataset or (None if interactions else settings.data.dataset)
     names = list(cfg.models)
-    try:
+    with _user_errors():
         ds = _load(dataset, interactions, items, mapping, timestamp_unit, policy, quarantine_dir)
         n_steps = 2 * len(names) + ("ease" in names)
         with Progress(
@@ -186,9 +205,6 @@ def evaluate(
                 progress=step,
             )
             bar.update(task, completed=n_steps, description="done")
-    except (DataValidationError, ValueError) as exc:
-        err.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from exc
     console.print(render_report(report))
     if out:
         report.write_json(out)
@@ -238,20 +254,17 @@ def finetune(
     quarantine_dir: QuarantineOpt = None,
 ) -> None:
     """Fine-tune the text encoder with LoRA on (earlier liked item -> next liked item) pairs; write the adapter."""
-    from datetime import datetime, timedelta
-
+    from recsys.data import after_last_event
     from recsys.encoder import build_item_text, build_pairs, fine_tune
     from recsys.progress import training_bar
 
     settings = _settings(config)
     enc = settings.encoder
-    try:
+    with _user_errors():
         ds = _load(
             dataset or settings.data.dataset, interactions, items, mapping, timestamp_unit, policy, quarantine_dir
         )
-        cutoff = (
-            datetime.fromisoformat(as_of) if as_of else ds.interactions["timestamp"].max() + timedelta(microseconds=1)  # type: ignore[operator]
-        )
+        cutoff = _parse_time(as_of, "--as-of") if as_of else after_last_event(ds.interactions)
         pairs = build_pairs(
             ds.interactions, build_item_text(ds.items, enc.text), as_of=cutoff, cfg=enc.pairs, seed=seed
         )
@@ -268,9 +281,6 @@ def finetune(
                 init_adapter=init_adapter,
                 progress=update,
             )
-    except (DataValidationError, ValueError, FileNotFoundError) as exc:
-        err.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from exc
     console.print(
         f"adapter: {res.adapter_path} | {res.steps} steps, {res.pairs_seen} pairs, {res.pairs_per_second} pairs/s "
         f"on {res.device} ({res.dtype}) | stopped: {res.stopped} | validation loss {res.initial_val_loss} -> "
@@ -302,7 +312,7 @@ def embed(
     settings = _settings(config)
     enc = settings.encoder
     model_cfg = enc.model.model_copy(update={"adapter_path": str(adapter)}) if adapter else enc.model
-    try:
+    with _user_errors():
         ds = _load(
             dataset or settings.data.dataset, interactions, items, mapping, timestamp_unit, policy, quarantine_dir
         )
@@ -310,9 +320,6 @@ def embed(
         encoder = TextEncoder(model_cfg)
         with count_bar("embedding", item_text.height, console=err) as advance:
             emb = embed_items(item_text, encoder, cache_dir=enc.cache_dir, progress=advance)
-    except (DataValidationError, ValueError, FileNotFoundError) as exc:
-        err.print(f"[red]error:[/red] {exc}")
-        raise typer.Exit(2) from exc
     out.parent.mkdir(parents=True, exist_ok=True)
     pl.DataFrame(
         {"item_id": emb.item_ids, "vector": emb.vectors, "model_version": [emb.model_version] * len(emb.item_ids)}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from recsys.data.dataset import Dataset, fingerprint_frames, validate_dataset
+from recsys.data.dataset import Dataset, after_last_event, fingerprint_frames, validate_dataset
 from recsys.data.errors import DataValidationError, DataWarning
 from recsys.data.loaders import data_dir, load_files, load_movielens_100k, load_movielens_latest
 from recsys.data.registry import DATASETS, DatasetSpec, load_dataset, load_spec
@@ -17,6 +17,7 @@ __all__ = [
     "DatasetSpec",
     "ValidationPolicy",
     "ValidationReport",
+    "after_last_event",
     "data_dir",
     "fingerprint_frames",
     "generate_synthetic",

@@ -57,6 +57,11 @@ class Dataset:
         }
 
 
+def after_last_event(events: pl.DataFrame) -> datetime:
+    """The earliest cutoff that includes every event of `events` (its last timestamp + 1 microsecond)."""
+    return events[S.TIMESTAMP].max() + timedelta(microseconds=1)  # type: ignore[operator,return-value]
+
+
 def fingerprint_frames(*frames: pl.DataFrame) -> str:
     """sha256 of each column rendered as text; lists joined by '|', nulls as NUL. Independent of file formats."""
     h = hashlib.sha256()

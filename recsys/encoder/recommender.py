@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import ClassVar
 
 import numpy as np
@@ -10,7 +9,7 @@ import polars as pl
 import scipy.sparse as sp
 
 from recsys.baselines import Recommender
-from recsys.data import schema as S
+from recsys.data.dataset import after_last_event
 from recsys.encoder.cache import ItemEmbeddings
 from recsys.encoder.interest import InterestConfig, UserInterests, profile_scores, user_interests
 
@@ -31,8 +30,9 @@ class TextRecommender(Recommender):
         self.model_version = embeddings.model_version
 
     def _fit(self, events: pl.DataFrame, seen: sp.csr_matrix, items: pl.DataFrame | None) -> None:
-        as_of = events[S.TIMESTAMP].max() + timedelta(microseconds=1)  # type: ignore[operator]
-        self.interests_: UserInterests = user_interests(events, self.embeddings, as_of=as_of, cfg=self.cfg)
+        self.interests_: UserInterests = user_interests(
+            events, self.embeddings, as_of=after_last_event(events), cfg=self.cfg
+        )
         row = {item: i for i, item in enumerate(self.embeddings.item_ids)}
         self.cand_rows_ = np.fromiter(
             (row.get(i, -1) for i in self.item_ids_), dtype=np.int64, count=len(self.item_ids_)

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from datetime import timedelta
 from pathlib import Path
 
 import polars as pl
 from pydantic import BaseModel, Field
 
-from recsys.data import schema as S
+from recsys.data.dataset import after_last_event
 from recsys.encoder.cache import ItemEmbeddings, embed_items
 from recsys.encoder.finetune import FineTuneConfig, FineTuneResult, FineTuneStatus, fine_tune
 from recsys.encoder.interest import InterestConfig
@@ -66,8 +65,7 @@ class TextEmbedder:
         item_text = build_item_text(items, self.cfg.text)
         model_cfg = self.cfg.model
         if self.cfg.enabled_fine_tune:
-            as_of = train[S.TIMESTAMP].max() + timedelta(microseconds=1)  # type: ignore[operator]
-            pairs = build_pairs(train, item_text, as_of=as_of, cfg=self.cfg.pairs, seed=self.seed)
+            pairs = build_pairs(train, item_text, as_of=after_last_event(train), cfg=self.cfg.pairs, seed=self.seed)
             adapter = self.work_dir / f"adapter-{key}"
             self.results[key] = fine_tune(
                 pairs.train,

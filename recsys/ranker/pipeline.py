@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import ClassVar
 
 import numpy as np
@@ -22,6 +22,7 @@ from pydantic import BaseModel, Field
 from features import genre_affinity, item_catalog_features, item_popularity, user_activity
 from recsys.baselines import EASE, SAR, ItemKNN, Recommender
 from recsys.data import schema as S
+from recsys.data.dataset import after_last_event
 from recsys.encoder.cache import ItemEmbeddings
 from recsys.encoder.interest import (
     INTEREST_FEATURES,
@@ -147,7 +148,7 @@ class RankingPipeline(Recommender):
         return names
 
     def _state(self, train: pl.DataFrame) -> _State:
-        as_of = train[S.TIMESTAMP].max() + timedelta(microseconds=1)  # type: ignore[operator]
+        as_of = after_last_event(train)
         cands = self.item_ids_.tolist()
         models: dict[str, Recommender] = {
             "ease": EASE(l2=self.cfg.ease_l2).fit(train, candidates=cands),
