@@ -26,6 +26,7 @@ from rich.console import Console
 from recsys.data import load_dataset
 from recsys.encoder import EncoderStageConfig, TextEmbedder
 from recsys.evaluation import evaluate
+from recsys.evaluation.plots import plot_importance
 from recsys.evaluation.render import render_report
 from recsys.progress import training_bar
 from recsys.ranker import PIPELINE_MODELS, pipeline_factories
@@ -125,7 +126,7 @@ def pipeline_summary(report, embedder, folder: Path, dataset: str, console: Cons
     importance = pl.DataFrame(params["feature_importance"])
     stem = folder / f"importance-{dataset}"
     importance.write_csv(stem.with_suffix(".csv"))
-    _plot_importance(importance, stem.with_suffix(".png"), f"{dataset}: LambdaRank feature importance (gain)")
+    plot_importance(importance, stem.with_suffix(".png"), f"{dataset}: LambdaRank feature importance (gain)")
     return {
         "best_baseline": best,
         "comparisons": comparisons,
@@ -135,22 +136,6 @@ def pipeline_summary(report, embedder, folder: Path, dataset: str, console: Cons
         "feature_importance_png": str(stem.with_suffix(".png")),
         "fine_tune": {k: r.to_dict() for k, r in embedder.results.items()},
     }
-
-
-def _plot_importance(importance, path: Path, title: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    top = importance.head(25)
-    fig, ax = plt.subplots(figsize=(8, 0.32 * top.height + 1.2))
-    ax.barh(top["feature"].to_list()[::-1], top["gain"].to_list()[::-1], color="#3b75af")
-    ax.set_xlabel("total gain")
-    ax.set_title(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 if __name__ == "__main__":

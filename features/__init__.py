@@ -5,8 +5,8 @@ Imports nothing of ours but `recsys.data.schema`, so training and serving comput
 
 from __future__ import annotations
 
-from features.affinity import genre_affinity
+from features.affinity import genre_affinity, user_genre_shares
 from features.items import item_catalog_features, item_popularity
 from features.users import user_activity
 
-__all__ = ["genre_affinity", "item_catalog_features", "item_popularity", "user_activity"]
+__all__ = ["genre_affinity", "item_catalog_features", "item_popularity", "user_activity", "user_genre_shares"]

@@ -1,1 +1,2 @@
-"""Prefect flows that wire library calls together. Filled by the flows stage."""
+"""Prefect flows that wire library calls together: `nightly` (train, evaluate, register, gate, publish) and
+`evaluate` (offline evaluation of registered versions). Deployments: `pipelines.deploy`."""

@@ -12,7 +12,10 @@ from recsys.data.validation import ValidationPolicy
 from recsys.encoder.stage import EncoderStageConfig
 from recsys.evaluation.runner import EASE_GRID
 from recsys.evaluation.splits import ProtocolName
+from recsys.nightly import NightlyConfig
 from recsys.ranker.pipeline import PipelineConfig
+from recsys.registry.tracking import TrackingConfig
+from recsys.serving.service import ServingConfig
 
 
 class DataConfig(BaseModel, frozen=True, extra="forbid"):
@@ -51,6 +54,9 @@ class Settings(BaseSettings):
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     encoder: EncoderStageConfig = Field(default_factory=EncoderStageConfig)
     ranker: PipelineConfig = Field(default_factory=PipelineConfig)
+    tracking: TrackingConfig = Field(default_factory=TrackingConfig)
+    nightly: NightlyConfig = Field(default_factory=NightlyConfig)
+    serving: ServingConfig = Field(default_factory=ServingConfig)
 
     @classmethod
     def settings_customise_sources(
@@ -73,3 +79,18 @@ def load_settings(path: Path | None = None, **overrides: object) -> Settings:
         model_config = SettingsConfigDict(toml_file=path)
 
     return Settings.model_validate(_FromFile(**overrides).model_dump())
+
+
+def local_run_environment() -> None:
+    """Defaults that make a local Prefect/MLflow run quiet and reliable (a fresh ephemeral Prefect database needs
+    more than Prefect's default 20 s to start on a small machine; model hubs are unreachable). Set values win."""
+    import os
+
+    for key, value in {
+        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+    }.items():
+        os.environ.setdefault(key, value)

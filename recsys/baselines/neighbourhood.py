@@ -138,7 +138,8 @@ class EASE(Recommender):
         b = p / (-np.diag(p))
         np.fill_diagonal(b, 0.0)
         self.active_ = active
-        self.weights_ = b
+        # C order: sparse x dense products read it row-wise (a Fortran-ordered matrix is copied on every call)
+        self.weights_ = np.ascontiguousarray(b)
 
     def _score(self, rows: np.ndarray) -> np.ndarray:
         out = np.zeros((len(rows), len(self.item_ids_)))

@@ -23,6 +23,29 @@ class ItemEmbeddings:
     model_version: str
     n_encoded: int  # texts embedded in this call (the rest came from the cache)
 
+    def save(self, path: Path) -> Path:
+        """Parquet: item_id, vector (float32), with the model version in the file's metadata. Written atomically."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        frame = pl.DataFrame({S.ITEM_ID: self.item_ids, "vector": self.vectors.astype(np.float32, copy=False)})
+        frame.write_parquet(tmp, metadata={"recsys.model_version": self.model_version})
+        tmp.replace(path)
+        return path
+
+    @classmethod
+    def load(cls, path: Path) -> ItemEmbeddings:
+        """Read a file written by `save`."""
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: item embeddings file not found")
+        version = pl.read_parquet_metadata(path).get("recsys.model_version")
+        if version is None:
+            raise ValueError(f"{path}: no recsys.model_version in the Parquet metadata (not written by save)")
+        frame = pl.read_parquet(path)
+        vectors = frame["vector"].to_numpy().astype(np.float32, copy=False)
+        return cls(frame[S.ITEM_ID].to_list(), vectors.reshape(frame.height, -1), version, 0)
+
 
 def text_hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]

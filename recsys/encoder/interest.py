@@ -108,9 +108,7 @@ def profile_scores(interests: UserInterests, embeddings: ItemEmbeddings, users: 
     return prof @ embeddings.vectors.T
 
 
-def interest_features(
-    interests: UserInterests, embeddings: ItemEmbeddings, pairs: pl.DataFrame, *, batch_size: int = 200_000
-) -> pl.DataFrame:
+def interest_features(interests: UserInterests, embeddings: ItemEmbeddings, pairs: pl.DataFrame) -> pl.DataFrame:
     """`pairs` (user_id, item_id, ...) with the INTEREST_FEATURES columns added (float32; 0 where undefined)."""
     item_row = {item: i for i, item in enumerate(embeddings.item_ids)}
     u_rows = interests.rows(pairs[S.USER_ID].to_list())
@@ -121,20 +119,21 @@ def interest_features(
     )
     out = {name: np.zeros(pairs.height, dtype=np.float32) for name in INTEREST_FEATURES}
     vec = embeddings.vectors
-    for s in range(0, pairs.height, batch_size):
-        u, i = u_rows[s : s + batch_size], i_rows[s : s + batch_size]
-        ok = (u >= 0) & (i >= 0)
-        uo, io = u[ok], i[ok]
-        cand = vec[io]
-        sl = np.flatnonzero(ok) + s
-        out["im_profile"][sl] = np.einsum("nd,nd->n", interests.profile[uo], cand)
-        out["im_negative"][sl] = np.einsum("nd,nd->n", interests.negative[uo], cand)
-        recent = interests.recent[uo]  # (m, R) rows, -1 pads
-        valid = recent >= 0
-        sims = np.einsum("nrd,nd->nr", vec[np.where(valid, recent, 0)], cand)
-        out["im_last"][sl] = np.where(valid[:, 0], sims[:, 0], 0.0)
-        masked = np.where(valid, sims, -np.inf)
-        has = valid.any(axis=1)
-        out["im_recent_max"][sl] = np.where(has, masked.max(axis=1), 0.0)
-        out["im_recent_mean"][sl] = np.where(has, (sims * valid).sum(axis=1) / np.maximum(valid.sum(axis=1), 1), 0.0)
+    ok = np.flatnonzero((u_rows >= 0) & (i_rows >= 0))
+    # One user at a time: their candidates against their profile and recent items as small matrix products (the
+    # recent items' vectors are read once per user, not once per candidate).
+    order = ok[np.argsort(u_rows[ok], kind="stable")]
+    bounds = np.flatnonzero(np.diff(u_rows[order])) + 1
+    for idx in np.split(order, bounds) if order.size else []:
+        u = u_rows[idx[0]]
+        cand = vec[i_rows[idx]]
+        out["im_profile"][idx] = cand @ interests.profile[u]
+        out["im_negative"][idx] = cand @ interests.negative[u]
+        recent = interests.recent[u]
+        recent = recent[recent >= 0]  # most recent first; -1 pads
+        if recent.size:
+            sims = cand @ vec[recent].T
+            out["im_last"][idx] = sims[:, 0]
+            out["im_recent_max"][idx] = sims.max(axis=1)
+            out["im_recent_mean"][idx] = sims.mean(axis=1)
     return pairs.with_columns(pl.Series(name, values) for name, values in out.items())

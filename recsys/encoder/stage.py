@@ -38,6 +38,33 @@ def _fingerprint(train: pl.DataFrame) -> str:
     return h.hexdigest()[:16]
 
 
+def tune_on_window(
+    train: pl.DataFrame,
+    item_text: pl.DataFrame,
+    cfg: EncoderStageConfig,
+    *,
+    out: Path,
+    seed: int = 42,
+    init_adapter: Path | None = None,
+    progress: Callable[[FineTuneStatus], None] | None = None,
+    time_budget_s: float | None = None,
+) -> FineTuneResult:
+    """Training pairs from `train` (events before its end only) and LoRA fine-tuning with the stage's settings;
+    the adapter is written (atomically) to `out`. `time_budget_s` overrides the stage's budget."""
+    pairs = build_pairs(train, item_text, as_of=after_last_event(train), cfg=cfg.pairs, seed=seed)
+    return fine_tune(
+        pairs.train,
+        pairs.valid,
+        out=out,
+        encoder=cfg.model,
+        cfg=cfg.fine_tune,
+        seed=seed,
+        time_budget_s=cfg.time_budget_s if time_budget_s is None else time_budget_s,
+        init_adapter=init_adapter,
+        progress=progress,
+    )
+
+
 class TextEmbedder:
     """Fine-tunes the encoder on a training window (only its events) and embeds the catalog.
 
@@ -65,16 +92,13 @@ class TextEmbedder:
         item_text = build_item_text(items, self.cfg.text)
         model_cfg = self.cfg.model
         if self.cfg.enabled_fine_tune:
-            pairs = build_pairs(train, item_text, as_of=after_last_event(train), cfg=self.cfg.pairs, seed=self.seed)
             adapter = self.work_dir / f"adapter-{key}"
-            self.results[key] = fine_tune(
-                pairs.train,
-                pairs.valid,
+            self.results[key] = tune_on_window(
+                train,
+                item_text,
+                self.cfg,
                 out=adapter,
-                encoder=model_cfg,
-                cfg=self.cfg.fine_tune,
                 seed=self.seed,
-                time_budget_s=self.cfg.time_budget_s,
                 init_adapter=self.init_adapter,
                 progress=self.training_progress,
             )

@@ -64,3 +64,36 @@ def render_report(report: EvaluationReport) -> Group:
             )
         )
     return Group(*lines)
+
+
+def markdown_report(report: EvaluationReport, *, notes: list[str] | None = None) -> str:
+    """The side-by-side table, slices and paired comparisons as Markdown (Prefect artifacts, MLflow, PRs)."""
+    ds, k = report.dataset, report.k
+    cols = [c.format(k=k) for c in SHOWN]
+    for extra in report.ks[1:]:
+        cols += [f"ndcg@{extra}", f"recall@{extra}"]
+    lines = [
+        f"### {ds['name']}: protocol `{report.protocol}`, seed {report.seed}",
+        "",
+        f"{report.split_stats.get('n_test_users')} test users; data fingerprint `{str(ds['fingerprint'])[:16]}`; "
+        f"code `{report.environment.get('git_sha', 'unknown')[:12]}`; binary relevance, seen items excluded, "
+        "all candidates ranked.",
+        "",
+        "| model | " + " | ".join(cols) + " |",
+        "|---|" + "---:|" * len(cols),
+    ]
+    for m in report.models:
+        lines.append(f"| {m.name} | " + " | ".join(f"{m.metrics.get(c, float('nan')):.4f}" for c in cols) + " |")
+    cold = [(m.name, m.slices["cold_items"]) for m in report.models if "cold_items" in m.slices]
+    if cold:
+        lines += ["", f"Cold-item slice ({cold[0][1]['n_events']} events):", ""]
+        lines += [f"- {name}: ndcg@{k} {s[f'ndcg@{k}']:.4f}, recall@{k} {s[f'recall@{k}']:.4f}" for name, s in cold]
+    if report.comparisons:
+        lines += ["", "Paired comparisons over users (b − a, 95% bootstrap CI, paired t-test):", ""]
+        lines += [
+            f"- {c.b} − {c.a}: {c.metric} {c.diff:+.4f} [{c.ci_low:+.4f}, {c.ci_high:+.4f}], p={c.p_ttest:.3g}"
+            for c in report.comparisons
+        ]
+    if notes:
+        lines += ["", *[f"> {n}" for n in notes]]
+    return "\n".join(lines) + "\n"

@@ -217,6 +217,7 @@ def evaluate(
     protocol_params: dict[str, object] | None = None,
     extra_models: dict[str, Callable[[], Recommender]] | None = None,
     progress: ProgressFn | None = None,
+    split: Split | None = None,
 ) -> EvaluationReport:
     """Split `dataset` by `protocol`, fit each model on train, rank candidates for every test user, and score.
 
@@ -224,12 +225,14 @@ def evaluate(
     `protocol_params` go to the split (e.g. `cutoff` or `test_fraction` for `temporal`, `ratio` for
     `ms-stratified`).
     EASE's l2 is chosen on an inner validation split of the training data. `extra_models` adds recommenders
-    built elsewhere (e.g. the full pipeline) under their own names.
+    built elsewhere (e.g. the full pipeline) under their own names. `split`: a split already made from `dataset`
+    by this protocol (so several evaluations share it); made here when None.
     """
     started = time.perf_counter()
     say = progress or (lambda _msg: None)
     ks = (k, *[x for x in extra_ks if x != k])
-    split = make_split(dataset.interactions, protocol, seed=seed, **(protocol_params or {}))
+    if split is None:
+        split = make_split(dataset.interactions, protocol, seed=seed, **(protocol_params or {}))
     candidates = _candidates(split, dataset)
     n_candidates = len(candidates) if candidates is not None else split.train[S.ITEM_ID].n_unique()
     users = split.test[S.USER_ID].unique(maintain_order=True).to_list()

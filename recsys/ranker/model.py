@@ -52,7 +52,9 @@ class LambdaRanker:
         if missing:
             raise ValueError(f"ranker input lacks feature columns {missing}")
         x = frame.select(pl.col(f).cast(pl.Float64) for f in self.features).to_numpy()
-        return self.booster.predict(x, num_iteration=self.best_iteration or None)  # type: ignore[attr-defined]
+        # one thread for small inputs (online re-ranking): OpenMP start-up costs more than it saves there
+        threads = 1 if len(x) < 20_000 else 0
+        return self.booster.predict(x, num_iteration=self.best_iteration or None, num_threads=threads)  # type: ignore[attr-defined]
 
     def importance(self) -> pl.DataFrame:
         """feature, gain, split: total gain and split count per feature, by gain descending."""

@@ -19,7 +19,7 @@ import polars as pl
 import scipy.sparse as sp
 from pydantic import BaseModel, Field
 
-from features import genre_affinity, item_catalog_features, item_popularity, user_activity
+from features import genre_affinity, item_catalog_features, item_popularity, user_activity, user_genre_shares
 from recsys.baselines import EASE, SAR, ItemKNN, Recommender
 from recsys.data import schema as S
 from recsys.data.dataset import after_last_event
@@ -70,6 +70,7 @@ class _State:
     popular: np.ndarray  # trending score per candidate item
     seen: dict[str, set[str]]
     events: pl.DataFrame
+    genre_shares: pl.DataFrame  # user x genre share of history, computed once per window
 
 
 def _top(scores: np.ndarray, n: int) -> np.ndarray:
@@ -97,7 +98,10 @@ class RankingPipeline(Recommender):
         protocol: ProtocolName = "temporal",
         use_text: bool = True,
         seed: int = 42,
+        ranker: LambdaRanker | None = None,
     ) -> None:
+        """`ranker`: an already trained ranker (e.g. a registered version's). `fit` then only rebuilds the sources
+        and features on the given events (a newer window, or the split under evaluation) and keeps the ranker."""
         if use_text and embeddings is None:
             raise ValueError("the pipeline with text features needs item embeddings")
         # Either fixed embeddings or an embedder (e.g. recsys.encoder.TextEmbedder) called on the training window.
@@ -107,6 +111,9 @@ class RankingPipeline(Recommender):
         self.protocol = protocol
         self.use_text = use_text
         self.seed = seed
+        self.frozen_ranker = ranker
+        if ranker is not None and embeddings is None and any(f in TEXT_FEATURES for f in ranker.features):
+            raise ValueError("this ranker uses interest-match features: pass the item embeddings it was trained with")
 
     # -- fitting -------------------------------------------------------------------------------------------------
     def _fit(self, events: pl.DataFrame, seen: sp.csr_matrix, items: pl.DataFrame | None) -> None:
@@ -114,15 +121,24 @@ class RankingPipeline(Recommender):
         self.items_ = items if items is not None else pl.DataFrame({S.ITEM_ID: self.item_ids_.tolist()})
         if S.GENRES not in self.items_.columns:
             self.items_ = self.items_.with_columns(pl.lit([], dtype=pl.List(pl.String)).alias(S.GENRES))
+        if self.frozen_ranker is not None:  # a trained version: rebuild sources and features on `train` only
+            if self.embedder is not None:
+                self.embeddings = self.embedder(train, self.items_)
+            self._index_embeddings()
+            self.users_ = list(self.user_index_)
+            self.ranker_ = self.frozen_ranker
+            self.features_ = list(self.frozen_ranker.features)
+            self.label_stats_ = {}
+            self.state_ = self._state(train)
+            self.last_candidates_ = None
+            return
         inner = validation_split(train, self.protocol, seed=self.seed)
         if self.embedder is not None:
             # Fine-tuned on the inner training part only: the ranker's labels come from the inner hold-out, which the
             # encoder must not have seen, or the ranker would over-trust the text features. The same encoder then
             # serves the final state (it has not seen the last part of the training window; nothing leaks).
             self.embeddings = self.embedder(inner.train, self.items_)
-        if self.embeddings is not None:  # embedding row of each candidate item (-1: no text)
-            row = {item: i for i, item in enumerate(self.embeddings.item_ids)}
-            self.text_rows_ = np.fromiter((row.get(i, -1) for i in self.item_ids_), dtype=np.int64)
+        self._index_embeddings()
         self.users_ = list(self.user_index_)
         inner_state = self._state(inner.train)
         label_users = inner.test[S.USER_ID].unique(maintain_order=True).to_list()
@@ -139,6 +155,11 @@ class RankingPipeline(Recommender):
         self.ranker_: LambdaRanker = train_ranker(frame, self.features_, cfg=self.cfg.ranker, seed=self.seed)
         self.state_ = self._state(train)
         self.last_candidates_: pl.DataFrame | None = None
+
+    def _index_embeddings(self) -> None:
+        if self.embeddings is not None:  # embedding row of each candidate item (-1: no text)
+            row = {item: i for i, item in enumerate(self.embeddings.item_ids)}
+            self.text_rows_ = np.fromiter((row.get(i, -1) for i in self.item_ids_), dtype=np.int64)
 
     def feature_names(self, frame: pl.DataFrame) -> list[str]:
         drop = {S.USER_ID, S.ITEM_ID, "label"}
@@ -172,7 +193,10 @@ class RankingPipeline(Recommender):
         window = item_features[f"item_pop_{self.cfg.candidates.popular_window_days}d"].to_numpy().astype(float)
         popular = window + 1e-6 * item_features["item_pop_all"].to_numpy().astype(float)
         seen = {u: set(its) for u, its in train.group_by(S.USER_ID).agg(pl.col(S.ITEM_ID).unique()).iter_rows()}
-        return _State(as_of, models, interests, user_activity(train, as_of=as_of), item_features, popular, seen, train)
+        shares = user_genre_shares(train, self.items_, as_of=as_of)
+        return _State(
+            as_of, models, interests, user_activity(train, as_of=as_of), item_features, popular, seen, train, shares
+        )
 
     # -- candidates and features ---------------------------------------------------------------------------------
     def _source_scores(self, state: _State, users: list[str]) -> dict[str, np.ndarray]:
@@ -186,8 +210,12 @@ class RankingPipeline(Recommender):
         scores["popular"] = np.broadcast_to(state.popular, (len(users), len(self.item_ids_))).copy()
         return scores
 
-    def _candidate_frame(self, state: _State, users: list[str], batch_size: int = 256) -> pl.DataFrame:
-        """user_id, item_id, is_from_{text,cf,popular}, per-source scores and within-candidate ranks, features."""
+    def _candidate_frame(
+        self, state: _State, users: list[str], batch_size: int = 256, include: dict[str, list[int]] | None = None
+    ) -> pl.DataFrame:
+        """user_id, item_id, is_from_{text,cf,popular}, per-source scores and within-candidate ranks, features.
+
+        `include`: candidate column indices per user added to the union (on-demand re-ranking of given items)."""
         cfg = self.cfg.candidates
         parts = []
         for start in range(0, len(users), batch_size):
@@ -205,6 +233,9 @@ class RankingPipeline(Recommender):
                     s = np.where(seen_mask, -np.inf, src[name])
                     pick[name] = _top(s, n)
             union = np.logical_or.reduce(list(pick.values())) & ~seen_mask
+            if include:
+                for row, u in enumerate(batch):
+                    union[row, include.get(u, [])] = True
             r, c = np.nonzero(union)
             cols: dict[str, object] = {
                 S.USER_ID: np.asarray(batch, dtype=object)[r].tolist(),
@@ -235,7 +266,7 @@ class RankingPipeline(Recommender):
         frame = frame.join(state.user_features, on=S.USER_ID, how="left").join(
             state.item_features, on=S.ITEM_ID, how="left"
         )
-        frame = genre_affinity(state.events, self.items_, frame, as_of=state.as_of)
+        frame = genre_affinity(state.events, self.items_, frame, as_of=state.as_of, shares=state.genre_shares)
         if state.interests is not None and self.embeddings is not None:
             frame = interest_features(state.interests, self.embeddings, frame)
         bools = [c for c, t in frame.schema.items() if t == pl.Boolean]
@@ -245,6 +276,30 @@ class RankingPipeline(Recommender):
     def candidates(self, users: list[str]) -> pl.DataFrame:
         """The candidate frame (with features) of `users`, built from the full training data."""
         return self._candidate_frame(self.state_, users)
+
+    def rank_candidates(self, pairs: pl.DataFrame) -> pl.DataFrame:
+        """Score given (user_id, item_id) rows with the trained ranker: on-demand re-ranking of a candidate list.
+
+        Features are computed as for the nightly lists (ranks within the user's candidate union plus the given
+        items). Returns user_id, item_id, score (null for unknown users or items), rank (1 = best, per user)."""
+        pairs = pairs.select(pl.col(S.USER_ID).cast(pl.String), pl.col(S.ITEM_ID).cast(pl.String))
+        include: dict[str, list[int]] = {}
+        for user, item in pairs.iter_rows():
+            col = self.item_index_.get(item)
+            if col is not None and user in self.state_.seen:
+                include.setdefault(user, []).append(col)
+        scored = pl.DataFrame(schema={S.USER_ID: pl.String, S.ITEM_ID: pl.String, S.SCORE: pl.Float64})
+        if include:
+            frame = self._candidate_frame(self.state_, list(include), include=include)
+            wanted = frame.join(pairs.unique(), on=[S.USER_ID, S.ITEM_ID], how="semi")
+            if wanted.height:
+                scored = wanted.select(S.USER_ID, S.ITEM_ID).with_columns(
+                    pl.Series(S.SCORE, self.ranker_.predict(wanted), dtype=pl.Float64)
+                )
+        out = pairs.join(scored, on=[S.USER_ID, S.ITEM_ID], how="left", maintain_order="left")
+        return out.with_columns(
+            pl.col(S.SCORE).rank("ordinal", descending=True).over(S.USER_ID).cast(pl.Int32).alias(S.RANK)
+        )
 
     def _score(self, rows: np.ndarray) -> np.ndarray:
         users = [self.users_[r] for r in rows]
@@ -268,6 +323,7 @@ class RankingPipeline(Recommender):
         importance = self.ranker_.importance()
         return {
             "candidate_recall": candidate_recall(self.last_candidates_, test),
+            "ranker_frozen": self.frozen_ranker is not None,
             **self.label_stats_,
             "ranker_best_iteration": self.ranker_.best_iteration,
             "ranker_validation_ndcg": self.ranker_.validation_ndcg,

@@ -1,0 +1,241 @@
+"""The nightly flow: load -> split -> fine-tune (warm start) -> embed -> rank -> evaluate vs champion -> register
+-> gate -> publish. Only wiring: every step is a `recsys` library call (see `recsys.nightly`)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from recsys import nightly as steps
+from recsys.config import Settings, load_settings
+from recsys.data import load_dataset
+from recsys.data.dataset import Dataset
+from recsys.registry import CHALLENGER, CHAMPION, Registry, load_bundle
+from recsys.registry import runs as mlrun
+from recsys.serving import SnapshotStore, open_store
+
+# In-process objects (frames, models) flow between tasks; nothing is worth persisting through Prefect's result
+# store, and the expensive step (fine-tuning) is cached by its own content-addressed folder.
+_task = {"persist_result": False, "cache_policy": NO_CACHE}
+
+
+@task(retries=2, retry_delay_seconds=5, **_task)
+def load_data(settings: Settings) -> Dataset:
+    """Read and validate (retried: the files may sit on a flaky network share)."""
+    d = settings.data
+    return load_dataset(d.dataset, policy=d.policy, quarantine_dir=d.quarantine_dir)
+
+
+@task(retries=2, retry_delay_seconds=5, **_task)
+def champion_bundle(registry: Registry, work_dir: Path):
+    """The champion's bundle (downloaded from the registry; retried: the tracking server may be remote)."""
+    champ = registry.champion()
+    if champ is None:
+        return None, None
+    return champ, load_bundle(registry.download(champ.version, work_dir / "champions" / str(champ.version)))
+
+
+@task(**_task)
+def fine_tune_encoder(split, items, settings: Settings, init_adapter: Path | None) -> steps.EncoderOutcome:
+    from recsys.progress import training_bar
+
+    with training_bar("fine-tuning the encoder") as bar:
+        return steps.train_encoder(
+            split, items, settings, work_dir=settings.nightly.work_dir, init_adapter=init_adapter, progress=bar
+        )
+
+
+@task(**_task)
+def embed(items, settings: Settings, adapter: Path | None):
+    from recsys.progress import count_bar
+
+    with count_bar("embedding item texts", items.height) as bar:
+        return steps.embed_catalog(items, settings, adapter, progress=bar)
+
+
+@task(**_task)
+def train_ranker(split, dataset: Dataset, settings: Settings, embeddings, adapter, out: Path, meta: dict):
+    return steps.train_version(
+        split, dataset, settings, embeddings=embeddings, adapter=adapter, out=out, extra_meta=meta
+    )
+
+
+@task(**_task)
+def evaluate_versions(dataset, split, bundles: dict, settings: Settings):
+    logger = get_run_logger()
+    return steps.evaluate_bundles(
+        dataset, split, bundles, settings, baselines=settings.nightly.baselines, progress=logger.info
+    )
+
+
+@task(retries=2, retry_delay_seconds=5, **_task)
+def record(registry: Registry, run_id: str, report, decision, params: dict, folder: Path) -> None:
+    mlrun.log_params(registry, run_id, params)
+    mlrun.log_evaluation(registry, run_id, report, folder=folder)
+    mlrun.log_json(registry, run_id, "gate.json", decision.to_dict())
+
+
+@task(**_task)
+def register(registry: Registry, run_id: str, bundle_path: Path, tags: dict[str, str]):
+    return mlrun.register_bundle(registry, run_id, bundle_path, tags=tags)
+
+
+@task(**_task)
+def build_lists(bundle, dataset: Dataset, settings: Settings):
+    return steps.ranked_lists(bundle, dataset, settings, k=settings.nightly.serving_k)
+
+
+@task(retries=2, retry_delay_seconds=2, **_task)
+def publish(store: SnapshotStore, lists, fallback, model_version: str, bundle, dataset, work_dir, meta: dict):
+    return steps.publish(
+        store,
+        lists,
+        fallback,
+        model_version=model_version,
+        bundle=bundle,
+        dataset=dataset,
+        work_dir=work_dir,
+        meta=meta,
+    )
+
+
+def _summary(**kw: Any) -> dict[str, Any]:
+    return {k: (str(v) if isinstance(v, Path) else v) for k, v in kw.items()}
+
+
+@flow(name="nightly", log_prints=True)
+def nightly(config_path: str | None = None, force: bool = False, overrides: dict | None = None) -> dict[str, Any]:
+    """One night: train a version, evaluate it against the champion, register it, promote it through the gate, and
+    publish the champion's lists. Re-running on identical inputs registers nothing new (unless `force`)."""
+    logger = get_run_logger()
+    settings = load_settings(Path(config_path) if config_path else None, **(overrides or {}))
+    cfg = settings.nightly
+    seconds: dict[str, float] = {}
+    registry = Registry(settings.tracking)
+    store = open_store(settings.serving, default_path=cfg.store_path, retention=cfg.retention)
+    with steps.timed(seconds, "load_and_validate"):
+        dataset = load_data(settings)
+    key = steps.input_key(dataset, settings, code_version=steps.code_version(), seed=settings.evaluation.seed)
+    logger.info(
+        "data %s: %s (fingerprint %s), input key %s",
+        dataset.name,
+        dataset.summary()["n_interactions"],
+        dataset.fingerprint[:12],
+        key,
+    )
+    existing = registry.find_by_input_key(key)
+    if existing is not None and not force:
+        logger.info("version %s was trained from identical inputs: nothing to retrain", existing.label)
+        champ = registry.champion()
+        snapshot = steps.republish_champion(registry, store, settings, dataset=dataset)[0] if champ else None
+        return _summary(
+            status="unchanged",
+            version=existing.version,
+            champion=champ.version if champ else None,
+            snapshot=snapshot.snapshot_id if snapshot else None,
+            store=cfg.store_path,
+        )
+
+    with steps.timed(seconds, "champion"):
+        champ, champ_bundle = champion_bundle(registry, cfg.work_dir)
+    with steps.timed(seconds, "split"):
+        split = steps.nightly_split(dataset, settings)
+    init = champ_bundle.adapter_path if (champ_bundle is not None and cfg.warm_start) else None
+    with steps.timed(seconds, "fine_tune"):
+        enc = fine_tune_encoder(split, dataset.items, settings, init)
+    with steps.timed(seconds, "embed"):
+        embeddings = embed(dataset.items, settings, enc.adapter)
+    meta = {
+        "input_key": key,
+        "data_fingerprint": dataset.fingerprint,
+        "code_version": steps.code_version(),
+        "warm_start_from": champ.label if (champ and init) else None,
+        "fine_tune": enc.result,
+    }
+    with steps.timed(seconds, "train_ranker"):
+        folder = key if existing is None else f"{key}-rerun-{datetime.now(UTC):%Y%m%dT%H%M%S}"
+        bundle = train_ranker(
+            split, dataset, settings, embeddings, enc.adapter, cfg.work_dir / "bundles" / folder, meta
+        )
+    with steps.timed(seconds, "evaluate"):
+        versions = {steps.CANDIDATE: bundle} | ({steps.CHAMPION: champ_bundle} if champ_bundle else {})
+        report = evaluate_versions(dataset, split, versions, settings)
+        decision = steps.gate(report, cfg.gate, seed=settings.evaluation.seed)
+    logger.info("gate: %s (%s)", "PROMOTE" if decision.promote else "keep the champion", decision.reason)
+
+    with steps.timed(seconds, "register"):
+        run_id = mlrun.start_run(
+            registry,
+            run_name=f"nightly-{datetime.now(UTC):%Y%m%dT%H%M%S}",
+            tags={
+                "recsys.input_key": key,
+                "recsys.data_fingerprint": dataset.fingerprint,
+                "mlflow.source.git.commit": steps.code_version(),
+                "recsys.dataset": dataset.name,
+            },
+        )
+        try:
+            params = mlrun.flatten(
+                "", settings.model_dump(mode="json", include={"data", "evaluation", "encoder", "ranker", "nightly"})
+            )
+            params |= {
+                "data.fingerprint": dataset.fingerprint,
+                "code.version": steps.code_version(),
+                "input_key": key,
+                "champion.before": champ.label if champ else "none",
+            }
+            record(registry, run_id, report, decision, params, cfg.work_dir / "runs" / run_id)
+            mlrun.log_json(registry, run_id, "data_summary.json", dataset.summary())
+            mlrun.log_json(registry, run_id, "split.json", {"params": split.params, "stats": split.stats})
+            tags = {
+                "recsys.input_key": key,
+                "recsys.data_fingerprint": dataset.fingerprint,
+                "recsys.code_version": steps.code_version(),
+                "recsys.gate": "pass" if decision.promote else "fail",
+                "recsys.gate_reason": decision.reason[:500],
+                "recsys.bundle_digest": bundle.digest,
+            }
+            if existing is not None:
+                tags["recsys.rerun_of"] = str(existing.version)
+            version = register(registry, run_id, bundle.path, tags)
+            registry.set_alias(CHALLENGER, version.version)
+        except BaseException:
+            mlrun.end_run(registry, run_id, failed=True)
+            raise
+    # The champion after tonight: the candidate if promoted, else the current champion (its lists refreshed with
+    # tonight's data). Lists are built before the alias moves; the alias moves before the atomic publish.
+    serving, label = (bundle, version.label) if decision.promote else (champ_bundle, champ.label if champ else None)
+    snapshot_id = None
+    try:
+        if serving is not None and label is not None:
+            with steps.timed(seconds, "build_lists"):
+                lists, fallback = build_lists(serving, dataset, settings)
+            if decision.promote:
+                registry.set_alias(CHAMPION, version.version)
+                logger.info("promoted %s to champion", version.label)
+            reason = {"input_key": key, "run_id": run_id, "reason": "promoted" if decision.promote else "refresh"}
+            with steps.timed(seconds, "publish"):
+                snapshot = publish(store, lists, fallback, label, serving, dataset, cfg.work_dir, reason)
+            snapshot_id = snapshot.snapshot_id
+        mlrun.log_json(registry, run_id, "timings.json", seconds)
+        mlrun.end_run(registry, run_id)
+    except BaseException:
+        mlrun.end_run(registry, run_id, failed=True)
+        raise
+    champion_now = registry.champion()
+    return _summary(
+        status="promoted" if decision.promote else "not_promoted",
+        version=version.version,
+        champion=champion_now.version if champion_now else None,
+        gate=decision.to_dict(),
+        run_id=run_id,
+        tracking_uri=registry.uri,
+        snapshot=snapshot_id,
+        store=cfg.store_path,
+        seconds=seconds,
+        metrics={m.name: m.metrics for m in report.models},
+    )

@@ -1,0 +1,332 @@
+"""The steps of the nightly run as plain library functions; `pipelines/nightly.py` wires them into a Prefect flow.
+
+Semantics of one night (all times from the data, so a re-run on the same data is the same night):
+
+* the evaluation split is the configured protocol (default `temporal`: the last 20% of events are held out);
+* a new version = a LoRA adapter fine-tuned (warm-started from the champion's) on the inner training part of the
+  split's training window + a LambdaRank ranker whose labels come from the inner hold-out; neither ever sees the
+  held-out test events;
+* the new version and the champion are evaluated on the same split, the champion with its own adapter and ranker
+  and sources rebuilt on the same training window (so the comparison is paired and fair), beside baselines;
+* the new version is registered in any case, promoted only through the gate;
+* the champion's lists are published for every user with sources and features rebuilt on *all* events: the ranker
+  and encoder stay those of the version; the data is the night's.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+from pydantic import BaseModel, Field
+
+from recsys.data import schema as S
+from recsys.data.dataset import Dataset, after_last_event, fingerprint_frames
+from recsys.data.registry import load_dataset
+from recsys.encoder.cache import ItemEmbeddings, embed_items
+from recsys.encoder.finetune import FineTuneStatus
+from recsys.encoder.model import TextEncoder
+from recsys.encoder.stage import tune_on_window
+from recsys.encoder.text import build_item_text
+from recsys.evaluation.runner import EvaluationReport, environment_info, evaluate
+from recsys.evaluation.splits import Split, make_split, validation_split
+from recsys.ranker.pipeline import RankingPipeline
+from recsys.registry.bundle import ModelBundle, load_bundle, save_bundle
+from recsys.registry.gate import GateConfig, GateDecision, decide
+from recsys.registry.tracking import Registry
+from recsys.serving.store import SnapshotInfo, SnapshotStore
+
+CANDIDATE = "candidate"
+CHAMPION = "champion"
+
+
+class NightlyConfig(BaseModel, frozen=True, extra="forbid"):
+    """What the nightly flow does besides the stages' own settings."""
+
+    work_dir: Path = Field(Path("results/nightly"), description="adapters, bundles and reports, content-addressed")
+    store_path: Path = Field(Path("results/serving/snapshots.db"), description="the published lists (SQLite, WAL)")
+    retention: int = Field(3, ge=1, description="published snapshots kept for rollback")
+    serving_k: int = Field(100, ge=1, le=1000, description="length of each published list")
+    baselines: tuple[str, ...] = Field(("toppop", "ease"), description="evaluated beside the candidate and champion")
+    warm_start: bool = Field(True, description="fine-tuning starts from the champion's adapter when there is one")
+    gate: GateConfig = Field(default_factory=GateConfig)
+    cron: str = Field("0 2 * * *", description="schedule of the nightly deployment")
+    timezone: str = Field("UTC", description="IANA time zone of the cron schedule")
+
+
+def _sha(*parts: object) -> str:
+    h = hashlib.sha256()
+    for p in parts:
+        h.update(json.dumps(p, sort_keys=True, default=str).encode())
+        h.update(b"\x1f")
+    return h.hexdigest()
+
+
+def input_key(dataset: Dataset, settings: Any, *, code_version: str, seed: int) -> str:
+    """Identity of a night's inputs: data content, every setting that shapes the model, code version, seed."""
+    shaping = settings.model_dump(mode="json", include={"data", "evaluation", "encoder", "ranker"})
+    shaping.get("encoder", {}).pop("cache_dir", None)
+    return _sha(dataset.fingerprint, shaping, code_version, seed)[:24]
+
+
+def code_version() -> str:
+    return environment_info().get("git_sha", "unknown")
+
+
+def nightly_split(dataset: Dataset, settings: Any) -> Split:
+    ev = settings.evaluation
+    return make_split(dataset.interactions, ev.protocol, seed=ev.seed, **ev.protocol_params())
+
+
+# -- encoder ----------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class EncoderOutcome:
+    adapter: Path | None
+    result: dict[str, Any] | None
+    reused: bool
+    inner_train_events: int
+
+
+def train_encoder(
+    split: Split,
+    items: pl.DataFrame,
+    settings: Any,
+    *,
+    work_dir: Path,
+    init_adapter: Path | None = None,
+    progress: Callable[[FineTuneStatus], None] | None = None,
+) -> EncoderOutcome:
+    """Fine-tune the encoder on the inner training part of the split's training window (the part the ranker's
+    labels do not come from). Content-addressed: identical inputs reuse the adapter already on disk."""
+    enc, seed = settings.encoder, settings.evaluation.seed
+    inner = validation_split(split.train, settings.evaluation.protocol, seed=seed)
+    if not enc.enabled_fine_tune:
+        return EncoderOutcome(None, None, False, inner.train.height)
+    from recsys.encoder.model import model_digest
+
+    key = _sha(
+        fingerprint_frames(inner.train, items),
+        enc.model_dump(mode="json", exclude={"cache_dir"}),
+        model_digest(init_adapter) if init_adapter else None,
+        seed,
+    )[:20]
+    out = Path(work_dir) / "adapters" / key
+    if (out / "recsys.json").is_file():
+        meta = json.loads((out / "recsys.json").read_text())
+        return EncoderOutcome(out, meta.get("result"), True, inner.train.height)
+    res = tune_on_window(  # writes the adapter atomically: a crash never leaves a half adapter at `out`
+        inner.train,
+        build_item_text(items, enc.text),
+        enc,
+        out=out,
+        seed=seed,
+        init_adapter=init_adapter,
+        progress=progress,
+    )
+    return EncoderOutcome(out, {**res.to_dict(), "adapter_path": str(out)}, False, inner.train.height)
+
+
+def embed_catalog(
+    items: pl.DataFrame, settings: Any, adapter: Path | None, *, progress: Callable[[int], None] | None = None
+) -> ItemEmbeddings:
+    """Every item's text embedded by base + adapter; only texts new to this model version are encoded."""
+    enc = settings.encoder
+    model_cfg = enc.model.model_copy(update={"adapter_path": str(adapter) if adapter else None})
+    text = build_item_text(items, enc.text)
+    return embed_items(text, TextEncoder(model_cfg), cache_dir=enc.cache_dir, progress=progress)
+
+
+# -- ranker and bundle ------------------------------------------------------------------------------------------
+def train_version(
+    split: Split,
+    dataset: Dataset,
+    settings: Any,
+    *,
+    embeddings: ItemEmbeddings,
+    adapter: Path | None,
+    out: Path,
+    extra_meta: dict[str, Any] | None = None,
+) -> ModelBundle:
+    """Candidates + features + LambdaRank trained on the split's training window; saved as a bundle."""
+    seed = settings.evaluation.seed
+    pipe = RankingPipeline(
+        embeddings, cfg=settings.ranker, protocol=settings.evaluation.protocol, use_text=True, seed=seed
+    ).fit(split.train, candidates=dataset.items[S.ITEM_ID].to_list(), items=dataset.items)
+    return save_bundle(
+        out,
+        ranker=pipe.ranker_,
+        embeddings=embeddings,
+        adapter=adapter,
+        events=split.train,
+        items=dataset.items,
+        encoder=settings.encoder.model,
+        text=settings.encoder.text,
+        pipeline=settings.ranker,
+        protocol=settings.evaluation.protocol,
+        extra={"label_stats": pipe.label_stats_, **(extra_meta or {})},
+    )
+
+
+# -- evaluation -------------------------------------------------------------------------------------------------
+def evaluate_bundles(
+    dataset: Dataset,
+    split: Split,
+    bundles: dict[str, ModelBundle],
+    settings: Any,
+    *,
+    baselines: tuple[str, ...] = (),
+    extra_ks: tuple[int, ...] = (5, 20, 50),
+    progress: Callable[[str], None] | None = None,
+) -> EvaluationReport:
+    """Each bundle's ranker and encoder with sources rebuilt on the split's training window, beside `baselines`,
+    on the same split: per-user metrics line up for paired comparisons."""
+    ev = settings.evaluation
+    factories = {}
+    for name, bundle in bundles.items():
+        emb = bundle.embeddings_for(dataset.items, cache_dir=settings.encoder.cache_dir)
+        factories[name] = lambda bundle=bundle, emb=emb: bundle.pipeline(embeddings=emb, seed=ev.seed)
+    return evaluate(
+        dataset,
+        protocol=ev.protocol,
+        models=baselines,
+        k=ev.k,
+        extra_ks=tuple(sorted({*ev.extra_ks, *extra_ks})),
+        seed=ev.seed,
+        ease_grid=ev.ease_grid,
+        protocol_params=ev.protocol_params(),
+        extra_models=factories,
+        progress=progress,
+        split=split,
+    )
+
+
+def gate(report: EvaluationReport, cfg: GateConfig, *, seed: int = 42) -> GateDecision:
+    """The candidate against the champion of the same report (promoted outright when there is no champion)."""
+    cand = report.model(CANDIDATE)
+    champ = next((m for m in report.models if m.name == CHAMPION), None)
+    return decide(
+        cand.metrics,
+        cand.per_user,
+        champ.metrics if champ else None,
+        champ.per_user if champ else None,
+        cfg=cfg,
+        seed=seed,
+    )
+
+
+# -- publishing -------------------------------------------------------------------------------------------------
+def ranked_lists(bundle: ModelBundle, dataset: Dataset, settings: Any, *, k: int) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Every user's top-k by the bundle, sources and features rebuilt on all events; and the trending fallback."""
+    emb = bundle.embeddings_for(dataset.items, cache_dir=settings.encoder.cache_dir)
+    pipe = bundle.pipeline(embeddings=emb, seed=settings.evaluation.seed).fit(
+        dataset.interactions, candidates=dataset.items[S.ITEM_ID].to_list(), items=dataset.items
+    )
+    users = dataset.interactions[S.USER_ID].unique(maintain_order=True).to_list()
+    lists = pipe.recommend(users, k=k)
+    fallback = trending(dataset.interactions, k=k, window_days=settings.ranker.candidates.popular_window_days)
+    return lists, fallback
+
+
+def trending(events: pl.DataFrame, *, k: int, window_days: int = 30) -> pl.DataFrame:
+    """item_id, score: events per item in the last `window_days` (ties: all-time count), best first."""
+    end = after_last_event(events)
+    recent = pl.col(S.TIMESTAMP) >= end - timedelta(days=window_days)
+    return (
+        events.group_by(S.ITEM_ID)
+        .agg(recent.sum().alias("recent"), pl.len().alias("all"))
+        .with_columns((pl.col("recent") + pl.col("all") / (pl.col("all").max() + 1)).cast(pl.Float64).alias(S.SCORE))
+        .sort([S.SCORE, S.ITEM_ID], descending=[True, False])
+        .head(k)
+        .select(S.ITEM_ID, S.SCORE)
+    )
+
+
+def publish(
+    store: SnapshotStore,
+    lists: pl.DataFrame,
+    fallback: pl.DataFrame,
+    *,
+    model_version: str,
+    bundle: ModelBundle,
+    dataset: Dataset,
+    work_dir: Path,
+    meta: dict | None = None,
+) -> SnapshotInfo:
+    """Publish the lists as a new snapshot. Its metadata names what the service needs to re-rank online exactly as
+    the lists were made: a content-addressed copy of the bundle and the events and catalog the lists came from."""
+    served = Path(work_dir).resolve() / "served"
+    bundle_dir = served / "bundles" / bundle.digest[:24]
+    if not bundle_dir.is_dir():
+        tmp = bundle_dir.with_name(bundle_dir.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(bundle.path, tmp)
+        tmp.rename(bundle_dir)
+    data_dir = served / "data" / dataset.fingerprint[:24]
+    if not (data_dir / "items.parquet").is_file():
+        tmp = data_dir.with_name(data_dir.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        dataset.interactions.select(S.USER_ID, S.ITEM_ID, S.TIMESTAMP, S.RATING).write_parquet(tmp / "events.parquet")
+        dataset.items.write_parquet(tmp / "items.parquet")
+        shutil.rmtree(data_dir, ignore_errors=True)
+        tmp.rename(data_dir)
+    full = {
+        **(meta or {}),
+        "bundle": str(bundle_dir),
+        "bundle_digest": bundle.digest,
+        "events": str(data_dir / "events.parquet"),
+        "items": str(data_dir / "items.parquet"),
+        "data_fingerprint": dataset.fingerprint,
+    }
+    return store.publish(lists, model_version=model_version, fallback=fallback, meta=full)
+
+
+@contextmanager
+def timed(seconds: dict[str, float], name: str) -> Iterator[None]:
+    """Record the wall seconds of a block under `name` (the flow's per-step timings)."""
+    t0 = time.perf_counter()
+    try:
+        yield
+    finally:
+        seconds[name] = round(time.perf_counter() - t0, 3)
+
+
+def republish_champion(
+    registry: Registry, store: SnapshotStore, settings: Any, *, dataset: Dataset | None = None
+) -> tuple[SnapshotInfo, str]:
+    """Serve the champion's lists: re-activate its newest published snapshot when there is one (instant rollback),
+    else rebuild them on the current data and publish. Returns the snapshot and which of the two happened."""
+    champ = registry.champion()
+    if champ is None:
+        raise ValueError(f"{registry}: no champion to publish")
+    current = store.current()
+    if current is not None and current.model_version == champ.label:
+        return current, "already current"
+    earlier = next((s for s in store.snapshots() if s.model_version == champ.label), None)
+    if earlier is not None:
+        return store.activate(earlier.snapshot_id), "re-activated"
+    bundle = load_bundle(registry.download(champ.version, settings.nightly.work_dir / "champions" / str(champ.version)))
+    if dataset is None:
+        d = settings.data
+        dataset = load_dataset(d.dataset, policy=d.policy, quarantine_dir=d.quarantine_dir)
+    lists, fallback = ranked_lists(bundle, dataset, settings, k=settings.nightly.serving_k)
+    snap = publish(
+        store,
+        lists,
+        fallback,
+        model_version=champ.label,
+        bundle=bundle,
+        dataset=dataset,
+        work_dir=settings.nightly.work_dir,
+        meta={"reason": "republish"},
+    )
+    return snap, "rebuilt"

@@ -1,0 +1,196 @@
+"""The HTTP service product backends call (FastAPI): ranked lists, on-demand re-ranking, health, metrics, reload.
+
+    GET  /v1/users/{user_id}/recommendations?k=10&exclude=a,b   the user's published list (or the flagged fallback)
+    POST /v1/rank                                                re-rank a candidate list with the champion
+    GET  /healthz   /readyz   /metrics                           liveness, readiness, Prometheus
+    POST /admin/reload                                           load the newest snapshot now (bearer token)
+
+Every response carries the model version and snapshot id (body and `X-Model-Version` / `X-Snapshot-Id` headers).
+"""
+
+from __future__ import annotations
+
+import hmac
+import re
+import time
+from contextlib import asynccontextmanager
+
+import orjson
+from fastapi import FastAPI, Header, HTTPException, Path, Query, Request
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from pydantic import BaseModel, Field, model_validator
+
+from recsys.serving.service import NotReady, RankingService, Reloader, ServingConfig
+
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:@\-]{0,127}$"
+_ID = re.compile(ID_PATTERN)
+
+
+class RankRequest(BaseModel):
+    """Candidates to re-rank, for a known user (`user_id`) or an anonymous session (`recent_items`)."""
+
+    user_id: str | None = Field(None, pattern=ID_PATTERN, examples=["u0001"])
+    recent_items: list[str] | None = Field(None, description="item ids the session engaged with, most recent last")
+    candidates: list[str] = Field(..., min_length=1, description="item ids to order")
+
+    @model_validator(mode="after")
+    def _check(self) -> RankRequest:
+        if self.user_id is None and not self.recent_items:
+            raise ValueError("give user_id or recent_items")
+        for name, ids in (("candidates", self.candidates), ("recent_items", self.recent_items or [])):
+            bad = next((i for i in ids if not _ID.match(i)), None)
+            if bad is not None:
+                raise ValueError(f"{name}: {bad[:40]!r} is not a valid item id ({ID_PATTERN})")
+        if len(set(self.candidates)) != len(self.candidates):
+            raise ValueError("candidates contain duplicates")
+        return self
+
+
+class _Json(Response):
+    media_type = "application/json"
+
+    def render(self, content) -> bytes:
+        return orjson.dumps(content)
+
+
+def _respond(body: dict, status: int = 200) -> Response:
+    headers = {}
+    if body.get("model_version"):
+        headers = {"X-Model-Version": body["model_version"], "X-Snapshot-Id": body["snapshot_id"]}
+    return _Json(body, status_code=status, headers=headers)
+
+
+def create_app(service: RankingService, *, start_reloader: bool = True) -> FastAPI:
+    """The app around a service (load its first snapshot at startup; reload in the background)."""
+    cfg: ServingConfig = service.cfg
+    registry = CollectorRegistry()
+    requests = Counter("recsys_requests_total", "Requests", ["endpoint", "status"], registry=registry)
+    latency = Histogram(
+        "recsys_request_seconds",
+        "Request latency",
+        ["endpoint"],
+        buckets=(0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
+        registry=registry,
+    )
+    fallbacks = Counter("recsys_fallback_total", "Lists served from the fallback", registry=registry)
+    reloads = Gauge("recsys_reloads", "Snapshots loaded since start", registry=registry)
+    snapshot_age = Gauge("recsys_snapshot_loaded_timestamp", "When the current snapshot was loaded", registry=registry)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        service.reload()
+        reloader = Reloader(service, cfg.reload_interval_s) if start_reloader else None
+        if reloader:
+            reloader.start()
+        yield
+        if reloader:
+            reloader.stop()
+
+    app = FastAPI(
+        title="recsys",
+        version="1",
+        summary="Ranked lists and on-demand re-ranking from the champion model.",
+        lifespan=lifespan,
+    )
+
+    def observe(endpoint: str, status: int, started: float) -> None:
+        requests.labels(endpoint, str(status)).inc()
+        latency.labels(endpoint).observe(time.perf_counter() - started)
+
+    # The list lookup is an in-memory dict read: it runs on the event loop (no thread-pool hop). Re-ranking is CPU
+    # work of a few milliseconds and stays a plain `def` (FastAPI runs it in its thread pool).
+    @app.get("/v1/users/{user_id}/recommendations", summary="A user's ranked list")
+    async def recommendations(
+        user_id: str = Path(..., pattern=ID_PATTERN, description="user id"),
+        k: int = Query(cfg.default_k, ge=1, le=cfg.max_k, description="list length"),
+        exclude: str | None = Query(None, description="comma-separated item ids to leave out", max_length=20_000),
+    ) -> Response:
+        started = time.perf_counter()
+        excluded: frozenset[str] = frozenset()
+        if exclude:
+            parts = [p for p in exclude.split(",") if p]
+            if len(parts) > cfg.max_exclude:
+                observe("recommendations", 422, started)
+                raise HTTPException(422, f"exclude: at most {cfg.max_exclude} item ids")
+            bad = next((p for p in parts if not _ID.match(p)), None)
+            if bad is not None:
+                observe("recommendations", 422, started)
+                raise HTTPException(422, f"exclude: {bad[:40]!r} is not a valid item id")
+            excluded = frozenset(parts)
+        try:
+            body = service.recommendations(user_id, k, excluded)
+        except NotReady as exc:
+            observe("recommendations", 503, started)
+            raise HTTPException(503, str(exc)) from exc
+        if body["fallback"]:
+            fallbacks.inc()
+        observe("recommendations", 200, started)
+        return _respond(body)
+
+    @app.post("/v1/rank", summary="Re-rank a candidate list with the champion")
+    def rank(req: RankRequest) -> Response:
+        started = time.perf_counter()
+        if len(req.candidates) > cfg.max_candidates:
+            observe("rank", 422, started)
+            raise HTTPException(422, f"candidates: at most {cfg.max_candidates} item ids")
+        if req.recent_items and len(req.recent_items) > cfg.max_recent_items:
+            observe("rank", 422, started)
+            raise HTTPException(422, f"recent_items: at most {cfg.max_recent_items} item ids")
+        try:
+            body = service.rank(req.candidates, user_id=req.user_id, recent_items=req.recent_items)
+        except NotReady as exc:
+            observe("rank", 503, started)
+            raise HTTPException(503, str(exc)) from exc
+        observe("rank", 200, started)
+        return _respond(body)
+
+    @app.get("/healthz", summary="Liveness")
+    async def healthz() -> dict:
+        return {"status": "ok"}
+
+    @app.get("/readyz", summary="Ready when a snapshot and a model are loaded")
+    async def readyz() -> Response:
+        ok, reason = service.ready()
+        cur = service.loaded
+        body = {
+            "ready": ok,
+            "reason": reason,
+            "model_version": cur.info.model_version if cur else None,
+            "snapshot_id": cur.info.snapshot_id if cur else None,
+            "last_error": service.last_error,
+        }
+        return _respond(body, 200 if ok else 503)
+
+    @app.get("/metrics", summary="Prometheus metrics")
+    async def metrics() -> Response:
+        reloads.set(service.reloads)
+        if service.loaded:
+            snapshot_age.set(service.loaded.loaded_at)
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.post("/admin/reload", summary="Load the newest published snapshot now (bearer token)")
+    def admin_reload(authorization: str | None = Header(None)) -> Response:
+        token = cfg.admin_token.get_secret_value() if cfg.admin_token else None
+        if token is None:
+            raise HTTPException(404, "admin endpoints are disabled (no admin token configured)")
+        given = (authorization or "").removeprefix("Bearer ").strip()
+        if not hmac.compare_digest(given.encode(), token.encode()):
+            raise HTTPException(401, "bad or missing bearer token", headers={"WWW-Authenticate": "Bearer"})
+        changed = service.reload()
+        cur = service.loaded
+        return _respond(
+            {
+                "reloaded": changed,
+                "model_version": cur.info.model_version if cur else None,
+                "snapshot_id": cur.info.snapshot_id if cur else None,
+            }
+        )
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+        cur = service.loaded
+        body = {"error": exc.detail, "model_version": cur.info.model_version if cur else None}
+        return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
+
+    return app

@@ -1,0 +1,217 @@
+"""What the HTTP service does, without HTTP: hold the current snapshot (lists + the champion's model) in memory,
+answer list and re-rank requests from it, and swap to a newly published snapshot atomically.
+
+A request reads `self.loaded` once and uses only that object, so a reload (which builds a complete new
+`LoadedSnapshot` first and then replaces the reference) can never give it a mix of two snapshots.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import polars as pl
+from pydantic import BaseModel, Field, SecretStr
+
+from recsys.data import schema as S
+from recsys.serving.store import SnapshotInfo, SnapshotStore
+
+log = logging.getLogger("recsys.serving")
+
+
+class ServingConfig(BaseModel, frozen=True, extra="forbid"):
+    """The service: where the published lists are, request limits, reload, admin token."""
+
+    backend: Literal["sqlite", "redis"] = "sqlite"
+    store_path: Path | None = Field(None, description="SQLite snapshot store; None: [nightly] store_path")
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_prefix: str = "recsys"
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    max_k: int = Field(100, ge=1, le=1000, description="largest k a client may ask for")
+    default_k: int = Field(10, ge=1)
+    max_candidates: int = Field(1000, ge=1, description="largest candidate list of POST /v1/rank")
+    max_exclude: int = Field(500, ge=0)
+    max_recent_items: int = Field(100, ge=1)
+    reload_interval_s: float = Field(5.0, gt=0, description="how often the store's pointer is checked")
+    load_model: bool = Field(True, description="load the champion's ranker for POST /v1/rank")
+    admin_token: SecretStr | None = Field(None, description="bearer token of /admin/*; None disables them")
+
+
+class NotReady(RuntimeError):
+    """No snapshot (or no model for re-ranking) is loaded yet."""
+
+
+@dataclass(frozen=True)
+class LoadedSnapshot:
+    info: SnapshotInfo
+    lists: dict[str, tuple[list[str], list[float]]]
+    fallback: tuple[list[str], list[float]]
+    model: object | None  # a fitted RankingPipeline of the champion (None: re-ranking unavailable)
+    model_key: str | None
+    loaded_at: float = field(default_factory=time.time)
+
+
+def _load_model(meta: dict) -> object | None:
+    """The champion's pipeline as published: its bundle (ranker + encoder embeddings) with sources and features
+    rebuilt on the events the lists were computed from. Paths come from the store's metadata, written by the
+    nightly flow; nothing a request sends is ever used as a path."""
+    bundle_path, events_path = meta.get("bundle"), meta.get("events")
+    if not bundle_path or not events_path:
+        return None
+    from recsys.registry.bundle import load_bundle
+
+    bundle = load_bundle(Path(bundle_path))
+    events = pl.read_parquet(events_path)
+    items = pl.read_parquet(meta["items"]) if meta.get("items") else bundle.items()
+    return bundle.pipeline(embeddings=bundle.embeddings).fit(events, candidates=items[S.ITEM_ID].to_list(), items=items)
+
+
+class RankingService:
+    """The current snapshot, reloaded when the store's pointer moves."""
+
+    def __init__(self, store: SnapshotStore, cfg: ServingConfig | None = None) -> None:
+        self.store = store
+        self.cfg = cfg or ServingConfig()
+        self.loaded: LoadedSnapshot | None = None
+        self._reload_lock = threading.Lock()
+        self.reloads = 0
+        self.last_error: str | None = None
+
+    # -- loading -------------------------------------------------------------------------------------------------
+    def reload(self, *, force: bool = False) -> bool:
+        """Load the store's current snapshot if it is not the one in memory. True when something changed."""
+        with self._reload_lock:
+            info = self.store.current()
+            old = self.loaded
+            if info is None or (old is not None and old.info.snapshot_id == info.snapshot_id and not force):
+                return False
+            lists = self.store.read_all(info.snapshot_id)
+            from recsys.serving.store import FALLBACK_USER
+
+            fallback = lists.pop(FALLBACK_USER, ([], []))
+            model, key = (old.model, old.model_key) if old is not None else (None, None)
+            wanted = f"{info.meta.get('bundle_digest')}:{info.meta.get('events')}"
+            if self.cfg.load_model and (model is None or key != wanted or force):
+                try:
+                    model = _load_model(info.meta)
+                    key = wanted if model is not None else None
+                except Exception as exc:  # keep serving lists; re-ranking reports not ready
+                    log.exception("could not load the model of snapshot %s", info.snapshot_id)
+                    self.last_error = f"model of {info.snapshot_id}: {exc}"
+                    model, key = None, None
+            self.loaded = LoadedSnapshot(info, lists, fallback, model, key)
+            self.reloads += 1
+            log.info("serving snapshot %s (%s, %d users)", info.snapshot_id, info.model_version, len(lists))
+            return True
+
+    def ready(self) -> tuple[bool, str]:
+        cur = self.loaded
+        if cur is None:
+            return False, "no snapshot loaded"
+        if self.cfg.load_model and cur.model is None:
+            return False, f"snapshot {cur.info.snapshot_id} loaded, but no model for re-ranking"
+        return True, "ok"
+
+    # -- requests ------------------------------------------------------------------------------------------------
+    def recommendations(self, user_id: str, k: int, exclude: frozenset[str] = frozenset()) -> dict:
+        cur = self.loaded
+        if cur is None:
+            raise NotReady("no snapshot loaded yet")
+        got = cur.lists.get(user_id)
+        fallback = got is None
+        items, scores = cur.fallback if fallback else got
+        out = []
+        for item, score in zip(items, scores, strict=True):
+            if item in exclude:
+                continue
+            out.append({"item_id": item, "score": score, "rank": len(out) + 1})
+            if len(out) == k:
+                break
+        return {
+            "user_id": user_id,
+            "items": out,
+            "fallback": fallback,
+            "fallback_reason": "unknown or cold user: trending items" if fallback else None,
+            "model_version": cur.info.model_version,
+            "snapshot_id": cur.info.snapshot_id,
+        }
+
+    def rank(self, candidates: list[str], *, user_id: str | None, recent_items: list[str] | None) -> dict:
+        """Re-rank `candidates` for a known user with the champion's ranker; for an unknown user with recent items,
+        by interest match of the candidates' texts to those items; otherwise by trending order."""
+        cur = self.loaded
+        if cur is None:
+            raise NotReady("no snapshot loaded yet")
+        pipe = cur.model
+        if pipe is None:
+            raise NotReady("no model loaded for re-ranking")
+        known = user_id is not None and user_id in pipe.state_.seen  # type: ignore[attr-defined]
+        if known:
+            frame = pl.DataFrame({S.USER_ID: [user_id] * len(candidates), S.ITEM_ID: candidates})
+            scored = pipe.rank_candidates(frame)  # type: ignore[attr-defined]
+            scores = scored[S.SCORE].to_list()
+            method = "ranker"
+        elif recent_items and pipe.embeddings is not None:  # type: ignore[attr-defined]
+            scores = self._interest_scores(pipe, recent_items, candidates)
+            method = "interest-match"
+        else:
+            pop = dict(zip(*cur.fallback, strict=True))
+            scores = [pop.get(c) for c in candidates]
+            method = "trending"
+        order = sorted(
+            range(len(candidates)),
+            key=lambda i: (scores[i] is None, -(scores[i] if scores[i] is not None else 0.0), i),
+        )
+        ranked = [
+            {"item_id": candidates[i], "score": scores[i], "rank": r + 1 if scores[i] is not None else None}
+            for r, i in enumerate(order)
+        ]
+        return {
+            "user_id": user_id,
+            "method": method,
+            "items": ranked,
+            "unknown_items": [candidates[i] for i in order if scores[i] is None],
+            "model_version": cur.info.model_version,
+            "snapshot_id": cur.info.snapshot_id,
+        }
+
+    @staticmethod
+    def _interest_scores(pipe, recent: list[str], candidates: list[str]) -> list[float | None]:
+        emb = pipe.embeddings
+        row = {item: i for i, item in enumerate(emb.item_ids)}
+        hist = [row[i] for i in recent if i in row]
+        if not hist:
+            return [None] * len(candidates)
+        profile = emb.vectors[hist].astype(np.float64).mean(axis=0)
+        profile /= np.linalg.norm(profile) or 1.0
+        out: list[float | None] = []
+        for c in candidates:
+            r = row.get(c)
+            out.append(None if r is None else float(emb.vectors[r] @ profile))
+        return out
+
+
+class Reloader(threading.Thread):
+    """Polls the store's pointer and swaps snapshots in the background (hot reload)."""
+
+    def __init__(self, service: RankingService, interval_s: float) -> None:
+        super().__init__(name="recsys-reloader", daemon=True)
+        self.service, self.interval_s = service, interval_s
+        self.stop_event = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop_event.wait(self.interval_s):
+            try:
+                self.service.reload()
+            except Exception as exc:  # the service keeps serving what it has
+                log.exception("reload failed")
+                self.service.last_error = str(exc)
+
+    def stop(self) -> None:
+        self.stop_event.set()

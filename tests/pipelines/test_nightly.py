@@ -1,0 +1,136 @@
+"""The nightly flow end to end with the real libraries: Prefect's test harness, MLflow on sqlite, LightGBM, the
+snapshot store. Tests run in file order and share one registry (as consecutive nights would)."""
+
+from __future__ import annotations
+
+import polars as pl
+import pytest
+
+from pipelines.nightly import nightly
+from recsys.config import load_settings
+from recsys.registry import CHALLENGER, Registry
+from recsys.serving.store import SQLiteSnapshotStore
+
+
+def _env(flow_env: dict):
+    settings = load_settings(**flow_env)
+    return settings, Registry(settings.tracking), SQLiteSnapshotStore(settings.nightly.store_path)
+
+
+def test_first_night_registers_promotes_and_publishes(flow_env):
+    out = nightly(overrides=flow_env)
+    settings, registry, store = _env(flow_env)
+    assert out["status"] == "promoted" and out["version"] == 1 and out["champion"] == 1
+    champ = registry.champion()
+    assert champ.version == 1 and CHALLENGER in champ.aliases
+    assert champ.tags["recsys.gate"] == "pass" and len(champ.tags["recsys.input_key"]) == 24
+
+    run = registry.client.get_run(out["run_id"])
+    assert run.info.status == "FINISHED"
+    assert len(run.data.params["data.fingerprint"]) == 64
+    assert run.data.params["encoder.fine_tune.max_steps"] == "6" and "code.version" in run.data.params
+    assert 0 < run.data.metrics["candidate.ndcg_at_10"] <= 1
+    assert "toppop.ndcg_at_10" in run.data.metrics and "candidate.cold_items.recall_at_10" in run.data.metrics
+    artifacts = {a.path for a in registry.client.list_artifacts(out["run_id"], "evaluation")}
+    assert {"evaluation/evaluation_report.json", "evaluation/metric_at_k.png"} <= artifacts
+    assert "evaluation/feature_importance_candidate.png" in artifacts
+    top = {a.path for a in registry.client.list_artifacts(out["run_id"])}
+    assert {"gate.json", "data_summary.json", "split.json", "timings.json"} <= top
+
+    # the registered version is a self-contained bundle: adapter, embeddings, ranker in LightGBM's text format
+    bundle = registry.download(1)
+    assert (bundle / "adapter" / "adapter_model.safetensors").is_file()
+    assert (bundle / "ranker" / "ranker.txt").read_text().startswith("tree")
+    assert (bundle / "embeddings.parquet").is_file()
+
+    # every user's list is published, from the champion
+    cur = store.current()
+    n_users = pl.read_parquet(flow_env["data"]["dataset"].replace("shop.toml", "events.parquet"))["user_id"].n_unique()
+    assert cur.model_version == "recsys/1" and cur.n_users == n_users and cur.k == settings.nightly.serving_k
+    assert len(store.get("u0001").items) == settings.nightly.serving_k and store.fallback() is not None
+
+
+def test_the_pyfunc_version_loads_and_scores(flow_env):
+    import mlflow
+
+    _, registry, store = _env(flow_env)
+    with registry.active():
+        model = mlflow.pyfunc.load_model("models:/recsys@champion")
+    listed = store.get("u0001").items[:5]
+    scored = model.predict(pl.DataFrame({"user_id": ["u0001"] * 6, "item_id": [*listed, "nope"]}).to_pandas())
+    assert scored["score"].iloc[:5].notna().all() and scored["score"].isna().iloc[5]
+
+
+def test_rerun_on_identical_inputs_is_idempotent(flow_env):
+    _, registry, store = _env(flow_env)
+    before = (len(registry.versions()), store.current().snapshot_id)
+    out = nightly(overrides=flow_env)
+    assert out["status"] == "unchanged" and out["version"] == 1
+    assert (len(registry.versions()), store.current().snapshot_id) == before
+
+
+def test_sabotaged_ranker_is_registered_but_not_promoted(flow_env, monkeypatch):
+    from recsys.ranker import pipeline as ranker_pipeline
+
+    real = ranker_pipeline.train_ranker
+
+    def sabotaged(frame, features, **kw):  # fault injection: the ranker learns the opposite of the labels
+        return real(frame.with_columns((1 - pl.col("label")).alias("label")), features, **kw)
+
+    monkeypatch.setattr(ranker_pipeline, "train_ranker", sabotaged)
+    _, registry, store = _env(flow_env)
+    out = nightly(overrides=flow_env, force=True)
+    assert out["status"] == "not_promoted", out["gate"]
+    assert "significantly worse" in out["gate"]["reason"]
+    assert out["gate"]["primary"]["diff"] < 0
+    new = registry.get(out["version"])
+    assert new.version == 2 and new.tags["recsys.gate"] == "fail" and new.tags["recsys.rerun_of"] == "1"
+    assert CHALLENGER in new.aliases and registry.champion().version == 1
+    assert store.current().model_version == "recsys/1"  # refreshed lists, still the champion's
+
+
+def test_failure_midway_leaves_champion_and_lists(flow_env, monkeypatch):
+    import recsys.nightly
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("disk full while building the lists")
+
+    monkeypatch.setattr(recsys.nightly, "ranked_lists", broken)
+    _, registry, store = _env(flow_env)
+    champion, snapshot = registry.champion().version, store.current()
+    with pytest.raises(RuntimeError, match="disk full"):
+        nightly(overrides=flow_env, force=True)
+    assert registry.champion().version == champion
+    assert store.current() == snapshot and store.get("u0001").snapshot_id == snapshot.snapshot_id
+    failed = registry.client.search_runs(
+        [registry.experiment_id()], order_by=["attributes.start_time DESC"], max_results=1
+    )[0]
+    assert failed.info.status == "FAILED"
+
+
+def test_rollback_command(flow_env, tmp_path):
+    from typer.testing import CliRunner
+
+    from recsys.cli import app
+
+    _, registry, store = _env(flow_env)
+    # say version 2 had been promoted and published by mistake
+    registry.set_alias("champion", 2)
+    store.publish(
+        pl.DataFrame({"user_id": ["u0001"], "item_id": ["i1"], "rank": [1], "score": [1.0]}), model_version="recsys/2"
+    )
+    config = tmp_path / "recsys.toml"
+    nightly_cfg, tracking = flow_env["nightly"], flow_env["tracking"]
+    config.write_text(
+        f'[tracking]\nuri = "{tracking["uri"]}"\n'
+        f'[nightly]\nstore_path = "{nightly_cfg["store_path"]}"\nwork_dir = "{nightly_cfg["work_dir"]}"\n'
+        f'[data]\ndataset = "{flow_env["data"]["dataset"]}"\n'
+    )
+    result = CliRunner().invoke(app, ["registry", "rollback", "1", "--config", str(config)])
+    assert result.exit_code == 0, result.output
+    assert "recsys/2 -> recsys/1" in result.output and "re-activated" in result.output
+    assert registry.champion().version == 1 and store.current().model_version == "recsys/1"
+    listed = CliRunner().invoke(app, ["registry", "list", "--config", str(config)])
+    assert listed.exit_code == 0 and "champion" in listed.output
+    bad = CliRunner().invoke(app, ["registry", "rollback", "99", "--config", str(config)])
+    assert bad.exit_code == 2 and "no version 99" in bad.output
