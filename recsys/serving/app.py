@@ -17,6 +17,7 @@ from contextlib import asynccontextmanager
 
 import orjson
 from fastapi import FastAPI, Header, HTTPException, Path, Query, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from pydantic import BaseModel, Field, model_validator
@@ -192,5 +193,15 @@ def create_app(service: RankingService, *, start_reloader: bool = True) -> FastA
         cur = service.loaded
         body = {"error": exc.detail, "model_version": cur.info.model_version if cur else None}
         return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        """422 naming each bad field (location, message), with the model version like every other response."""
+        endpoint = "rank" if request.url.path == "/v1/rank" else "recommendations"
+        requests.labels(endpoint, "422").inc()
+        cur = service.loaded
+        errors = [{"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"]} for e in exc.errors()]
+        body = {"error": "invalid request", "errors": errors, "model_version": cur.info.model_version if cur else None}
+        return JSONResponse(body, status_code=422)
 
     return app

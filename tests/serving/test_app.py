@@ -105,7 +105,10 @@ def test_lists_fallback_and_validation(published):
 
         for params, status in (({"k": 0}, 422), ({"k": 51}, 422), ({"k": "ten"}, 422), ({"exclude": "a b"}, 422)):
             assert http.get(f"/v1/users/{user}/recommendations", params=params).status_code == status, params
-        assert http.get("/v1/users/bad%20id!/recommendations").status_code == 422
+        bad = http.get("/v1/users/bad%20id!/recommendations")
+        assert bad.status_code == 422 and bad.json()["model_version"] == "recsys/1"
+        assert bad.json()["errors"][0]["field"] == "path.user_id"
+        assert http.get(f"/v1/users/{user}/recommendations", params={"k": 0}).json()["errors"][0]["field"] == "query.k"
         too_many = ",".join(f"i{i}" for i in range(501))
         assert http.get(f"/v1/users/{user}/recommendations", params={"exclude": too_many}).status_code == 422
 
