@@ -47,10 +47,14 @@ from recsys.encoder import (
     fine_tune,
 )
 from recsys.evaluation import evaluate
-from recsys.evaluation.splits import make_split
+from recsys.evaluation.splits import make_split, validation_split
 from recsys.progress import count_bar, training_bar
 
 DATASETS = ("ml-100k+wiki", "ml-latest-small+tmdb")
+SELECTION_RULE = (
+    "among strengths whose validation cold Recall@50 is at least the pretrained encoder's, the one with the best "
+    "validation nDCG@10; if none qualifies, the one with the best cold Recall@50"
+)
 
 
 def _embed_all(item_text, encoder: TextEncoder, label: str, console: Console) -> tuple[ItemEmbeddings, float]:
@@ -80,10 +84,12 @@ def quality_run(name: str, args: argparse.Namespace, console: Console) -> dict[s
     console.rule(f"{name}: temporal cutoff {cutoff}")
     pretrained, pre_s = _embed_all(item_text, TextEncoder(EncoderConfig()), "pretrained", console)
 
+    selection = select_logq(ds, split, item_text, args, console) if len(args.logq_grid) > 1 else None
+    strength = selection["chosen"] if selection else args.logq_grid[0]
     pairs = build_pairs(split.train, item_text, as_of=cutoff, cfg=PairConfig(), seed=args.seed)
     console.print(f"pairs: {pairs.stats}")
     adapter = args.work / name / "adapter"
-    ft_cfg = FineTuneConfig()
+    ft_cfg = FineTuneConfig(logq_strength=strength)
     with training_bar(f"fine-tune ({name})", console=console) as update:
         result = fine_tune(
             pairs.train,
@@ -121,12 +127,64 @@ def quality_run(name: str, args: argparse.Namespace, console: Console) -> dict[s
         "reference_toppop": _row(report, "toppop"),
         "finetuned_minus_pretrained": comparisons,
         "pairs": pairs.stats,
+        "logq_selection": selection,
         "fine_tune": {
             "config": ft_cfg.model_dump(),
             "time_budget_s": args.time_budget,
             **{k: v for k, v in result.to_dict().items() if k != "adapter_path"},
         },
         "embedding_seconds": {"pretrained": round(pre_s, 2), "finetuned": round(ft_s, 2), "items": item_text.height},
+    }
+
+
+def select_logq(ds, split, item_text, args: argparse.Namespace, console: Console) -> dict[str, object]:
+    """Choose the logQ correction strength on a validation split of the *training* window (never on test).
+
+    The validation split is the later part of the training window (the same temporal protocol one level down); its
+    cold slice is the validation events on items with no events before the validation cutoff. Rule, fixed in
+    advance: among strengths whose validation cold Recall@50 is at least the pretrained encoder's, the one with the
+    best validation nDCG@10; if none qualifies, the one with the best cold Recall@50.
+    """
+    inner = validation_split(split.train, "temporal", seed=args.seed)
+    inner_cutoff = datetime.fromisoformat(str(inner.params["cutoff"]))
+    pretrained = embed_items(item_text, TextEncoder(EncoderConfig()))
+    models = {"pretrained": lambda: TextRecommender(pretrained)}
+    pairs = build_pairs(inner.train, item_text, as_of=inner_cutoff, cfg=PairConfig(), seed=args.seed)
+    for strength in args.logq_grid:
+        out = args.work / ds.name / f"select-logq-{strength}"
+        with training_bar(f"select: logQ {strength}", console=console) as update:
+            fine_tune(
+                pairs.train,
+                pairs.valid,
+                out=out,
+                cfg=FineTuneConfig(logq_strength=strength),
+                seed=args.seed,
+                time_budget_s=args.select_budget,
+                progress=update,
+            )
+        emb = embed_items(item_text, TextEncoder(EncoderConfig(adapter_path=str(out))))
+        models[f"logq={strength}"] = lambda emb=emb: TextRecommender(emb)
+    report = evaluate(
+        ds, protocol="temporal", models=(), extra_ks=(50,), seed=args.seed, extra_models=models, split=inner
+    )
+    rows = {n: _row(report, n) for n in models}
+    floor = rows["pretrained"]["cold_items"].get("recall@50", 0.0)
+    grid = [f"logq={g}" for g in args.logq_grid]
+    ok = [g for g in grid if rows[g]["cold_items"].get("recall@50", 0.0) >= floor]
+    if ok:
+        best = max(ok, key=lambda g: rows[g]["ndcg@10"])
+    else:
+        best = max(grid, key=lambda g: rows[g]["cold_items"].get("recall@50", 0.0))
+    chosen = float(best.split("=")[1])
+    console.print(f"logQ selection on validation (cutoff {inner_cutoff}): chosen {chosen}")
+    for n, r in rows.items():
+        console.print(f"  {n}: ndcg@10 {r['ndcg@10']:.4f} recall@50 {r['recall@50']:.4f} cold {r['cold_items']}")
+    return {
+        "rule": SELECTION_RULE,
+        "validation_protocol": {"params": inner.params, "split": inner.stats},
+        "budget_s_per_candidate": args.select_budget,
+        "validation_rows": rows,
+        "chosen": chosen,
     }
 
 
@@ -207,7 +265,15 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=Path("results/bench-encoder"))
     ap.add_argument("--gpu-json", type=Path, help="output of bench/encoder_gpu.py from a GPU machine, merged in")
     ap.add_argument("--skip-quality", action="store_true")
+    ap.add_argument(
+        "--logq-grid",
+        default="1.0",
+        help="logQ strengths to choose among on a validation split of the training window, e.g. 1.0,0.5,0.0 "
+        "(one value: no selection; bench/results/encoder-logq-selection.json is such a run)",
+    )
+    ap.add_argument("--select-budget", type=float, default=180.0, help="fine-tuning seconds per selection candidate")
     args = ap.parse_args()
+    args.logq_grid = [float(x) for x in args.logq_grid.split(",")]
     console = Console(width=160)
     shutil.rmtree(args.work, ignore_errors=True)
     started = time.perf_counter()

@@ -21,7 +21,7 @@ from recsys.registry import runs as mlrun
 _task = {"persist_result": False, "cache_policy": NO_CACHE}
 
 
-@task(retries=2, retry_delay_seconds=5, **_task)
+@task(retries=2, retry_delay_seconds=5, timeout_seconds=600, **_task)
 def fetch(registry: Registry, ref: str, work_dir: Path):
     """A version by number or alias ('champion', 'challenger'), downloaded and loaded."""
     info = registry.by_alias(ref) if not str(ref).isdigit() else registry.get(int(ref))
@@ -30,7 +30,7 @@ def fetch(registry: Registry, ref: str, work_dir: Path):
     return info, load_bundle(registry.download(info.version, work_dir / "evaluate" / str(info.version)))
 
 
-@task(retries=2, retry_delay_seconds=5, **_task)
+@task(retries=2, retry_delay_seconds=5, timeout_seconds=900, **_task)
 def load(settings):
     d = settings.data
     return load_dataset(d.dataset, policy=d.policy, quarantine_dir=d.quarantine_dir)

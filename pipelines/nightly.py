@@ -19,18 +19,20 @@ from recsys.registry import runs as mlrun
 from recsys.serving import SnapshotStore, open_store
 
 # In-process objects (frames, models) flow between tasks; nothing is worth persisting through Prefect's result
-# store, and the expensive step (fine-tuning) is cached by its own content-addressed folder.
+# store, and the expensive step (fine-tuning) is cached by its own content-addressed folder. Retries and timeouts
+# sit on the steps whose failures are transient (file reads, the tracking server, the snapshot store); fine-tuning
+# bounds itself with its wall-time budget.
 _task = {"persist_result": False, "cache_policy": NO_CACHE}
 
 
-@task(retries=2, retry_delay_seconds=5, **_task)
+@task(retries=2, retry_delay_seconds=5, timeout_seconds=900, **_task)
 def load_data(settings: Settings) -> Dataset:
     """Read and validate (retried: the files may sit on a flaky network share)."""
     d = settings.data
     return load_dataset(d.dataset, policy=d.policy, quarantine_dir=d.quarantine_dir)
 
 
-@task(retries=2, retry_delay_seconds=5, **_task)
+@task(retries=2, retry_delay_seconds=5, timeout_seconds=600, **_task)
 def champion_bundle(registry: Registry, work_dir: Path):
     """The champion's bundle (downloaded from the registry; retried: the tracking server may be remote)."""
     champ = registry.champion()
@@ -72,7 +74,7 @@ def evaluate_versions(dataset, split, bundles: dict, settings: Settings):
     )
 
 
-@task(retries=2, retry_delay_seconds=5, **_task)
+@task(retries=2, retry_delay_seconds=5, timeout_seconds=600, **_task)
 def record(registry: Registry, run_id: str, report, decision, params: dict, folder: Path) -> None:
     mlrun.log_params(registry, run_id, params)
     mlrun.log_evaluation(registry, run_id, report, folder=folder)
@@ -89,7 +91,7 @@ def build_lists(bundle, dataset: Dataset, settings: Settings):
     return steps.ranked_lists(bundle, dataset, settings, k=settings.nightly.serving_k)
 
 
-@task(retries=2, retry_delay_seconds=2, **_task)
+@task(retries=2, retry_delay_seconds=2, timeout_seconds=600, **_task)
 def publish(store: SnapshotStore, lists, fallback, model_version: str, bundle, dataset, work_dir, meta: dict):
     return steps.publish(
         store,

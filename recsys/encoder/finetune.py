@@ -67,6 +67,13 @@ class FineTuneConfig(BaseModel, frozen=True, extra="forbid"):
         description="subtract log(sampling frequency) from in-batch logits (Yi et al. 2019): without it, popular "
         "items are over-used as negatives and the encoder learns to rank them down",
     )
+    logq_strength: float = Field(
+        1.0,
+        ge=0,
+        le=1,
+        description="share of the correction applied: 1 = full sampled-softmax correction (scores learn item "
+        "popularity), 0 = none (scores learn popularity-discounted affinity, which favours rare and new items)",
+    )
     max_length: int = Field(128, ge=8, le=8192, description="tokens per query and per target text")
     eval_every: int = Field(50, ge=1, description="steps between validation passes")
     patience: int = Field(3, ge=1, description="validation passes without improvement before stopping")
@@ -194,9 +201,9 @@ class _Embedder:
 class _LogQ:
     """log sampling frequency of each key among the training pairs' targets (or queries); unseen keys get the min."""
 
-    def __init__(self, keys: Sequence[str]) -> None:
+    def __init__(self, keys: Sequence[str], strength: float = 1.0) -> None:
         values, counts = np.unique(np.asarray(keys, dtype=object), return_counts=True)
-        logq = np.log(counts / counts.sum())
+        logq = strength * np.log(counts / counts.sum())
         self.table = dict(zip(values.tolist(), logq.tolist(), strict=True))
         self.floor = float(logq.min()) if len(logq) else 0.0
 
@@ -326,7 +333,12 @@ def fine_tune(
 
         sched = torch.optim.lr_scheduler.LambdaLR(optim, lr_lambda)
         is_adalora = cfg.lora.method == "adalora" and init_adapter is None
-        logq = (_LogQ(train.target_keys), _LogQ(train.query_keys)) if cfg.logq_correction else None
+        use_logq = cfg.logq_correction and cfg.logq_strength > 0
+        logq = (
+            (_LogQ(train.target_keys, cfg.logq_strength), _LogQ(train.query_keys, cfg.logq_strength))
+            if use_logq
+            else None
+        )
 
         def batch_loss(pairs: PairSet, idx: np.ndarray, *, use_hard: bool = True) -> torch.Tensor:
             part = pairs.take(idx)

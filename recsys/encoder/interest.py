@@ -108,6 +108,29 @@ def profile_scores(interests: UserInterests, embeddings: ItemEmbeddings, users: 
     return prof @ embeddings.vectors.T
 
 
+def user_interest_scores(
+    interests: UserInterests, vectors: np.ndarray, user_row: int, item_rows: np.ndarray
+) -> dict[str, np.ndarray]:
+    """The INTEREST_FEATURES of one user (row of `interests`) against items (embedding rows, all valid).
+
+    Computed in float64 and stored as float32: a float32 product's last bit depends on how many rows BLAS gets at
+    once, and the batch (all users offline, one user online) must not change a feature."""
+    cand = vectors[item_rows].astype(np.float64)
+    out = {
+        "im_profile": cand @ interests.profile[user_row].astype(np.float64),
+        "im_negative": cand @ interests.negative[user_row].astype(np.float64),
+    }
+    recent = interests.recent[user_row]
+    recent = recent[recent >= 0]  # most recent first; -1 pads
+    if recent.size:
+        sims = cand @ vectors[recent].T.astype(np.float64)
+        out |= {"im_last": sims[:, 0], "im_recent_max": sims.max(axis=1), "im_recent_mean": sims.mean(axis=1)}
+    else:
+        zeros = np.zeros(len(item_rows))
+        out |= {"im_last": zeros, "im_recent_max": zeros, "im_recent_mean": zeros}
+    return {name: values.astype(np.float32) for name, values in out.items()}
+
+
 def interest_features(interests: UserInterests, embeddings: ItemEmbeddings, pairs: pl.DataFrame) -> pl.DataFrame:
     """`pairs` (user_id, item_id, ...) with the INTEREST_FEATURES columns added (float32; 0 where undefined)."""
     item_row = {item: i for i, item in enumerate(embeddings.item_ids)}
@@ -118,22 +141,14 @@ def interest_features(interests: UserInterests, embeddings: ItemEmbeddings, pair
         else np.zeros(0, dtype=np.int64)
     )
     out = {name: np.zeros(pairs.height, dtype=np.float32) for name in INTEREST_FEATURES}
-    vec = embeddings.vectors
     ok = np.flatnonzero((u_rows >= 0) & (i_rows >= 0))
     # One user at a time: their candidates against their profile and recent items as small matrix products (the
     # recent items' vectors are read once per user, not once per candidate).
     order = ok[np.argsort(u_rows[ok], kind="stable")]
     bounds = np.flatnonzero(np.diff(u_rows[order])) + 1
     for idx in np.split(order, bounds) if order.size else []:
-        u = u_rows[idx[0]]
-        cand = vec[i_rows[idx]]
-        out["im_profile"][idx] = cand @ interests.profile[u]
-        out["im_negative"][idx] = cand @ interests.negative[u]
-        recent = interests.recent[u]
-        recent = recent[recent >= 0]  # most recent first; -1 pads
-        if recent.size:
-            sims = cand @ vec[recent].T
-            out["im_last"][idx] = sims[:, 0]
-            out["im_recent_max"][idx] = sims.max(axis=1)
-            out["im_recent_mean"][idx] = sims.mean(axis=1)
+        for name, values in user_interest_scores(
+            interests, embeddings.vectors, int(u_rows[idx[0]]), i_rows[idx]
+        ).items():
+            out[name][idx] = values
     return pairs.with_columns(pl.Series(name, values) for name, values in out.items())

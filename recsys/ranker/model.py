@@ -51,7 +51,10 @@ class LambdaRanker:
         missing = [f for f in self.features if f not in frame.columns]
         if missing:
             raise ValueError(f"ranker input lacks feature columns {missing}")
-        x = frame.select(pl.col(f).cast(pl.Float64) for f in self.features).to_numpy()
+        return self.predict_matrix(frame.select(pl.col(f).cast(pl.Float64) for f in self.features).to_numpy())
+
+    def predict_matrix(self, x: np.ndarray) -> np.ndarray:
+        """Scores for rows of a float matrix whose columns are `features`, in that order."""
         # one thread for small inputs (online re-ranking): OpenMP start-up costs more than it saves there
         threads = 1 if len(x) < 20_000 else 0
         return self.booster.predict(x, num_iteration=self.best_iteration or None, num_threads=threads)  # type: ignore[attr-defined]

@@ -80,6 +80,9 @@ def create_app(service: RankingService, *, start_reloader: bool = True) -> FastA
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        from threadpoolctl import threadpool_limits
+
+        limits = threadpool_limits(cfg.blas_threads, user_api="blas") if cfg.blas_threads else None
         service.reload()
         reloader = Reloader(service, cfg.reload_interval_s) if start_reloader else None
         if reloader:
@@ -87,6 +90,8 @@ def create_app(service: RankingService, *, start_reloader: bool = True) -> FastA
         yield
         if reloader:
             reloader.stop()
+        if limits is not None:
+            limits.restore_original_limits()
 
     app = FastAPI(
         title="recsys",

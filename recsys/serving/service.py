@@ -40,6 +40,12 @@ class ServingConfig(BaseModel, frozen=True, extra="forbid"):
     max_recent_items: int = Field(100, ge=1)
     reload_interval_s: float = Field(5.0, gt=0, description="how often the store's pointer is checked")
     load_model: bool = Field(True, description="load the champion's ranker for POST /v1/rank")
+    blas_threads: int | None = Field(
+        1,
+        ge=1,
+        description="BLAS threads while serving (None: the library default). Requests run small matrix products, "
+        "where extra BLAS threads only contend with the server's own threads: 1 thread made re-ranking ~2.5x faster",
+    )
     admin_token: SecretStr | None = Field(None, description="bearer token of /admin/*; None disables them")
 
 

@@ -70,3 +70,24 @@ def test_frozen_ranker_needs_its_embeddings(trained):
     _, pipe = trained
     with pytest.raises(ValueError, match="interest-match features"):
         RankingPipeline(None, use_text=False, ranker=pipe.ranker_)
+
+
+def test_online_fast_path_equals_the_frame_path(trained, synthetic):
+    """Online re-ranking computes one user's features with numpy; they must equal the polars frame's, feature by
+    feature, for random users and extra candidates (including seen and cold items)."""
+    _, pipe = trained
+    rng = np.random.default_rng(1)
+    users = sorted(pipe.state_.seen)[:25]
+    n = len(pipe.item_ids_)
+    for user in users:
+        include = sorted(rng.choice(n, 40, replace=False).tolist())
+        frame = pipe._candidate_frame(pipe.state_, [user], include={user: include})
+        cols, feats = pipe._user_features_fast(user, include)
+        assert pipe.item_ids_[cols].tolist() == frame["item_id"].to_list()
+        for f in pipe.ranker_.features:
+            expected = frame[f].cast(pl.Float64).fill_null(np.nan).to_numpy()
+            np.testing.assert_allclose(
+                np.asarray(feats[f], dtype=np.float64), expected, rtol=1e-9, atol=1e-12, err_msg=f
+            )
+        x = np.column_stack([np.asarray(feats[f], dtype=np.float64) for f in pipe.ranker_.features])
+        np.testing.assert_allclose(pipe.ranker_.predict_matrix(x), pipe.ranker_.predict(frame), rtol=1e-9)
