@@ -331,6 +331,10 @@ class RankingPipeline(Recommender):
         self._online_ = (state, tables)
         return tables
 
+    def warm_online(self) -> None:
+        """Build the per-window lookups of online re-ranking now (they are otherwise built by the first request)."""
+        self._online_tables()
+
     def _user_features_fast(self, user: str, include: list[int]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
         """The candidate rows of one known user (the union plus `include` columns) and their features: the same
         values as `_candidate_frame`, computed with numpy on per-state tables (a test checks the equality)."""

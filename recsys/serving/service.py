@@ -75,7 +75,9 @@ def _load_model(meta: dict) -> object | None:
     bundle = load_bundle(Path(bundle_path))
     events = pl.read_parquet(events_path)
     items = pl.read_parquet(meta["items"]) if meta.get("items") else bundle.items()
-    return bundle.pipeline(embeddings=bundle.embeddings).fit(events, candidates=items[S.ITEM_ID].to_list(), items=items)
+    pipe = bundle.pipeline(embeddings=bundle.embeddings).fit(events, candidates=items[S.ITEM_ID].to_list(), items=items)
+    pipe.warm_online()  # the per-window lookups are built now, not by the first re-rank request
+    return pipe
 
 
 class RankingService:
@@ -98,6 +100,8 @@ class RankingService:
             if info is None or (old is not None and old.info.snapshot_id == info.snapshot_id and not force):
                 return False
             lists = self.store.read_all(info.snapshot_id)
+            if not lists and info.n_users:  # pruned between the two reads (a newer one is current): next poll
+                return False
             from recsys.serving.store import FALLBACK_USER
 
             fallback = lists.pop(FALLBACK_USER, ([], []))
