@@ -121,7 +121,8 @@ def nightly(config_path: str | None = None, force: bool = False, overrides: dict
     store = open_store(settings.serving, default_path=cfg.store_path, retention=cfg.retention)
     with steps.timed(seconds, "load_and_validate"):
         dataset = load_data(settings)
-    key = steps.input_key(dataset, settings, code_version=steps.code_version(), seed=settings.evaluation.seed)
+    code = steps.code_version()
+    key = steps.input_key(dataset, settings, code_version=code, seed=settings.evaluation.seed)
     logger.info(
         "data %s: %s (fingerprint %s), input key %s",
         dataset.name,
@@ -154,7 +155,7 @@ def nightly(config_path: str | None = None, force: bool = False, overrides: dict
     meta = {
         "input_key": key,
         "data_fingerprint": dataset.fingerprint,
-        "code_version": steps.code_version(),
+        "code_version": code,
         "warm_start_from": champ.label if (champ and init) else None,
         "fine_tune": enc.result,
     }
@@ -176,7 +177,7 @@ def nightly(config_path: str | None = None, force: bool = False, overrides: dict
             tags={
                 "recsys.input_key": key,
                 "recsys.data_fingerprint": dataset.fingerprint,
-                "mlflow.source.git.commit": steps.code_version(),
+                "mlflow.source.git.commit": code,
                 "recsys.dataset": dataset.name,
             },
         )
@@ -186,7 +187,7 @@ def nightly(config_path: str | None = None, force: bool = False, overrides: dict
             )
             params |= {
                 "data.fingerprint": dataset.fingerprint,
-                "code.version": steps.code_version(),
+                "code.version": code,
                 "input_key": key,
                 "champion.before": champ.label if champ else "none",
             }
@@ -196,7 +197,7 @@ def nightly(config_path: str | None = None, force: bool = False, overrides: dict
             tags = {
                 "recsys.input_key": key,
                 "recsys.data_fingerprint": dataset.fingerprint,
-                "recsys.code_version": steps.code_version(),
+                "recsys.code_version": code,
                 "recsys.gate": "pass" if decision.promote else "fail",
                 "recsys.gate_reason": decision.reason[:500],
                 "recsys.bundle_digest": bundle.digest,

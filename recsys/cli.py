@@ -255,7 +255,8 @@ def finetune(
 ) -> None:
     """Fine-tune the text encoder with LoRA on (earlier liked item -> next liked item) pairs; write the adapter."""
     from recsys.data import after_last_event
-    from recsys.encoder import build_item_text, build_pairs, fine_tune
+    from recsys.encoder import build_item_text, build_pairs
+    from recsys.encoder.stage import tune_pairs
     from recsys.progress import training_bar
 
     settings = _settings(config)
@@ -270,16 +271,8 @@ def finetune(
         )
         console.print(f"pairs before {cutoff}: {pairs.stats['train_pairs']} train, {pairs.stats['valid_pairs']} valid")
         with training_bar("fine-tuning", console=err) as update:
-            res = fine_tune(
-                pairs.train,
-                pairs.valid,
-                out=out,
-                encoder=enc.model,
-                cfg=enc.fine_tune,
-                seed=seed,
-                time_budget_s=time_budget if time_budget is not None else enc.time_budget_s,
-                init_adapter=init_adapter,
-                progress=update,
+            res = tune_pairs(
+                pairs, enc, out=out, seed=seed, init_adapter=init_adapter, progress=update, time_budget_s=time_budget
             )
     console.print(
         f"adapter: {res.adapter_path} | {res.steps} steps, {res.pairs_seen} pairs, {res.pairs_per_second} pairs/s "

@@ -22,13 +22,13 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 from pydantic import BaseModel, Field
 
+from features import item_popularity
 from recsys.data import schema as S
 from recsys.data.dataset import Dataset, after_last_event, fingerprint_frames
 from recsys.data.registry import load_dataset
@@ -90,10 +90,8 @@ def nightly_split(dataset: Dataset, settings: Any) -> Split:
 # -- encoder ----------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class EncoderOutcome:
-    adapter: Path | None
-    result: dict[str, Any] | None
-    reused: bool
-    inner_train_events: int
+    adapter: Path | None  # None: fine-tuning disabled, the pretrained encoder is used
+    result: dict[str, Any] | None  # the fine-tuning summary (read back from the adapter when it was reused)
 
 
 def train_encoder(
@@ -110,7 +108,7 @@ def train_encoder(
     enc, seed = settings.encoder, settings.evaluation.seed
     inner = validation_split(split.train, settings.evaluation.protocol, seed=seed)
     if not enc.enabled_fine_tune:
-        return EncoderOutcome(None, None, False, inner.train.height)
+        return EncoderOutcome(None, None)
     from recsys.encoder.model import model_digest
 
     key = _sha(
@@ -122,7 +120,7 @@ def train_encoder(
     out = Path(work_dir) / "adapters" / key
     if (out / "recsys.json").is_file():
         meta = json.loads((out / "recsys.json").read_text())
-        return EncoderOutcome(out, meta.get("result"), True, inner.train.height)
+        return EncoderOutcome(out, meta.get("result"))
     res = tune_on_window(  # writes the adapter atomically: a crash never leaves a half adapter at `out`
         inner.train,
         build_item_text(items, enc.text),
@@ -132,7 +130,7 @@ def train_encoder(
         init_adapter=init_adapter,
         progress=progress,
     )
-    return EncoderOutcome(out, {**res.to_dict(), "adapter_path": str(out)}, False, inner.train.height)
+    return EncoderOutcome(out, {**res.to_dict(), "adapter_path": str(out)})
 
 
 def embed_catalog(
@@ -237,16 +235,14 @@ def ranked_lists(bundle: ModelBundle, dataset: Dataset, settings: Any, *, k: int
 
 
 def trending(events: pl.DataFrame, *, k: int, window_days: int = 30) -> pl.DataFrame:
-    """item_id, score: events per item in the last `window_days` (ties: all-time count), best first."""
-    end = after_last_event(events)
-    recent = pl.col(S.TIMESTAMP) >= end - timedelta(days=window_days)
+    """item_id, score: the pipeline's popularity source (events in the last `window_days`, ties by all-time
+    count), best first."""
+    pop = item_popularity(events, as_of=after_last_event(events), windows=(window_days,))
+    score = pl.col(f"item_pop_{window_days}d") + 1e-6 * pl.col("item_pop_all")
     return (
-        events.group_by(S.ITEM_ID)
-        .agg(recent.sum().alias("recent"), pl.len().alias("all"))
-        .with_columns((pl.col("recent") + pl.col("all") / (pl.col("all").max() + 1)).cast(pl.Float64).alias(S.SCORE))
+        pop.select(S.ITEM_ID, score.cast(pl.Float64).alias(S.SCORE))
         .sort([S.SCORE, S.ITEM_ID], descending=[True, False])
         .head(k)
-        .select(S.ITEM_ID, S.SCORE)
     )
 
 

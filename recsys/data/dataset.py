@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cached_property
 from pathlib import Path
 
 import polars as pl
@@ -38,9 +39,9 @@ class Dataset:
     report: ValidationReport
     quarantine: pl.DataFrame  # source, row, reason, column, record (JSON): every row not kept
 
-    @property
+    @cached_property
     def fingerprint(self) -> str:
-        """sha256 over the canonical content of both frames (order-sensitive, version-stable)."""
+        """sha256 over the canonical content of both frames (order-sensitive, version-stable); computed once."""
         return fingerprint_frames(self.interactions, self.items)
 
     def summary(self) -> dict[str, object]:

@@ -14,7 +14,7 @@ from recsys.encoder.cache import ItemEmbeddings, embed_items
 from recsys.encoder.finetune import FineTuneConfig, FineTuneResult, FineTuneStatus, fine_tune
 from recsys.encoder.interest import InterestConfig
 from recsys.encoder.model import EncoderConfig, TextEncoder
-from recsys.encoder.pairs import PairConfig, build_pairs
+from recsys.encoder.pairs import PairConfig, TrainingPairs, build_pairs
 from recsys.encoder.text import ItemTextConfig, build_item_text
 
 
@@ -47,11 +47,24 @@ def tune_on_window(
     seed: int = 42,
     init_adapter: Path | None = None,
     progress: Callable[[FineTuneStatus], None] | None = None,
-    time_budget_s: float | None = None,
 ) -> FineTuneResult:
     """Training pairs from `train` (events before its end only) and LoRA fine-tuning with the stage's settings;
-    the adapter is written (atomically) to `out`. `time_budget_s` overrides the stage's budget."""
+    the adapter is written (atomically) to `out`."""
     pairs = build_pairs(train, item_text, as_of=after_last_event(train), cfg=cfg.pairs, seed=seed)
+    return tune_pairs(pairs, cfg, out=out, seed=seed, init_adapter=init_adapter, progress=progress)
+
+
+def tune_pairs(
+    pairs: TrainingPairs,
+    cfg: EncoderStageConfig,
+    *,
+    out: Path,
+    seed: int = 42,
+    init_adapter: Path | None = None,
+    progress: Callable[[FineTuneStatus], None] | None = None,
+    time_budget_s: float | None = None,
+) -> FineTuneResult:
+    """LoRA fine-tuning on built pairs with the stage's model, loss and budget (`time_budget_s` overrides it)."""
     return fine_tune(
         pairs.train,
         pairs.valid,

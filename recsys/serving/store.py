@@ -15,7 +15,7 @@ import json
 import sqlite3
 import threading
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -276,8 +276,7 @@ class SQLiteSnapshotStore:
 
     def fallback(self) -> RankedList | None:
         """The popularity/trending list published with the current snapshot."""
-        got = self.get(FALLBACK_USER)
-        return got
+        return self.get(FALLBACK_USER)
 
     def read_all(self, snapshot_id: str | None = None) -> dict[str, tuple[list[str], list[float]]]:
         """Every list of a snapshot (default: current) in one read transaction: for in-memory serving."""
@@ -293,7 +292,3 @@ class SQLiteSnapshotStore:
             return {u: (json.loads(i), json.loads(s)) for u, i, s in rows}
         finally:
             con.execute("COMMIT")
-
-    def users(self, snapshot_id: str) -> Sequence[str]:
-        rows = self._con().execute("SELECT user_id FROM lists WHERE snapshot_id = ? ORDER BY user_id", (snapshot_id,))
-        return [r[0] for r in rows if r[0] != FALLBACK_USER]
