@@ -7,8 +7,13 @@ Protocol: `temporal` (global cutoff at the 80% time quantile; candidates = the w
 training history are not judged), seed 42. Text-only recommendation ranks every candidate by the interest-match
 score `im_profile` (cosine between the user's time-decayed, rating-weighted interest vector and the item text's
 embedding); seen items are excluded. Fine-tuning reads only training events (before the cutoff), validates on the
-last 10% of that window, and runs under a wall-time budget. Metrics: nDCG@10 and Recall@50 with binary relevance
-(every test event is relevant), overall and on the cold-item slice (test events on items without training events).
+last 10% of that window, and runs a fixed number of steps (`--max-steps`; a wall-time cap guards it). Metrics: nDCG@10
+and Recall@50 with binary relevance (every test event is relevant), overall and on the cold-item slice (test events
+on items without training events).
+
+The `finetuned` row applies the adapter at the scale (WiSE-FT weight interpolation, `[encoder.model] adapter_scale`)
+chosen on a validation split of the training window by the rule in `SELECTION_RULE`; `finetuned_unscaled` is the
+same adapter at scale 1.
 
 Embedding section: the same model and texts (all ML-100k+wiki item texts), our `TextEncoder.encode` vs
 sentence-transformers' `SentenceTransformer.encode` (its defaults: batch 32, fp32, length-sorted), both truncating at
@@ -52,8 +57,8 @@ from recsys.progress import count_bar, training_bar
 
 DATASETS = ("ml-100k+wiki", "ml-latest-small+tmdb")
 SELECTION_RULE = (
-    "among strengths whose validation cold Recall@50 is at least the pretrained encoder's, the one with the best "
-    "validation nDCG@10; if none qualifies, the one with the best cold Recall@50"
+    "among scales whose validation cold-item nDCG@10 and cold-item Recall@50 both reach the pretrained encoder's, "
+    "the one with the best validation nDCG@10; if none qualifies, the one with the best cold-item Recall@50"
 )
 
 
@@ -76,6 +81,22 @@ def _row(report, name: str) -> dict[str, object]:
     }
 
 
+def _tune(events, cutoff: datetime, item_text, out: Path, ft_cfg: FineTuneConfig, args, console: Console, label: str):
+    """Pairs from `events` before `cutoff` and a fine-tuned adapter written to `out`: (pairs, result)."""
+    pairs = build_pairs(events, item_text, as_of=cutoff, cfg=PairConfig(), seed=args.seed)
+    with training_bar(label, console=console) as update:
+        result = fine_tune(
+            pairs.train,
+            pairs.valid,
+            out=out,
+            cfg=ft_cfg,
+            seed=args.seed,
+            time_budget_s=args.time_budget,
+            progress=update,
+        )
+    return pairs, result
+
+
 def quality_run(name: str, args: argparse.Namespace, console: Console) -> dict[str, object]:
     ds = load_dataset(name)
     split = make_split(ds.interactions, "temporal")
@@ -83,26 +104,23 @@ def quality_run(name: str, args: argparse.Namespace, console: Console) -> dict[s
     item_text = build_item_text(ds.items)
     console.rule(f"{name}: temporal cutoff {cutoff}")
     pretrained, pre_s = _embed_all(item_text, TextEncoder(EncoderConfig()), "pretrained", console)
+    ft_cfg = FineTuneConfig(logq_strength=args.logq_strength, max_steps=args.max_steps)
 
-    selection = select_logq(ds, split, item_text, args, console) if len(args.logq_grid) > 1 else None
-    strength = selection["chosen"] if selection else args.logq_grid[0]
-    pairs = build_pairs(split.train, item_text, as_of=cutoff, cfg=PairConfig(), seed=args.seed)
-    console.print(f"pairs: {pairs.stats}")
+    selection = select_scale(ds, split, item_text, ft_cfg, args, console) if len(args.scale_grid) > 1 else None
+    scale = selection["chosen"] if selection else args.scale_grid[0]
     adapter = args.work / name / "adapter"
-    ft_cfg = FineTuneConfig(logq_strength=strength)
-    with training_bar(f"fine-tune ({name})", console=console) as update:
-        result = fine_tune(
-            pairs.train,
-            pairs.valid,
-            out=adapter,
-            cfg=ft_cfg,
-            seed=args.seed,
-            time_budget_s=args.time_budget,
-            progress=update,
+    pairs, result = _tune(split.train, cutoff, item_text, adapter, ft_cfg, args, console, f"fine-tune ({name})")
+    console.print(f"pairs: {pairs.stats}")
+    encoders = {"finetuned": scale} | ({"finetuned_unscaled": 1.0} if scale != 1.0 else {})
+    embedded = {
+        row: _embed_all(
+            item_text,
+            TextEncoder(EncoderConfig(adapter_path=str(adapter), adapter_scale=s)),
+            f"fine-tuned, scale {s}",
+            console,
         )
-    finetuned, ft_s = _embed_all(
-        item_text, TextEncoder(EncoderConfig(adapter_path=str(adapter))), "fine-tuned", console
-    )
+        for row, s in encoders.items()
+    }
     report = evaluate(
         ds,
         protocol="temporal",
@@ -111,10 +129,10 @@ def quality_run(name: str, args: argparse.Namespace, console: Console) -> dict[s
         seed=args.seed,
         extra_models={
             "pretrained": lambda: TextRecommender(pretrained),
-            "finetuned": lambda: TextRecommender(finetuned),
+            **{row: (lambda emb=emb: TextRecommender(emb)) for row, (emb, _) in embedded.items()},
         },
     )
-    rows = {"pretrained": _row(report, "pretrained"), "finetuned": _row(report, "finetuned")}
+    rows = {row: _row(report, row) for row in ("pretrained", *encoders)}
     comparisons = {
         metric: report.compare("pretrained", "finetuned", metric=metric).to_dict()
         for metric in ("ndcg@10", "recall@50")
@@ -124,66 +142,61 @@ def quality_run(name: str, args: argparse.Namespace, console: Console) -> dict[s
         "protocol": {"name": "temporal", "params": split.params, "split": split.stats},
         "seed": args.seed,
         "rows": rows,
+        "adapter_scale": scale,
         "reference_toppop": _row(report, "toppop"),
         "finetuned_minus_pretrained": comparisons,
         "pairs": pairs.stats,
-        "logq_selection": selection,
+        "scale_selection": selection,
         "fine_tune": {
             "config": ft_cfg.model_dump(),
             "time_budget_s": args.time_budget,
             **{k: v for k, v in result.to_dict().items() if k != "adapter_path"},
         },
-        "embedding_seconds": {"pretrained": round(pre_s, 2), "finetuned": round(ft_s, 2), "items": item_text.height},
+        "embedding_seconds": {"pretrained": round(pre_s, 2), "items": item_text.height}
+        | {row: round(sec, 2) for row, (_, sec) in embedded.items()},
     }
 
 
-def select_logq(ds, split, item_text, args: argparse.Namespace, console: Console) -> dict[str, object]:
-    """Choose the logQ correction strength on a validation split of the *training* window (never on test).
+def select_scale(
+    ds, split, item_text, ft_cfg: FineTuneConfig, args: argparse.Namespace, console: Console
+) -> dict[str, object]:
+    """Choose the adapter scale (WiSE-FT) on a validation split of the *training* window (never on test).
 
-    The validation split is the later part of the training window (the same temporal protocol one level down); its
-    cold slice is the validation events on items with no events before the validation cutoff. Rule, fixed in
-    advance: among strengths whose validation cold Recall@50 is at least the pretrained encoder's, the one with the
-    best validation nDCG@10; if none qualifies, the one with the best cold Recall@50.
+    The validation split is the later part of the training window (the same temporal protocol one level down); an
+    adapter is fine-tuned on the part before it with the same settings and step count as the final one, and the
+    catalog is embedded at each scale. The cold slice is the validation events on items with no events before the
+    validation cutoff. Rule, fixed in advance: `SELECTION_RULE`.
     """
     inner = validation_split(split.train, "temporal", seed=args.seed)
     inner_cutoff = datetime.fromisoformat(str(inner.params["cutoff"]))
     pretrained = embed_items(item_text, TextEncoder(EncoderConfig()))
     models = {"pretrained": lambda: TextRecommender(pretrained)}
-    pairs = build_pairs(inner.train, item_text, as_of=inner_cutoff, cfg=PairConfig(), seed=args.seed)
-    for strength in args.logq_grid:
-        out = args.work / ds.name / f"select-logq-{strength}"
-        with training_bar(f"select: logQ {strength}", console=console) as update:
-            fine_tune(
-                pairs.train,
-                pairs.valid,
-                out=out,
-                cfg=FineTuneConfig(logq_strength=strength),
-                seed=args.seed,
-                time_budget_s=args.select_budget,
-                progress=update,
-            )
-        emb = embed_items(item_text, TextEncoder(EncoderConfig(adapter_path=str(out))))
-        models[f"logq={strength}"] = lambda emb=emb: TextRecommender(emb)
+    out = args.work / ds.name / "select-adapter"
+    _, result = _tune(inner.train, inner_cutoff, item_text, out, ft_cfg, args, console, "select: fine-tune")
+    for scale in args.scale_grid:
+        emb = embed_items(item_text, TextEncoder(EncoderConfig(adapter_path=str(out), adapter_scale=scale)))
+        models[f"scale={scale}"] = lambda emb=emb: TextRecommender(emb)
     report = evaluate(
         ds, protocol="temporal", models=(), extra_ks=(50,), seed=args.seed, extra_models=models, split=inner
     )
     rows = {n: _row(report, n) for n in models}
-    floor = rows["pretrained"]["cold_items"].get("recall@50", 0.0)
-    grid = [f"logq={g}" for g in args.logq_grid]
-    ok = [g for g in grid if rows[g]["cold_items"].get("recall@50", 0.0) >= floor]
-    if ok:
-        best = max(ok, key=lambda g: rows[g]["ndcg@10"])
-    else:
-        best = max(grid, key=lambda g: rows[g]["cold_items"].get("recall@50", 0.0))
+    cold = {n: r["cold_items"] for n, r in rows.items()}
+    grid = [f"scale={g}" for g in args.scale_grid]
+    ok = [
+        g for g in grid if all(cold[g].get(m, 0.0) >= cold["pretrained"].get(m, 0.0) for m in ("ndcg@10", "recall@50"))
+    ]
+    by_ndcg, by_cold = (lambda g: rows[g]["ndcg@10"]), (lambda g: cold[g].get("recall@50", 0.0))
+    best = max(ok, key=by_ndcg) if ok else max(grid, key=by_cold)
     chosen = float(best.split("=")[1])
-    console.print(f"logQ selection on validation (cutoff {inner_cutoff}): chosen {chosen}")
+    console.print(f"adapter scale chosen on validation (cutoff {inner_cutoff}): {chosen}")
     for n, r in rows.items():
         console.print(f"  {n}: ndcg@10 {r['ndcg@10']:.4f} recall@50 {r['recall@50']:.4f} cold {r['cold_items']}")
     return {
         "rule": SELECTION_RULE,
         "validation_protocol": {"params": inner.params, "split": inner.stats},
-        "budget_s_per_candidate": args.select_budget,
+        "validation_fine_tune": {k: v for k, v in result.to_dict().items() if k != "adapter_path"},
         "validation_rows": rows,
+        "qualified": [float(g.split("=")[1]) for g in ok],
         "chosen": chosen,
     }
 
@@ -259,21 +272,28 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=Path("bench/results/encoder.json"))
     ap.add_argument("--datasets", default=",".join(DATASETS))
-    ap.add_argument("--time-budget", type=float, default=480.0, help="fine-tuning wall seconds per dataset")
+    ap.add_argument(
+        "--max-steps",
+        type=int,
+        default=120,
+        help="fine-tuning steps (the same for the validation and the final adapter, so the scale chosen on one "
+        "transfers to the other; a step count, unlike a time budget, does not depend on machine load)",
+    )
+    ap.add_argument("--time-budget", type=float, default=900.0, help="wall-seconds cap per fine-tuning run")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--work", type=Path, default=Path("results/bench-encoder"))
     ap.add_argument("--gpu-json", type=Path, help="output of bench/encoder_gpu.py from a GPU machine, merged in")
     ap.add_argument("--skip-quality", action="store_true")
+    ap.add_argument("--logq-strength", type=float, default=1.0, help="[encoder.fine_tune] logq_strength")
     ap.add_argument(
-        "--logq-grid",
-        default="1.0",
-        help="logQ strengths to choose among on a validation split of the training window, e.g. 1.0,0.5,0.0 "
-        "(one value: no selection; bench/results/encoder-logq-selection.json is such a run)",
+        "--scale-grid",
+        default="0.1,0.25,0.5,0.75,1.0",
+        help="adapter scales (WiSE-FT) to choose among on a validation split of the training window "
+        "(one value: no selection)",
     )
-    ap.add_argument("--select-budget", type=float, default=180.0, help="fine-tuning seconds per selection candidate")
     args = ap.parse_args()
-    args.logq_grid = [float(x) for x in args.logq_grid.split(",")]
+    args.scale_grid = [float(x) for x in args.scale_grid.split(",")]
     console = Console(width=160)
     shutil.rmtree(args.work, ignore_errors=True)
     started = time.perf_counter()
@@ -312,6 +332,8 @@ def print_tables(out: dict, console: Console) -> None:
                 f"{cold.get('recall@50', 0):.4f}",
             )
         console.print(t)
+        sel = run.get("scale_selection") or {}
+        console.print(f"  adapter scale {run.get('adapter_scale')} (qualified on validation: {sel.get('qualified')})")
         ft = run["fine_tune"]
         console.print(
             f"  fine-tune: {ft['pairs_seen']} pairs in {ft['train_seconds']} s ({ft['pairs_per_second']} pairs/s), "

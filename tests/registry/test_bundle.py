@@ -34,6 +34,10 @@ def test_bundle_round_trip_reproduces_the_pipeline(trained, synthetic, synthetic
     loaded = load_bundle(bundle.path)
     assert loaded.digest == bundle.digest and loaded.meta["input_key"] == "abc" and loaded.uses_text
     assert loaded.adapter_path is None
+    loaded.meta["encoder"]["adapter_scale"] = 0.25
+    assert loaded.encoder_config().adapter_scale == 0.25  # the scale it was saved with
+    loaded.meta["encoder"].pop("adapter_scale")  # a bundle written before the option: merged at full scale
+    assert loaded.encoder_config().adapter_scale == 1.0
     assert loaded.embeddings.model_version == synthetic_embeddings.model_version
     np.testing.assert_array_equal(loaded.embeddings.vectors, synthetic_embeddings.vectors)
     assert loaded.events().height == split.train.height
