@@ -2,6 +2,14 @@
 
 The model file is LightGBM's own text format (no pickle), with the ordered feature list in `features.json` beside it;
 loading checks that the two agree.
+
+Two pieces of prior knowledge keep the ranker from doing worse than its strongest source on small, noisy label sets
+(measured on ML-100k's inner validation split: without them the ranker fell ~8% below EASE alone):
+- a base margin: boosting starts from `-log2(1 + rank)` of the margin feature (by default `rank_ease`, the
+  collaborative source's rank among the user's candidates), so the trees learn corrections to that order instead of
+  re-learning it from a few thousand positives (a tree ensemble stopped early is piecewise constant, and the ties it
+  leaves among the top candidates were broken arbitrarily);
+- monotone constraints: a better collaborative score or rank never lowers the score, everything else equal.
 """
 
 from __future__ import annotations
@@ -17,6 +25,21 @@ from pydantic import BaseModel, Field
 from recsys.data import schema as S
 
 MODEL_FILE = "ranker.txt"
+# Collaborative sources: a higher score / better (smaller) rank never makes a candidate worse.
+MONOTONE_DEFAULT: dict[str, int] = {
+    **{f"score_{s}": 1 for s in ("ease", "sar", "itemknn")},
+    **{f"rank_{s}": -1 for s in ("ease", "sar", "itemknn")},
+}
+# Ranks past the end of any candidate list (a missing rank): the lowest margin.
+_MISSING_RANK = 1e6
+
+
+def rank_margin(ranks: np.ndarray, weight: float) -> np.ndarray:
+    """The base margin of rows from their rank (1 = best): -weight * log2(1 + rank); a missing rank is the worst."""
+    r = np.where(np.isnan(ranks), _MISSING_RANK, np.maximum(ranks, 0.0))
+    return -weight * np.log2(1.0 + r)
+
+
 FEATURES_FILE = "features.json"
 
 
@@ -34,6 +57,14 @@ class RankerConfig(BaseModel, frozen=True, extra="forbid"):
     early_stopping_rounds: int = Field(50, ge=1)
     eval_at: int = Field(10, ge=1)
     validation_fraction: float = Field(0.2, gt=0, lt=1, description="share of label users for early stopping")
+    margin_feature: str | None = Field(
+        "rank_ease", description="rank feature whose -log2(1 + rank) is the base margin boosting starts from; None: 0"
+    )
+    margin_weight: float = Field(1.0, ge=0)
+    monotone: dict[str, int] = Field(
+        default_factory=lambda: dict(MONOTONE_DEFAULT),
+        description="feature -> +1 (score never decreases with it) or -1 (never increases); others free",
+    )
     use_text_features: bool = True  # False is the no-text ablation
 
 
@@ -45,6 +76,14 @@ class LambdaRanker:
     features: list[str]
     best_iteration: int
     validation_ndcg: float | None
+    margin_feature: str | None = None
+    margin_weight: float = 0.0
+
+    def margin(self, x: np.ndarray) -> np.ndarray:
+        """The base margin of rows of a feature matrix (zeros without a margin feature)."""
+        if self.margin_feature is None or self.margin_weight == 0:
+            return np.zeros(len(x))
+        return rank_margin(x[:, self.features.index(self.margin_feature)], self.margin_weight)
 
     def predict(self, frame: pl.DataFrame) -> np.ndarray:
         """Scores for the rows of `frame` (must carry every feature column)."""
@@ -57,7 +96,8 @@ class LambdaRanker:
         """Scores for rows of a float matrix whose columns are `features`, in that order."""
         # one thread for small inputs (online re-ranking): OpenMP start-up costs more than it saves there
         threads = 1 if len(x) < 20_000 else 0
-        return self.booster.predict(x, num_iteration=self.best_iteration or None, num_threads=threads)  # type: ignore[attr-defined]
+        raw = self.booster.predict(x, num_iteration=self.best_iteration or None, num_threads=threads)  # type: ignore[attr-defined]
+        return raw + self.margin(x)
 
     def importance(self) -> pl.DataFrame:
         """feature, gain, split: total gain and split count per feature, by gain descending."""
@@ -77,6 +117,7 @@ class LambdaRanker:
             "features": self.features,
             "best_iteration": self.best_iteration,
             "validation_ndcg": self.validation_ndcg,
+            "margin": {"feature": self.margin_feature, "weight": self.margin_weight, "transform": "-log2(1 + rank)"},
         }
         (folder / FEATURES_FILE).write_text(json.dumps(meta, indent=2))
         return folder
@@ -92,7 +133,10 @@ class LambdaRanker:
         meta = json.loads((folder / FEATURES_FILE).read_text())
         if booster.feature_name() != meta["features"]:
             raise ValueError(f"{folder}: {MODEL_FILE} and {FEATURES_FILE} disagree on the feature list")
-        return cls(booster, meta["features"], 0, meta.get("validation_ndcg"))
+        margin = meta.get("margin") or {}
+        return cls(
+            booster, meta["features"], 0, meta.get("validation_ndcg"), margin.get("feature"), margin.get("weight", 0.0)
+        )
 
 
 def train_ranker(
@@ -100,11 +144,16 @@ def train_ranker(
 ) -> LambdaRanker:
     """Fit lambdarank on `frame` (user_id, features, label), grouped by user; users whose candidates hold no positive
     carry no ranking signal and are left out. Early stopping on nDCG@eval_at over a seeded hold-out of users.
+    Boosting starts from the base margin of `cfg.margin_feature` when that feature is among `features`, and the
+    features named in `cfg.monotone` are constrained (see the module docstring).
     Deterministic for the same frame, config and seed (LightGBM's deterministic mode, fixed threads).
     """
     import lightgbm as lgb
 
     cfg = cfg or RankerConfig()
+    margin_feature = cfg.margin_feature if cfg.margin_weight > 0 else None
+    if margin_feature is not None and margin_feature not in features:
+        raise ValueError(f"margin feature {margin_feature!r} is not among the ranker's features {features}")
     sort_by = [S.USER_ID, S.ITEM_ID] if S.ITEM_ID in frame.columns else [S.USER_ID]
     useful = frame.filter(pl.col(label).max().over(S.USER_ID) > 0).sort(sort_by, maintain_order=True)
     if useful.height == 0:
@@ -118,10 +167,14 @@ def train_ranker(
     def dataset(part: pl.DataFrame, reference: lgb.Dataset | None = None) -> lgb.Dataset:
         groups = part.group_by(S.USER_ID, maintain_order=True).len()["len"].to_numpy()
         x = part.select(pl.col(f).cast(pl.Float64) for f in features).to_numpy()
+        init = None
+        if margin_feature is not None:
+            init = rank_margin(part[margin_feature].cast(pl.Float64).to_numpy(), cfg.margin_weight)
         return lgb.Dataset(
             x,
             label=part[label].to_numpy(),
             group=groups,
+            init_score=init,
             feature_name=features,
             reference=reference,
             free_raw_data=False,
@@ -141,6 +194,7 @@ def train_ranker(
         "bagging_freq": 1,
         "lambda_l2": cfg.lambda_l2,
         "lambdarank_truncation_level": cfg.truncation_level,
+        "monotone_constraints": [cfg.monotone.get(f, 0) for f in features],
         "seed": seed,
         "deterministic": True,
         "force_row_wise": True,
@@ -155,4 +209,11 @@ def train_ranker(
     booster = lgb.train(params, dtrain, num_boost_round=cfg.n_estimators, valid_sets=valid_sets, callbacks=callbacks)
     best = int(booster.best_iteration or cfg.n_estimators)
     score = booster.best_score.get("valid_0", {}).get(f"ndcg@{cfg.eval_at}") if valid_sets else None
-    return LambdaRanker(booster, list(features), best, float(score) if score is not None else None)
+    return LambdaRanker(
+        booster,
+        list(features),
+        best,
+        float(score) if score is not None else None,
+        margin_feature,
+        cfg.margin_weight if margin_feature else 0.0,
+    )

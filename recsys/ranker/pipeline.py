@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 import numpy as np
 import polars as pl
@@ -33,7 +33,8 @@ from recsys.encoder.interest import (
     user_interest_scores,
     user_interests,
 )
-from recsys.evaluation.splits import ProtocolName, validation_split
+from recsys.evaluation.metrics import user_metrics
+from recsys.evaluation.splits import ProtocolName, Split, validation_split
 from recsys.ranker.model import LambdaRanker, RankerConfig, train_ranker
 
 # Features that exist only because of the text encoder: dropped by the no-text ablation. (The text source's raw
@@ -54,6 +55,11 @@ class CandidateConfig(BaseModel, frozen=True, extra="forbid"):
 class PipelineConfig(BaseModel, frozen=True, extra="forbid"):
     candidates: CandidateConfig = Field(default_factory=CandidateConfig)
     ranker: RankerConfig = Field(default_factory=RankerConfig)
+    ranker_prior: Literal["auto", "on", "off"] = Field(
+        "auto",
+        description="the ranker's base margin + monotone constraints ([ranker] margin_feature, monotone): on, off, "
+        "or auto = whichever ranks better on a validation split one level further inside the training data",
+    )
     interest: InterestConfig = Field(default_factory=InterestConfig)
     ease_l2: float = Field(500.0, gt=0)
     popularity_windows: tuple[int, ...] = (7, 30, 90)
@@ -174,9 +180,45 @@ class RankingPipeline(Recommender):
             "label_positives": int(frame["label"].sum()),
             "inner_candidate_recall": float(frame["label"].sum() / max(1, positives.height)),
         }
-        self.ranker_: LambdaRanker = train_ranker(frame, self.features_, cfg=self.cfg.ranker, seed=self.seed)
+        ranker_cfg, self.prior_selection_ = self._choose_prior(inner, frame, positives)
+        self.label_stats_["ranker_prior"] = self.prior_selection_
+        self.ranker_: LambdaRanker = train_ranker(frame, self.features_, cfg=ranker_cfg, seed=self.seed)
         self.state_ = self._state(train)
         self.last_candidates_: pl.DataFrame | None = None
+
+    def _choose_prior(
+        self, inner: Split, frame: pl.DataFrame, positives: pl.DataFrame
+    ) -> tuple[RankerConfig, dict[str, object]]:
+        """The ranker config with or without its prior (base margin + monotone constraints).
+
+        `auto`: one level further in, labels from a split of the inner training part train a ranker with and one
+        without the prior; each then orders `frame` (the inner training part's candidates) and is judged by nDCG@10
+        against the inner hold-out. Only behavioural features take part (the encoder has seen that nested hold-out,
+        so text features would be over-trusted there). Never touches the outer test data."""
+        with_prior = self.cfg.ranker
+        without = with_prior.model_copy(update={"margin_feature": None, "monotone": {}})
+        mode = self.cfg.ranker_prior
+        if mode != "auto":
+            return (with_prior if mode == "on" else without), {"mode": mode, "chosen": mode}
+        nested = validation_split(inner.train, self.protocol, seed=self.seed)
+        nested_users = nested.test[S.USER_ID].unique(maintain_order=True).to_list()
+        nested_frame = self._candidate_frame(self._state(nested.train), nested_users)
+        nested_pos = nested.test.select(S.USER_ID, S.ITEM_ID).unique().with_columns(pl.lit(1).alias("label"))
+        nested_frame = nested_frame.join(nested_pos, on=[S.USER_ID, S.ITEM_ID], how="left").with_columns(
+            pl.col("label").fill_null(0)
+        )
+        behavioural = [f for f in self.features_ if f not in TEXT_FEATURES]
+        scores: dict[str, float] = {}
+        for name, cfg in (("on", with_prior), ("off", without)):
+            try:
+                ranker = train_ranker(nested_frame, behavioural, cfg=cfg, seed=self.seed)
+            except ValueError:  # no positives among the nested candidates: nothing to choose on
+                return with_prior, {"mode": "auto", "chosen": "on", "reason": "no nested labels"}
+            scores[name] = _ndcg_at(frame, ranker.predict(frame), positives, k=10)
+        chosen = "on" if scores["on"] >= scores["off"] else "off"
+        info = {"mode": "auto", "chosen": chosen, "validation_ndcg@10": {k: round(v, 6) for k, v in scores.items()}}
+        info["nested_label_users"] = len(nested_users)
+        return (with_prior if chosen == "on" else without), info
 
     def _index_embeddings(self) -> None:
         if self.embeddings is not None:  # embedding row of each candidate item (-1: no text)
@@ -452,6 +494,20 @@ class RankingPipeline(Recommender):
             "ranker_validation_ndcg": self.ranker_.validation_ndcg,
             "feature_importance": importance.to_dicts(),
         }
+
+
+def _ndcg_at(frame: pl.DataFrame, scores: np.ndarray, positives: pl.DataFrame, *, k: int) -> float:
+    """Mean nDCG@k over the users of `positives` (user_id, item_id) when each user's rows of `frame` are ordered by
+    `scores`; the ideal DCG counts every positive, found among the candidates or not."""
+    ranked = (
+        frame.select(S.USER_ID, S.ITEM_ID)
+        .with_columns(pl.Series("_s", scores))
+        .sort([S.USER_ID, "_s", S.ITEM_ID], descending=[False, True, False])
+        .with_columns(pl.int_range(1, pl.len() + 1).over(S.USER_ID).alias(S.RANK))
+        .filter(pl.col(S.RANK) <= k)
+    )
+    per_user = user_metrics(ranked, positives.select(S.USER_ID, S.ITEM_ID), ks=(k,))
+    return float(per_user[f"ndcg@{k}"].mean()) if per_user.height else 0.0
 
 
 PIPELINE_MODELS: tuple[str, ...] = ("pipeline", "pipeline-no-text")

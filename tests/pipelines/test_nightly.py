@@ -74,8 +74,10 @@ def test_sabotaged_ranker_is_registered_but_not_promoted(flow_env, monkeypatch):
 
     real = ranker_pipeline.train_ranker
 
-    def sabotaged(frame, features, **kw):  # fault injection: the ranker learns the opposite of the labels
-        return real(frame.with_columns((1 - pl.col("label")).alias("label")), features, **kw)
+    def sabotaged(frame, features, *, cfg, **kw):  # fault injection: the ranker learns the opposite of the labels
+        # (without the prior knowledge that would otherwise hold it close to the collaborative source's order)
+        cfg = cfg.model_copy(update={"margin_feature": None, "monotone": {}})
+        return real(frame.with_columns((1 - pl.col("label")).alias("label")), features, cfg=cfg, **kw)
 
     monkeypatch.setattr(ranker_pipeline, "train_ranker", sabotaged)
     _, registry, store = _env(flow_env)

@@ -28,7 +28,7 @@ def ranking_frame(seed: int = 0, users: int = 60, per_user: int = 20) -> pl.Data
 
 
 FEATURES = ["f_signal", "f_weak", "f_noise"]
-CFG = RankerConfig(n_estimators=60, min_data_in_leaf=5, early_stopping_rounds=10)
+CFG = RankerConfig(n_estimators=60, min_data_in_leaf=5, early_stopping_rounds=10, margin_feature=None)
 
 
 def test_ranker_learns_the_signal_and_reports_gain_importance() -> None:
@@ -92,3 +92,78 @@ def test_pipeline_beats_popularity_and_the_ablation_drops_only_text_features(syn
     assert ndcg["pipeline"] > 1.2 * ndcg["toppop"], ndcg  # (vs the best baselines: bench/quality.py)
     recall = candidate_recall(full.last_candidates_, split.test)
     assert 0 < recall["text"] <= recall["overall"] <= 1 and recall["mean_candidates_per_user"] > 100
+
+
+def prior_frame(seed: int = 0, users: int = 80, per_user: int = 30) -> pl.DataFrame:
+    """A strong source ranks the candidates (rank_ease, 1 = best) with noise; labels follow its true order, plus a
+    small effect of f_extra that the source misses."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for u in range(users):
+        truth = rng.normal(size=per_user)
+        extra = rng.normal(size=per_user)
+        observed = truth + 0.5 * rng.normal(size=per_user)
+        rank = np.empty(per_user)
+        rank[np.argsort(-observed)] = np.arange(1, per_user + 1)
+        label = (truth + 0.4 * extra > 1.0).astype(int)
+        for j in range(per_user):
+            rows.append((f"u{u:03d}", f"i{u}-{j}", float(rank[j]), float(-rank[j]), float(extra[j]), int(label[j])))
+    columns = ["user_id", "item_id", "rank_ease", "score_ease", "f_extra", "label"]
+    return pl.DataFrame(rows, schema=columns, orient="row")
+
+
+def test_base_margin_and_monotone_constraints(tmp_path: Path) -> None:
+    features = ["rank_ease", "score_ease", "f_extra"]
+    frame = prior_frame()
+    # One round with a tiny learning rate: the scores are the margin's order, so the top is the source's top.
+    cfg = RankerConfig(n_estimators=1, learning_rate=1e-6, min_data_in_leaf=5)
+    prior_only = train_ranker(frame, features, cfg=cfg, seed=1)
+    assert prior_only.margin_feature == "rank_ease" and prior_only.margin_weight == 1.0
+    s = prior_only.predict(frame)
+    assert np.allclose(s, -np.log2(1 + frame["rank_ease"].to_numpy()), atol=1e-4)
+
+    model = train_ranker(frame, features, cfg=CFG.model_copy(update={"margin_feature": "rank_ease"}), seed=1)
+    test = prior_frame(seed=5)
+
+    def precision_at_3(scores: np.ndarray) -> float:
+        ranked = test.with_columns(pl.Series("s", scores)).sort("s", descending=True)
+        return float(ranked.group_by("user_id", maintain_order=True).head(3)["label"].mean())
+
+    # learns the correction the source misses (f_extra), on top of the source's order
+    assert precision_at_3(model.predict(test)) > precision_at_3(-test["rank_ease"].to_numpy())
+    # monotone: a better rank or score of the collaborative source never lowers the trees' output (without the
+    # constraints the same data gives hundreds of violations)
+    x = test.select(pl.col(f).cast(pl.Float64) for f in features).to_numpy()
+    for col, step in ((0, -3.0), (1, 3.0)):
+        better = x.copy()
+        better[:, col] = np.maximum(1.0, better[:, col] + step) if col == 0 else better[:, col] + step
+        assert np.all(model.booster.predict(better) >= model.booster.predict(x) - 1e-12)
+    # the margin travels with the saved model
+    loaded = LambdaRanker.load(model.save(tmp_path / "ranker"))
+    assert loaded.margin_feature == "rank_ease" and np.allclose(loaded.predict(test), model.predict(test))
+    with pytest.raises(ValueError, match="margin feature 'rank_ease' is not among"):
+        train_ranker(frame, ["score_ease", "f_extra"], cfg=RankerConfig(), seed=1)
+
+
+def test_ranker_prior_is_chosen_on_a_nested_validation_split(synthetic, synthetic_embeddings) -> None:
+    from recsys.evaluation import split_temporal
+    from recsys.ranker import PipelineConfig
+
+    split = split_temporal(synthetic.interactions)
+    cands = synthetic.items["item_id"].to_list()
+
+    def fit(prior: str) -> RankingPipeline:
+        cfg = PipelineConfig(ranker_prior=prior)  # type: ignore[arg-type]
+        return RankingPipeline(synthetic_embeddings, cfg=cfg, use_text=False, seed=1).fit(
+            split.train, candidates=cands, items=synthetic.items
+        )
+
+    on, off, auto = fit("on"), fit("off"), fit("auto")
+    assert on.ranker_.margin_feature == "rank_ease" and off.ranker_.margin_feature is None
+    chosen = auto.label_stats_["ranker_prior"]
+    assert chosen["mode"] == "auto" and set(chosen["validation_ndcg@10"]) == {"on", "off"}
+    scores = chosen["validation_ndcg@10"]
+    assert chosen["chosen"] == ("on" if scores["on"] >= scores["off"] else "off")
+    twin = on if chosen["chosen"] == "on" else off  # the chosen variant is exactly the fixed one
+    users = split.test["user_id"].unique().sort().head(20).to_list()
+    assert auto.recommend(users, k=10).equals(twin.recommend(users, k=10))
