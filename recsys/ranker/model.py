@@ -25,6 +25,7 @@ from pydantic import BaseModel, Field
 from recsys.data import schema as S
 
 MODEL_FILE = "ranker.txt"
+FEATURES_FILE = "features.json"
 # Collaborative sources: a higher score / better (smaller) rank never makes a candidate worse.
 MONOTONE_DEFAULT: dict[str, int] = {
     **{f"score_{s}": 1 for s in ("ease", "sar", "itemknn")},
@@ -38,9 +39,6 @@ def rank_margin(ranks: np.ndarray, weight: float) -> np.ndarray:
     """The base margin of rows from their rank (1 = best): -weight * log2(1 + rank); a missing rank is the worst."""
     r = np.where(np.isnan(ranks), _MISSING_RANK, np.maximum(ranks, 0.0))
     return -weight * np.log2(1.0 + r)
-
-
-FEATURES_FILE = "features.json"
 
 
 class RankerConfig(BaseModel, frozen=True, extra="forbid"):

@@ -168,23 +168,27 @@ class RankingPipeline(Recommender):
             self.embeddings = self.embedder(inner.train, self.items_)
         self._index_embeddings()
         self.users_ = list(self.user_index_)
-        inner_state = self._state(inner.train)
-        label_users = inner.test[S.USER_ID].unique(maintain_order=True).to_list()
-        frame = self._candidate_frame(inner_state, label_users)
-        positives = inner.test.select(S.USER_ID, S.ITEM_ID).unique().with_columns(pl.lit(1).alias("label"))
-        frame = frame.join(positives, on=[S.USER_ID, S.ITEM_ID], how="left").with_columns(pl.col("label").fill_null(0))
+        frame, positives = self._labelled_frame(inner)
         self.features_ = self.feature_names(frame)
         self.label_stats_ = {
-            "label_users": len(label_users),
+            "label_users": positives[S.USER_ID].n_unique(),
             "label_rows": frame.height,
             "label_positives": int(frame["label"].sum()),
             "inner_candidate_recall": float(frame["label"].sum() / max(1, positives.height)),
         }
-        ranker_cfg, self.prior_selection_ = self._choose_prior(inner, frame, positives)
-        self.label_stats_["ranker_prior"] = self.prior_selection_
+        ranker_cfg, self.label_stats_["ranker_prior"] = self._choose_prior(inner, frame, positives)
         self.ranker_: LambdaRanker = train_ranker(frame, self.features_, cfg=ranker_cfg, seed=self.seed)
         self.state_ = self._state(train)
         self.last_candidates_: pl.DataFrame | None = None
+
+    def _labelled_frame(self, split: Split) -> tuple[pl.DataFrame, pl.DataFrame]:
+        """Candidates of the hold-out's users with features from `split.train` and label 1 where the hold-out has the
+        item; plus the hold-out's distinct (user_id, item_id, label=1) positives."""
+        users = split.test[S.USER_ID].unique(maintain_order=True).to_list()
+        frame = self._candidate_frame(self._state(split.train), users)
+        positives = split.test.select(S.USER_ID, S.ITEM_ID).unique().with_columns(pl.lit(1).alias("label"))
+        frame = frame.join(positives, on=[S.USER_ID, S.ITEM_ID], how="left").with_columns(pl.col("label").fill_null(0))
+        return frame, positives
 
     def _choose_prior(
         self, inner: Split, frame: pl.DataFrame, positives: pl.DataFrame
@@ -200,13 +204,7 @@ class RankingPipeline(Recommender):
         mode = self.cfg.ranker_prior
         if mode != "auto":
             return (with_prior if mode == "on" else without), {"mode": mode, "chosen": mode}
-        nested = validation_split(inner.train, self.protocol, seed=self.seed)
-        nested_users = nested.test[S.USER_ID].unique(maintain_order=True).to_list()
-        nested_frame = self._candidate_frame(self._state(nested.train), nested_users)
-        nested_pos = nested.test.select(S.USER_ID, S.ITEM_ID).unique().with_columns(pl.lit(1).alias("label"))
-        nested_frame = nested_frame.join(nested_pos, on=[S.USER_ID, S.ITEM_ID], how="left").with_columns(
-            pl.col("label").fill_null(0)
-        )
+        nested_frame, nested_pos = self._labelled_frame(validation_split(inner.train, self.protocol, seed=self.seed))
         behavioural = [f for f in self.features_ if f not in TEXT_FEATURES]
         scores: dict[str, float] = {}
         for name, cfg in (("on", with_prior), ("off", without)):
@@ -217,7 +215,7 @@ class RankingPipeline(Recommender):
             scores[name] = _ndcg_at(frame, ranker.predict(frame), positives, k=10)
         chosen = "on" if scores["on"] >= scores["off"] else "off"
         info = {"mode": "auto", "chosen": chosen, "validation_ndcg@10": {k: round(v, 6) for k, v in scores.items()}}
-        info["nested_label_users"] = len(nested_users)
+        info["nested_label_users"] = nested_pos[S.USER_ID].n_unique()
         return (with_prior if chosen == "on" else without), info
 
     def _index_embeddings(self) -> None:
