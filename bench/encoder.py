@@ -106,7 +106,9 @@ def quality_run(name: str, args: argparse.Namespace, console: Console) -> dict[s
     pretrained, pre_s = _embed_all(item_text, TextEncoder(EncoderConfig()), "pretrained", console)
     ft_cfg = FineTuneConfig(logq_strength=args.logq_strength, max_steps=args.max_steps)
 
-    selection = select_scale(ds, split, item_text, ft_cfg, args, console) if len(args.scale_grid) > 1 else None
+    selection = (
+        select_scale(ds, split, item_text, pretrained, ft_cfg, args, console) if len(args.scale_grid) > 1 else None
+    )
     scale = selection["chosen"] if selection else args.scale_grid[0]
     adapter = args.work / name / "adapter"
     pairs, result = _tune(split.train, cutoff, item_text, adapter, ft_cfg, args, console, f"fine-tune ({name})")
@@ -158,7 +160,13 @@ def quality_run(name: str, args: argparse.Namespace, console: Console) -> dict[s
 
 
 def select_scale(
-    ds, split, item_text, ft_cfg: FineTuneConfig, args: argparse.Namespace, console: Console
+    ds,
+    split,
+    item_text,
+    pretrained: ItemEmbeddings,
+    ft_cfg: FineTuneConfig,
+    args: argparse.Namespace,
+    console: Console,
 ) -> dict[str, object]:
     """Choose the adapter scale (WiSE-FT) on a validation split of the *training* window (never on test).
 
@@ -169,7 +177,6 @@ def select_scale(
     """
     inner = validation_split(split.train, "temporal", seed=args.seed)
     inner_cutoff = datetime.fromisoformat(str(inner.params["cutoff"]))
-    pretrained = embed_items(item_text, TextEncoder(EncoderConfig()))
     models = {"pretrained": lambda: TextRecommender(pretrained)}
     out = args.work / ds.name / "select-adapter"
     _, result = _tune(inner.train, inner_cutoff, item_text, out, ft_cfg, args, console, "select: fine-tune")
