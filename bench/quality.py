@@ -8,7 +8,9 @@ same interactions, so the baselines are unaffected). Data is read from RECSYS_DA
 
 Rows `pipeline` (candidates + features + LightGBM LambdaRank with interest-match features from the LoRA fine-tuned
 encoder) and `pipeline-no-text` (the same without the interest-match features) are added unless `--no-pipeline`;
-the encoder is fine-tuned on the inner training part of each split only (`--time-budget` seconds). Paired
+the encoder is fine-tuned on the inner training part of each split only, for `--max-steps` steps (default 120, the
+cap of bench/encoder.py; 0 = one full epoch of the training pairs). A step cap keeps runs repeatable; `--time-budget`
+(a wall-time cap) does not, since the steps reached then depend on the machine's load. Paired
 comparisons: pipeline vs no-text and pipeline vs the best baseline. Feature importance (gain) is written as CSV and
 PNG beside the JSON.
 """
@@ -51,11 +53,22 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--run", action="append", help="dataset:protocol (repeatable); default: both standard runs")
     ap.add_argument("--no-pipeline", action="store_true", help="baselines only")
-    ap.add_argument("--time-budget", type=float, default=480.0, help="encoder fine-tuning seconds per run")
+    ap.add_argument("--max-steps", type=int, default=120, help="encoder fine-tuning steps per run (0: one full epoch)")
+    ap.add_argument(
+        "--time-budget", type=float, default=None, help="wall-time cap of fine-tuning, seconds (not repeatable)"
+    )
     args = ap.parse_args()
     console = Console(width=200)
     runs = [tuple(r.split(":", 1)) for r in args.run] if args.run else RUNS
-    out: dict[str, object] = {"runs": [], "published": PUBLISHED}
+    out: dict[str, object] = {
+        "settings": {
+            "seed": args.seed,
+            "fine_tune_max_steps": args.max_steps or None,  # None: one full epoch
+            "fine_tune_time_budget_s": args.time_budget,
+        },
+        "runs": [],
+        "published": PUBLISHED,
+    }
     t0 = time.perf_counter()
     for dataset, protocol in runs:
         extra = {}
@@ -64,6 +77,9 @@ def main() -> None:
             if not args.no_pipeline:
                 update = stack.enter_context(training_bar(f"fine-tune ({dataset})", console=console))
                 stage = EncoderStageConfig(time_budget_s=args.time_budget, cache_dir=Path("results/embeddings"))
+                if args.max_steps:
+                    tune = stage.fine_tune.model_copy(update={"max_steps": args.max_steps})
+                    stage = stage.model_copy(update={"fine_tune": tune})
                 work = Path("results/bench-quality") / dataset
                 embedder = TextEmbedder(stage, work_dir=work, seed=args.seed, training_progress=update)
                 extra = pipeline_factories(PIPELINE_MODELS, embedder=embedder, protocol=protocol, seed=args.seed)
