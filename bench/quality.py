@@ -26,7 +26,7 @@ from pathlib import Path
 from rich.console import Console
 
 from recsys.data import load_dataset
-from recsys.encoder import EncoderStageConfig, TextEmbedder
+from recsys.encoder import EncoderStageConfig, FineTuneConfig, TextEmbedder
 from recsys.evaluation import evaluate
 from recsys.evaluation.plots import plot_importance
 from recsys.evaluation.render import render_report
@@ -60,15 +60,21 @@ def main() -> None:
     args = ap.parse_args()
     console = Console(width=200)
     runs = [tuple(r.split(":", 1)) for r in args.run] if args.run else RUNS
+    stage = EncoderStageConfig(
+        fine_tune=FineTuneConfig(max_steps=args.max_steps or None),
+        time_budget_s=args.time_budget,
+        cache_dir=Path("results/embeddings"),
+    )
     out: dict[str, object] = {
         "settings": {
             "seed": args.seed,
-            "fine_tune_max_steps": args.max_steps or None,  # None: one full epoch
-            "fine_tune_time_budget_s": args.time_budget,
+            "fine_tune_max_steps": stage.fine_tune.max_steps,  # None: one full epoch
+            "fine_tune_time_budget_s": stage.time_budget_s,
         },
         "runs": [],
         "published": PUBLISHED,
     }
+    args.out.parent.mkdir(parents=True, exist_ok=True)  # importance CSV/PNG land there before the JSON
     t0 = time.perf_counter()
     for dataset, protocol in runs:
         extra = {}
@@ -76,10 +82,6 @@ def main() -> None:
         with contextlib.ExitStack() as stack:
             if not args.no_pipeline:
                 update = stack.enter_context(training_bar(f"fine-tune ({dataset})", console=console))
-                stage = EncoderStageConfig(time_budget_s=args.time_budget, cache_dir=Path("results/embeddings"))
-                if args.max_steps:
-                    tune = stage.fine_tune.model_copy(update={"max_steps": args.max_steps})
-                    stage = stage.model_copy(update={"fine_tune": tune})
                 work = Path("results/bench-quality") / dataset
                 embedder = TextEmbedder(stage, work_dir=work, seed=args.seed, training_progress=update)
                 extra = pipeline_factories(PIPELINE_MODELS, embedder=embedder, protocol=protocol, seed=args.seed)
@@ -119,7 +121,6 @@ def main() -> None:
                 )
         out["runs"].append(entry)
     out["wall_seconds"] = round(time.perf_counter() - t0, 2)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(out, indent=2, default=str))
     console.print(f"wrote {args.out}")
 
