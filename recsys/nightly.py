@@ -168,7 +168,7 @@ def train_version(
         items=dataset.items,
         encoder=settings.encoder.model,
         text=settings.encoder.text,
-        pipeline=settings.ranker,
+        pipeline=pipe.resolved_cfg,
         protocol=settings.evaluation.protocol,
         extra={"label_stats": pipe.label_stats_, **(extra_meta or {})},
     )

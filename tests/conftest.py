@@ -124,7 +124,6 @@ def save_test_bundle(
     """A trained RankingPipeline saved as a registry bundle (no adapter: pretrained embeddings)."""
     from recsys.encoder import EncoderConfig
     from recsys.encoder.text import ItemTextConfig
-    from recsys.ranker import PipelineConfig
     from recsys.registry import save_bundle
 
     return save_bundle(
@@ -136,7 +135,7 @@ def save_test_bundle(
         items=dataset.items,
         encoder=EncoderConfig(**encoder),
         text=ItemTextConfig(),
-        pipeline=PipelineConfig(),
+        pipeline=pipe.resolved_cfg,  # the fitted choices (blend, text weight), as the nightly flow stores them
         protocol="temporal",
         extra=extra,
     )

@@ -5,7 +5,10 @@ from __future__ import annotations
 from recsys.baselines._base import Recommender
 from recsys.baselines.factorization import ALS, BPR
 from recsys.baselines.neighbourhood import EASE, SAR, ItemKNN, TopPop
+from recsys.baselines.spectral import EASELowPass, LowPass
 
-BASELINES: dict[str, type[Recommender]] = {m.name: m for m in (TopPop, SAR, ItemKNN, EASE, ALS, BPR)}
+BASELINES: dict[str, type[Recommender]] = {
+    m.name: m for m in (TopPop, SAR, ItemKNN, EASE, LowPass, EASELowPass, ALS, BPR)
+}
 
-__all__ = ["ALS", "BASELINES", "BPR", "EASE", "SAR", "ItemKNN", "Recommender", "TopPop"]
+__all__ = ["ALS", "BASELINES", "BPR", "EASE", "SAR", "EASELowPass", "ItemKNN", "LowPass", "Recommender", "TopPop"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from recsys.evaluation.compare import PairedComparison, paired_comparison
 from recsys.evaluation.metrics import coverage, intra_list_diversity, mean_metrics, novelty, user_metrics
-from recsys.evaluation.runner import EvaluationReport, ModelResult, evaluate, select_by_validation
+from recsys.evaluation.runner import EvaluationReport, ModelResult, evaluate, select_by_validation, select_ease_lowpass
 from recsys.evaluation.splits import (
     PROTOCOLS,
     Split,
@@ -29,6 +29,7 @@ __all__ = [
     "novelty",
     "paired_comparison",
     "select_by_validation",
+    "select_ease_lowpass",
     "split_leave_last_out",
     "split_ms_stratified",
     "split_temporal",

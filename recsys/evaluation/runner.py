@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from recsys.baselines import BASELINES, EASE, Recommender
+from recsys.baselines import BASELINES, EASE, EASELowPass, Recommender
 from recsys.data import schema as S
 from recsys.data.dataset import Dataset
 from recsys.evaluation.compare import PairedComparison, paired_comparison
@@ -22,6 +22,9 @@ from recsys.evaluation.splits import ProtocolName, Split, make_split, validation
 
 ProgressFn = Callable[[str], None]
 EASE_GRID: tuple[float, ...] = (50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0, 5000.0)
+# EASELowPass: low-pass factors and blend weights tried on the validation split (weight 0 = EASE alone).
+LOWPASS_FACTORS: tuple[int, ...] = (8, 16, 32)
+LOWPASS_WEIGHTS: tuple[float, ...] = (0.0, 0.25, 0.5, 1.0)
 
 
 @dataclass(frozen=True)
@@ -167,6 +170,33 @@ def select_by_validation(
     return best, scores
 
 
+def select_ease_lowpass(
+    inner: Split,
+    *,
+    l2: float,
+    factors: Sequence[int] = LOWPASS_FACTORS,
+    weights: Sequence[float] = LOWPASS_WEIGHTS,
+    k: int = 10,
+    candidates: Sequence[str] | None = None,
+) -> tuple[tuple[int, float], dict[str, float]]:
+    """(factors, weight) of `EASELowPass` with the best nDCG@k on `inner` (a split of the training data, never the
+    test data). One fit with the most factors serves every combination (fewer factors = the leading columns);
+    ties go to fewer factors, then the lower weight (weight 0 = EASE alone)."""
+    model = EASELowPass(l2=l2, factors=max(factors), weight=0.0)
+    model.fit(inner.train, candidates=candidates if inner.candidate_items == "catalog" else None)
+    users = inner.test[S.USER_ID].unique(maintain_order=True).to_list()
+    scores: dict[tuple[int, float], float] = {}
+    # weight 0 is EASE alone, the same for every factor count: scored once, with the fewest factors
+    combos = [(min(factors), 0.0)] if 0 in weights else []
+    combos += [(f, w) for f in factors for w in weights if w > 0]
+    for f, w in combos:
+        model.factors, model.weight = f, w
+        per_user = user_metrics(model.recommend(users, k=k), inner.test, ks=(k,))
+        scores[(f, w)] = float(per_user[f"ndcg@{k}"].mean() or 0.0)
+    best = max(scores, key=lambda fw: (scores[fw], -fw[1], -fw[0]))
+    return best, {f"{f}x{w}": round(v, 6) for (f, w), v in scores.items()}
+
+
 def build_model(name: str, *, seed: int) -> Recommender:
     """A baseline by name with its documented defaults (seeded where it has randomness)."""
     if name not in BASELINES:
@@ -246,6 +276,15 @@ def evaluate(
             )
             factories[name] = lambda best=best: EASE(l2=best)
             params[name] = {"l2": best, "validation_ndcg": {str(g): round(s, 6) for g, s in grid_scores.items()}}
+        elif name == "ease-lowpass":
+            say("ease-lowpass: choosing l2, then factors and weight, on a validation split of train")
+            l2, _ = select_by_validation(
+                lambda v: EASE(l2=v), ease_grid, split.train, protocol=protocol, seed=seed, k=k, candidates=candidates
+            )
+            inner = validation_split(split.train, protocol, seed=seed)
+            (f, w), fw_scores = select_ease_lowpass(inner, l2=l2, k=k, candidates=candidates)
+            factories[name] = lambda l2=l2, f=f, w=w: EASELowPass(l2=l2, factors=f, weight=w)
+            params[name] = {"l2": l2, "factors": f, "weight": w, "validation_ndcg": fw_scores}
         else:
             factories[name] = lambda name=name: build_model(name, seed=seed)
     factories.update(extra_models or {})

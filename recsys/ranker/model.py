@@ -5,10 +5,11 @@ loading checks that the two agree.
 
 Two pieces of prior knowledge keep the ranker from doing worse than its strongest source on small, noisy label sets
 (measured on ML-100k's inner validation split: without them the ranker fell ~8% below EASE alone):
-- a base margin: boosting starts from `-log2(1 + rank)` of the margin feature (by default `rank_ease`, the
-  collaborative source's rank among the user's candidates), so the trees learn corrections to that order instead of
-  re-learning it from a few thousand positives (a tree ensemble stopped early is piecewise constant, and the ties it
-  leaves among the top candidates were broken arbitrarily);
+- a base margin: boosting starts from `-log2(1 + rank)` of the margin feature (by default `rank_prior`: the
+  collaborative source's rank among the user's candidates, EASE blended with a low-pass filter; for items without
+  training events, which it cannot score, their interest-match rank), so the trees learn
+  corrections to that order instead of re-learning it from a few thousand positives (a tree ensemble stopped early
+  is piecewise constant, and the ties it leaves among the top candidates were broken arbitrarily);
 - monotone constraints: a better collaborative score or rank never lowers the score, everything else equal.
 """
 
@@ -28,8 +29,8 @@ MODEL_FILE = "ranker.txt"
 FEATURES_FILE = "features.json"
 # Collaborative sources: a higher score / better (smaller) rank never makes a candidate worse.
 MONOTONE_DEFAULT: dict[str, int] = {
-    **{f"score_{s}": 1 for s in ("ease", "sar", "itemknn")},
-    **{f"rank_{s}": -1 for s in ("ease", "sar", "itemknn")},
+    **{f"score_{s}": 1 for s in ("ease", "lowpass", "blend", "prior", "sar", "itemknn")},
+    **{f"rank_{s}": -1 for s in ("ease", "lowpass", "blend", "prior", "sar", "itemknn")},
 }
 # Ranks past the end of any candidate list (a missing rank): the lowest margin.
 _MISSING_RANK = 1e6
@@ -53,10 +54,16 @@ class RankerConfig(BaseModel, frozen=True, extra="forbid"):
     lambda_l2: float = Field(1.0, ge=0)
     truncation_level: int = Field(20, ge=1, description="lambdarank_truncation_level: positions that matter")
     early_stopping_rounds: int = Field(50, ge=1)
+    early_stopping_min_delta: float = Field(
+        1e-4, ge=0, description="smallest validation nDCG gain that counts as better (a flat curve is not noise-led)"
+    )
     eval_at: int = Field(10, ge=1)
     validation_fraction: float = Field(0.2, gt=0, lt=1, description="share of label users for early stopping")
     margin_feature: str | None = Field(
-        "rank_ease", description="rank feature whose -log2(1 + rank) is the base margin boosting starts from; None: 0"
+        "rank_prior",
+        description="rank feature whose -log2(1 + rank) is the base margin boosting starts from (default: the "
+        "EASE + low-pass blend's rank, the strongest collaborative source; for items without training events, "
+        "their interest-match rank); None: 0",
     )
     margin_weight: float = Field(1.0, ge=0)
     monotone: dict[str, int] = Field(
@@ -76,6 +83,7 @@ class LambdaRanker:
     validation_ndcg: float | None
     margin_feature: str | None = None
     margin_weight: float = 0.0
+    use_trees: bool = True  # False: the base margin's order alone (chosen when the trees did not help on validation)
 
     def margin(self, x: np.ndarray) -> np.ndarray:
         """The base margin of rows of a feature matrix (zeros without a margin feature)."""
@@ -94,6 +102,8 @@ class LambdaRanker:
         """Scores for rows of a float matrix whose columns are `features`, in that order."""
         # one thread for small inputs (online re-ranking): OpenMP start-up costs more than it saves there
         threads = 1 if len(x) < 20_000 else 0
+        if not self.use_trees:
+            return self.margin(x)
         raw = self.booster.predict(x, num_iteration=self.best_iteration or None, num_threads=threads)  # type: ignore[attr-defined]
         return raw + self.margin(x)
 
@@ -116,6 +126,7 @@ class LambdaRanker:
             "best_iteration": self.best_iteration,
             "validation_ndcg": self.validation_ndcg,
             "margin": {"feature": self.margin_feature, "weight": self.margin_weight, "transform": "-log2(1 + rank)"},
+            "use_trees": self.use_trees,
         }
         (folder / FEATURES_FILE).write_text(json.dumps(meta, indent=2))
         return folder
@@ -133,7 +144,13 @@ class LambdaRanker:
             raise ValueError(f"{folder}: {MODEL_FILE} and {FEATURES_FILE} disagree on the feature list")
         margin = meta.get("margin") or {}
         return cls(
-            booster, meta["features"], 0, meta.get("validation_ndcg"), margin.get("feature"), margin.get("weight", 0.0)
+            booster,
+            meta["features"],
+            0,
+            meta.get("validation_ndcg"),
+            margin.get("feature"),
+            margin.get("weight", 0.0),
+            meta.get("use_trees", True),
         )
 
 
@@ -203,7 +220,9 @@ def train_ranker(
     valid_sets = []
     if val_part.height:
         valid_sets = [dataset(val_part, dtrain)]
-        callbacks.append(lgb.early_stopping(cfg.early_stopping_rounds, verbose=False))
+        callbacks.append(
+            lgb.early_stopping(cfg.early_stopping_rounds, verbose=False, min_delta=cfg.early_stopping_min_delta)
+        )
     booster = lgb.train(params, dtrain, num_boost_round=cfg.n_estimators, valid_sets=valid_sets, callbacks=callbacks)
     best = int(booster.best_iteration or cfg.n_estimators)
     score = booster.best_score.get("valid_0", {}).get(f"ndcg@{cfg.eval_at}") if valid_sets else None

@@ -103,7 +103,9 @@ class ModelBundle:
     def pipeline(self, *, embeddings: ItemEmbeddings | None = None, seed: int = 42) -> RankingPipeline:
         """An unfitted pipeline that keeps this bundle's ranker; `fit(events, candidates=..., items=...)` rebuilds
         the sources and features on `events`."""
-        cfg = PipelineConfig.model_validate(self.meta["pipeline"])
+        # Bundles written before these options were trained with raw counts and EASE as the collaborative source.
+        legacy = {"relative_counts": False, "blend": {"factors": 16, "weight": 0.0}}
+        cfg = PipelineConfig.model_validate({**legacy, **self.meta["pipeline"]})
         protocol: ProtocolName = self.meta.get("protocol", "temporal")
         emb = embeddings if embeddings is not None else self.embeddings
         return RankingPipeline(

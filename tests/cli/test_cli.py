@@ -23,7 +23,7 @@ def test_evaluate_synthetic_writes_json_and_topk_lists(tmp_path: Path) -> None:
             "--protocol",
             "temporal",
             "--models",
-            "toppop,sar,ease",
+            "toppop,sar,ease,ease-lowpass",
             "--out",
             str(out),
             "--export-dir",
@@ -32,11 +32,16 @@ def test_evaluate_synthetic_writes_json_and_topk_lists(tmp_path: Path) -> None:
     )
     assert result.exit_code == 0, result.output
     report = json.loads(out.read_text())
-    assert set(report["models"]) == {"toppop", "sar", "ease"}
+    assert set(report["models"]) == {"toppop", "sar", "ease", "ease-lowpass"}
     assert report["protocol"]["name"] == "temporal" and report["seed"] == 42
     assert len(report["dataset"]["fingerprint"]) == 64
     assert "ndcg@10" in report["models"]["sar"]["metrics"] and "cold_items" in report["models"]["sar"]["slices"]
     assert "l2" in report["models"]["ease"]["params"]
+    blend = report["models"]["ease-lowpass"]["params"]  # chosen on the validation split, with every score kept
+    assert (
+        blend["l2"] == report["models"]["ease"]["params"]["l2"]
+        and f"{blend['factors']}x{blend['weight']}" in blend["validation_ndcg"]
+    )
     lists = pl.read_parquet(topk / "sar.parquet")
     assert lists.columns == ["user_id", "item_id", "rank", "score"]
     assert "ndcg@10" in result.output

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -116,7 +117,7 @@ def test_base_margin_and_monotone_constraints(tmp_path: Path) -> None:
     features = ["rank_ease", "score_ease", "f_extra"]
     frame = prior_frame()
     # One round with a tiny learning rate: the scores are the margin's order, so the top is the source's top.
-    cfg = RankerConfig(n_estimators=1, learning_rate=1e-6, min_data_in_leaf=5)
+    cfg = RankerConfig(n_estimators=1, learning_rate=1e-6, min_data_in_leaf=5, margin_feature="rank_ease")
     prior_only = train_ranker(frame, features, cfg=cfg, seed=1)
     assert prior_only.margin_feature == "rank_ease" and prior_only.margin_weight == 1.0
     s = prior_only.predict(frame)
@@ -141,8 +142,13 @@ def test_base_margin_and_monotone_constraints(tmp_path: Path) -> None:
     # the margin travels with the saved model
     loaded = LambdaRanker.load(model.save(tmp_path / "ranker"))
     assert loaded.margin_feature == "rank_ease" and np.allclose(loaded.predict(test), model.predict(test))
-    with pytest.raises(ValueError, match="margin feature 'rank_ease' is not among"):
+    with pytest.raises(ValueError, match="margin feature 'rank_prior' is not among"):
         train_ranker(frame, ["score_ease", "f_extra"], cfg=RankerConfig(), seed=1)
+    # trees switched off: exactly the margin, also after a round trip
+    margin_only = replace(model, use_trees=False)
+    assert np.array_equal(margin_only.predict(test), -np.log2(1 + test["rank_ease"].to_numpy()))
+    reloaded = LambdaRanker.load(margin_only.save(tmp_path / "margin-only"))
+    assert not reloaded.use_trees and np.array_equal(reloaded.predict(test), margin_only.predict(test))
 
 
 def test_ranker_prior_is_chosen_on_a_nested_validation_split(synthetic, synthetic_embeddings) -> None:
@@ -159,11 +165,66 @@ def test_ranker_prior_is_chosen_on_a_nested_validation_split(synthetic, syntheti
         )
 
     on, off, auto = fit("on"), fit("off"), fit("auto")
-    assert on.ranker_.margin_feature == "rank_ease" and off.ranker_.margin_feature is None
+    assert on.ranker_.margin_feature == "rank_prior" and off.ranker_.margin_feature is None
     chosen = auto.label_stats_["ranker_prior"]
-    assert chosen["mode"] == "auto" and set(chosen["validation_ndcg@10"]) == {"on", "off"}
-    scores = chosen["validation_ndcg@10"]
-    assert chosen["chosen"] == ("on" if scores["on"] >= scores["off"] else "off")
-    twin = on if chosen["chosen"] == "on" else off  # the chosen variant is exactly the fixed one
+    assert chosen["mode"] == "auto"
+    assert set(chosen["validation_ndcg@10"]) == {"prior-only", "on@1", "on@2", "on@4", "off"}
+    scores, p_values = chosen["validation_ndcg@10"], chosen["p_vs_off"]
+    # the plain ranker unless an option beats it significantly; then the best of those
+    better = {n: v for n, v in scores.items() if n != "off" and v > scores["off"] and p_values[n] < 0.05}
+    assert chosen["chosen"] == (max(better, key=better.__getitem__) if better else "off")
+    assert auto.ranker_.use_trees == (chosen["chosen"] != "prior-only")
+    # the chosen variant is exactly the fixed one with that margin weight
+    if chosen["chosen"] == "off":
+        twin = off
+    elif chosen["chosen"] == "prior-only":
+        twin = fit("prior-only")
+    else:
+        cfg = PipelineConfig(ranker_prior="on", ranker={"margin_weight": float(chosen["chosen"].split("@")[1])})
+        twin = RankingPipeline(synthetic_embeddings, cfg=cfg, use_text=False, seed=1).fit(
+            split.train, candidates=cands, items=synthetic.items
+        )
+    assert auto.ranker_.margin_weight == twin.ranker_.margin_weight
     users = split.test["user_id"].unique().sort().head(20).to_list()
     assert auto.recommend(users, k=10).equals(twin.recommend(users, k=10))
+
+
+def test_prior_score_is_the_blend_plus_the_interest_match_weighted_as_validation_chose(
+    synthetic, synthetic_embeddings
+) -> None:
+    from recsys.baselines.spectral import zscore_rows
+    from recsys.evaluation import split_temporal
+    from recsys.ranker import PipelineConfig
+
+    split = split_temporal(synthetic.interactions)
+    cands = synthetic.items["item_id"].to_list()
+    cfg = PipelineConfig(ranker_prior="prior-only")
+    pipe = RankingPipeline(synthetic_embeddings, cfg=cfg, seed=1).fit(
+        split.train, candidates=cands, items=synthetic.items
+    )
+    info = pipe.label_stats_["text_weight"]
+    scores = {float(k): v for k, v in info["validation_ndcg@10"].items()}
+    assert info["mode"] == "auto" and set(scores) == set(cfg.text_weight_grid)
+    assert pipe.text_weight_ == info["weight"] and scores[pipe.text_weight_] == max(scores.values())
+    assert pipe.text_weight_ > 0  # the synthetic items' text carries the users' topics
+    assert scores[pipe.text_weight_] > scores[0.0]
+    assert pipe.resolved_cfg.text_weight == pipe.text_weight_ and pipe.resolved_cfg.blend.factors in (8, 16, 32)
+
+    users = sorted(pipe.state_.seen)[:15]
+    src = pipe._source_scores(pipe.state_, users)
+    valid = np.isfinite(src["text"]) & ~pipe._seen_mask(pipe.state_, users)
+    z_text = np.where(valid, zscore_rows(np.where(valid, src["text"], 0.0), valid), 0.0)
+    assert np.allclose(src["prior"], src["blend"] + pipe.text_weight_ * z_text)
+    # prior-only: the lists are the candidates in the prior's order
+    frame = pipe.candidates(users)
+    recs = pipe.recommend(users, k=5)
+    for user in users[:5]:
+        top = frame.filter(pl.col("user_id") == user).sort(["rank_prior", "item_id"]).head(5)["item_id"].to_list()
+        assert recs.filter(pl.col("user_id") == user)["item_id"].to_list() == top
+    # the ablation's prior is the collaborative blend alone
+    no_text = RankingPipeline(synthetic_embeddings, cfg=cfg, use_text=False, seed=1).fit(
+        split.train, candidates=cands, items=synthetic.items
+    )
+    assert no_text.text_weight_ == 0.0 and no_text.label_stats_["text_weight"] == {"mode": "no text"}
+    src = no_text._source_scores(no_text.state_, users)
+    assert np.array_equal(src["prior"], src["blend"])

@@ -95,3 +95,17 @@ def test_online_fast_path_equals_the_frame_path(trained, synthetic):
             )
         x = np.column_stack([np.asarray(feats[f], dtype=np.float64) for f in pipe.ranker_.features])
         np.testing.assert_allclose(pipe.ranker_.predict_matrix(x), pipe.ranker_.predict(frame), rtol=1e-9)
+
+
+def test_bundle_keeps_the_fitted_source_choices_and_reads_older_bundles(
+    trained, synthetic, synthetic_embeddings, tmp_path
+):
+    split, pipe = trained
+    loaded = load_bundle(save_test_bundle(tmp_path / "b", pipe, split.train, synthetic, synthetic_embeddings).path)
+    cfg = loaded.pipeline().cfg
+    assert (cfg.blend.factors, cfg.blend.weight) == pipe.blend_ and cfg.text_weight == pipe.text_weight_
+    # a bundle written before these options: raw counts, EASE alone as the collaborative source, no text in the prior
+    for key in ("blend", "relative_counts", "text_weight"):
+        loaded.meta["pipeline"].pop(key)
+    legacy = loaded.pipeline().cfg
+    assert legacy.relative_counts is False and legacy.blend.weight == 0.0 and legacy.text_weight is None
