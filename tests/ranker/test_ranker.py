@@ -169,8 +169,9 @@ def test_ranker_prior_is_chosen_on_a_nested_validation_split(synthetic, syntheti
     chosen = auto.label_stats_["ranker_prior"]
     assert chosen["mode"] == "auto"
     assert set(chosen["validation_ndcg@10"]) == {"prior-only", "on@1", "on@2", "on@4", "off"}
+    # temporal split: the plain ranker unless an option beats it significantly; then the best of those
+    assert chosen["fallback"] == "off"
     scores, p_values = chosen["validation_ndcg@10"], chosen["p_vs_off"]
-    # the plain ranker unless an option beats it significantly; then the best of those
     better = {n: v for n, v in scores.items() if n != "off" and v > scores["off"] and p_values[n] < 0.05}
     assert chosen["chosen"] == (max(better, key=better.__getitem__) if better else "off")
     assert auto.ranker_.use_trees == (chosen["chosen"] != "prior-only")
@@ -228,3 +229,19 @@ def test_prior_score_is_the_blend_plus_the_interest_match_weighted_as_validation
     assert no_text.text_weight_ == 0.0 and no_text.label_stats_["text_weight"] == {"mode": "no text"}
     src = no_text._source_scores(no_text.state_, users)
     assert np.array_equal(src["prior"], src["blend"])
+
+
+def test_random_split_keeps_the_priors_order_unless_trees_beat_it_significantly(synthetic) -> None:
+    from recsys.evaluation import split_ms_stratified
+
+    split = split_ms_stratified(synthetic.interactions)
+    pipe = RankingPipeline(None, use_text=False, protocol="ms-stratified", seed=1).fit(
+        split.train, items=synthetic.items
+    )
+    chosen = pipe.label_stats_["ranker_prior"]
+    assert chosen["fallback"] == "prior-only"
+    scores, p_values = chosen["validation_ndcg@10"], chosen["p_vs_prior-only"]
+    assert set(p_values) == {"on@1", "on@2", "on@4", "off"}
+    better = {n: v for n, v in scores.items() if n in p_values and v > scores["prior-only"] and p_values[n] < 0.05}
+    assert chosen["chosen"] == (max(better, key=better.__getitem__) if better else "prior-only")
+    assert pipe.ranker_.use_trees == (chosen["chosen"] != "prior-only")
