@@ -32,24 +32,19 @@ from recsys.encoder.interest import (
     UserInterests,
     interest_features,
     profile_scores,
-    user_interest_scores,
     user_interests,
 )
 from recsys.evaluation.compare import paired_comparison
 from recsys.evaluation.metrics import user_metrics
 from recsys.evaluation.runner import select_ease_lowpass
 from recsys.evaluation.splits import ProtocolName, Split, validation_split
+from recsys.ranker._common import FEATURE_DECIMALS, SCORED, _top
+from recsys.ranker._online import OnlineScoring
 from recsys.ranker.model import LambdaRanker, RankerConfig, train_ranker
 
 # Features that exist only because of the text encoder: dropped by the no-text ablation. (The text source's raw
 # score is `im_profile` itself, so no `score_text` column is kept beside it.)
 TEXT_FEATURES: tuple[str, ...] = (*INTEREST_FEATURES, "rank_text", "is_from_text")
-# Collaborative scores kept as features: EASE, the low-pass filter, their blend (the collaborative candidate source
-# and the ranker's default base margin), SAR and item-kNN.
-CF_SOURCES: tuple[str, ...] = ("ease", "lowpass", "blend", "sar", "itemknn")
-# Scores kept as features (with their within-candidate ranks): the collaborative ones and the prior (the blend plus,
-# in the text pipeline, the weighted interest match; the ranker's default base margin is its rank).
-SCORED: tuple[str, ...] = (*CF_SOURCES, "prior")
 
 
 class CandidateConfig(BaseModel, frozen=True, extra="forbid"):
@@ -130,20 +125,6 @@ class _State:
     genre_shares: pl.DataFrame  # user x genre share of history, computed once per window
 
 
-@dataclass
-class _OnlineTables:
-    """Per-state lookups for scoring one user's candidates without building polars frames (online re-ranking)."""
-
-    item_cols: dict[str, np.ndarray]  # item feature -> values in candidate order (NaN = null)
-    user_rows: dict[str, dict[str, float]]  # user -> user feature -> value (NaN = null)
-    genre_counts: np.ndarray  # candidate item x genre: how often the genre is listed for the item
-    genre_index: dict[str, int]
-    shares: dict[str, np.ndarray]  # user -> share of their history per genre
-    sort_pos: np.ndarray  # position of each candidate item in item-id order (the frame's row order)
-
-
-# Decimals float features are rounded to (the frame and the online path alike): see `_candidate_frame`.
-FEATURE_DECIMALS = 9
 # Count features: their scale grows with the window, so the inner split's ranker would read the full window's
 # counts as ~4/3 larger than anything it was trained on (ms-stratified keeps 75% of the events in each split).
 ITEM_COUNTS = re.compile(r"^item_(pop_.*|users_all|rating_count)$")
@@ -158,27 +139,7 @@ def _relative(frame: pl.DataFrame, pattern: re.Pattern[str]) -> pl.DataFrame:
     )
 
 
-def _ordinal_rank_desc(values: np.ndarray) -> np.ndarray:
-    """1-based ranks, largest first, ties by position; NaN ranks above every number (as polars sorts NaN)."""
-    key = np.where(np.isnan(values), np.inf, values)
-    order = np.argsort(-key, kind="stable")
-    ranks = np.empty(len(values), dtype=np.float64)
-    ranks[order] = np.arange(1, len(values) + 1)
-    return ranks
-
-
-def _top(scores: np.ndarray, n: int) -> np.ndarray:
-    """Boolean mask of each row's top-n finite entries."""
-    mask = np.zeros(scores.shape, dtype=bool)
-    if n <= 0 or scores.shape[1] == 0:
-        return mask
-    n = min(n, scores.shape[1])
-    idx = np.argpartition(-scores, n - 1, axis=1)[:, :n]
-    np.put_along_axis(mask, idx, True, axis=1)
-    return mask & np.isfinite(scores)
-
-
-class RankingPipeline(Recommender):
+class RankingPipeline(OnlineScoring, Recommender):
     """Candidates + features + LambdaRank. `use_text=False` is the ablation without interest-match features."""
 
     name: ClassVar[str] = "pipeline"
@@ -528,134 +489,6 @@ class RankingPipeline(Recommender):
     def candidates(self, users: list[str]) -> pl.DataFrame:
         """The candidate frame (with features) of `users`, built from the full training data."""
         return self._candidate_frame(self.state_, users)
-
-    def _online_tables(self) -> _OnlineTables:
-        cached = getattr(self, "_online_", None)
-        if cached is not None and cached[0] is self.state_:
-            return cached[1]
-        state = self.state_
-        item_cols = {
-            c: state.item_features[c].cast(pl.Float64).fill_null(np.nan).to_numpy()
-            for c in state.item_features.columns
-            if c != S.ITEM_ID
-        }
-        uf = state.user_features
-        user_cols = [c for c in uf.columns if c != S.USER_ID]
-        values = uf.select(pl.col(c).cast(pl.Float64).fill_null(np.nan) for c in user_cols).to_numpy()
-        user_rows = {u: dict(zip(user_cols, row, strict=True)) for u, row in zip(uf[S.USER_ID], values, strict=True)}
-        genres = self.items_.select(S.ITEM_ID, S.GENRES).explode(S.GENRES).drop_nulls(S.GENRES)
-        genre_index = {g: i for i, g in enumerate(sorted(genres[S.GENRES].unique().to_list()))}
-        counts = np.zeros((len(self.item_ids_), len(genre_index)))
-        for item, genre in genres.iter_rows():
-            col = self.item_index_.get(item)
-            if col is not None:
-                counts[col, genre_index[genre]] += 1
-        shares: dict[str, np.ndarray] = {}
-        for user, genre, share in state.genre_shares.iter_rows():
-            vec = shares.setdefault(user, np.zeros(len(genre_index)))
-            if genre in genre_index:
-                vec[genre_index[genre]] = share
-        sort_pos = np.empty(len(self.item_ids_), dtype=np.int64)
-        sort_pos[np.argsort(self.item_ids_.astype(str), kind="stable")] = np.arange(len(self.item_ids_))
-        tables = _OnlineTables(item_cols, user_rows, counts, genre_index, shares, sort_pos)
-        self._online_ = (state, tables)
-        return tables
-
-    def warm_online(self) -> None:
-        """Build the per-window lookups of online re-ranking now (they are otherwise built by the first request)."""
-        self._online_tables()
-
-    def _user_features_fast(self, user: str, include: list[int]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        """The candidate rows of one known user (the union plus `include` columns) and their features: the same
-        values as `_candidate_frame`, computed with numpy on per-state tables (a test checks the equality)."""
-        state, tabs, cfg = self.state_, self._online_tables(), self.cfg.candidates
-        src = self._source_scores(state, [user])
-        seen = np.zeros(len(self.item_ids_), dtype=bool)
-        seen[[self.item_index_[i] for i in state.seen[user] if i in self.item_index_]] = True
-        pick = {}
-        for name, n in (("text", cfg.n_text), ("blend", cfg.n_collaborative), ("popular", cfg.n_popular)):
-            if name in src:
-                pick[name] = _top(np.where(seen, -np.inf, src[name]), n)[0]
-        union = np.logical_or.reduce(list(pick.values())) & ~seen
-        union[include] = True
-        cols = np.flatnonzero(union)
-        cols = cols[np.argsort(tabs.sort_pos[cols], kind="stable")]
-        feats: dict[str, np.ndarray] = {
-            "is_from_text": pick["text"][cols].astype(float) if "text" in pick else np.zeros(len(cols)),
-            "is_from_cf": pick["blend"][cols].astype(float),
-            "is_from_popular": pick["popular"][cols].astype(float),
-        }
-        for name in (*SCORED, "text"):
-            if name in src:
-                v = src[name][0, cols]
-                v = np.where(np.isfinite(v), v, np.nan)
-                if name != "text":
-                    feats[f"score_{name}"] = v
-                feats[f"rank_{name}"] = _ordinal_rank_desc(v)
-        urow = tabs.user_rows.get(user, {})
-        for c in state.user_features.columns:
-            if c != S.USER_ID:
-                feats[c] = np.full(len(cols), urow.get(c, np.nan))
-        for c, values in tabs.item_cols.items():
-            feats[c] = values[cols]
-        share = tabs.shares.get(user, np.zeros(len(tabs.genre_index)))
-        g = tabs.genre_counts[cols]
-        n_genres = g.sum(axis=1)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            feats["ui_genre_affinity_mean"] = np.where(n_genres > 0, (g @ share) / n_genres, 0.0)
-        masked = np.where(g > 0, share[None, :], -np.inf)
-        feats["ui_genre_affinity_max"] = np.where(n_genres > 0, masked.max(axis=1, initial=-np.inf), 0.0)
-        if state.interests is not None and self.embeddings is not None:
-            urow_i = state.interests.rows([user])[0]
-            rows = self.text_rows_[cols]
-            ok = rows >= 0
-            for name in INTEREST_FEATURES:
-                feats[name] = np.zeros(len(cols), dtype=np.float32)
-            if urow_i >= 0 and ok.any():
-                for name, values in user_interest_scores(
-                    state.interests, self.embeddings.vectors, int(urow_i), rows[ok]
-                ).items():
-                    feats[name][ok] = values
-        for name, values in feats.items():  # as the frame path rounds them
-            if values.dtype == np.float64:
-                feats[name] = np.round(values, FEATURE_DECIMALS)
-        return cols, feats
-
-    def rank_candidates(self, pairs: pl.DataFrame) -> pl.DataFrame:
-        """Score given (user_id, item_id) rows with the trained ranker: on-demand re-ranking of a candidate list.
-
-        Features are computed as for the nightly lists (ranks within the user's candidate union plus the given
-        items). Returns user_id, item_id, score (null for unknown users or items), rank (1 = best, per user)."""
-        pairs = pairs.select(pl.col(S.USER_ID).cast(pl.String), pl.col(S.ITEM_ID).cast(pl.String))
-        include: dict[str, list[int]] = {}
-        for user, item in pairs.iter_rows():
-            col = self.item_index_.get(item)
-            if col is not None and user in self.state_.seen:
-                include.setdefault(user, []).append(col)
-        scores: dict[tuple[str, str], float] = {}
-        for user, wanted_cols in include.items():
-            cols, feats = self._user_features_fast(user, wanted_cols)
-            keep = np.isin(cols, wanted_cols)
-            x = np.column_stack([np.asarray(feats[f], dtype=np.float64)[keep] for f in self.ranker_.features])
-            predicted = self.ranker_.predict_matrix(x)
-            scores.update(
-                zip(((user, i) for i in self.item_ids_[cols[keep]].tolist()), predicted.tolist(), strict=True)
-            )
-        users, items = pairs[S.USER_ID].to_list(), pairs[S.ITEM_ID].to_list()
-        values = [scores.get(key) for key in zip(users, items, strict=True)]
-        # rank per user (1 = best; null score -> null rank), in the order given
-        ranks: list[int | None] = [None] * len(values)
-        by_user: dict[str, list[int]] = {}
-        for pos, (user, value) in enumerate(zip(users, values, strict=True)):
-            if value is not None:
-                by_user.setdefault(user, []).append(pos)
-        for positions in by_user.values():
-            for r, pos in enumerate(sorted(positions, key=lambda p: -values[p]), start=1):  # type: ignore[operator]
-                ranks[pos] = r
-        return pl.DataFrame(
-            {S.USER_ID: users, S.ITEM_ID: items, S.SCORE: values, S.RANK: ranks},
-            schema={S.USER_ID: pl.String, S.ITEM_ID: pl.String, S.SCORE: pl.Float64, S.RANK: pl.Int32},
-        )
 
     def _score(self, rows: np.ndarray) -> np.ndarray:
         users = [self.users_[r] for r in rows]

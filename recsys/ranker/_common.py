@@ -1,0 +1,36 @@
+"""Constants and small helpers shared by the nightly (polars) and online (numpy) feature paths of the pipeline."""
+
+from __future__ import annotations
+
+import numpy as np
+
+# Collaborative scores kept as features: EASE, the low-pass filter, their blend (the collaborative candidate source
+# and the ranker's default base margin), SAR and item-kNN.
+CF_SOURCES: tuple[str, ...] = ("ease", "lowpass", "blend", "sar", "itemknn")
+# Scores kept as features (with their within-candidate ranks): the collaborative ones and the prior (the blend plus,
+# in the text pipeline, the weighted interest match; the ranker's default base margin is its rank).
+SCORED: tuple[str, ...] = (*CF_SOURCES, "prior")
+
+
+# Decimals float features are rounded to (the frame and the online path alike): see `_candidate_frame`.
+FEATURE_DECIMALS = 9
+
+
+def _ordinal_rank_desc(values: np.ndarray) -> np.ndarray:
+    """1-based ranks, largest first, ties by position; NaN ranks above every number (as polars sorts NaN)."""
+    key = np.where(np.isnan(values), np.inf, values)
+    order = np.argsort(-key, kind="stable")
+    ranks = np.empty(len(values), dtype=np.float64)
+    ranks[order] = np.arange(1, len(values) + 1)
+    return ranks
+
+
+def _top(scores: np.ndarray, n: int) -> np.ndarray:
+    """Boolean mask of each row's top-n finite entries."""
+    mask = np.zeros(scores.shape, dtype=bool)
+    if n <= 0 or scores.shape[1] == 0:
+        return mask
+    n = min(n, scores.shape[1])
+    idx = np.argpartition(-scores, n - 1, axis=1)[:, :n]
+    np.put_along_axis(mask, idx, True, axis=1)
+    return mask & np.isfinite(scores)
