@@ -91,12 +91,12 @@ class EASELowPass(Recommender):
         self.factors = factors
         self.weight = weight
         self.item_norm = item_norm
-        self.max_factors = factors  # components computed at fit; `factors` may then be lowered (validation)
 
     def _fit(self, events: pl.DataFrame, seen: sp.csr_matrix, items: pl.DataFrame | None) -> None:
         # the components share this model's user and item index, so a row means the same user in all three
         self.ease_ = self._fit_part(EASE(l2=self.l2), events, seen, items)
-        lowpass = LowPass(factors=max(self.factors, self.max_factors), item_norm=self.item_norm)
+        # `factors` may be lowered after fitting (validation tries fewer): the leading columns of this fit
+        lowpass = LowPass(factors=self.factors, item_norm=self.item_norm)
         self.lowpass_ = self._fit_part(lowpass, events, seen, items)
 
     def _fit_part(self, model: _R, events: pl.DataFrame, seen: sp.csr_matrix, items: pl.DataFrame | None) -> _R:
@@ -107,6 +107,8 @@ class EASELowPass(Recommender):
 
     def components(self, rows: np.ndarray) -> dict[str, np.ndarray]:
         """Raw EASE and low-pass scores and the blend, for user rows of the fit-time index."""
+        if self.factors > self.lowpass_.factors:
+            raise ValueError(f"factors={self.factors}, but the fit kept {self.lowpass_.factors} components; refit")
         ease = np.asarray(self.ease_._score(rows))
         low = self.lowpass_._score_with(rows, self.factors)
         valid = np.broadcast_to(self.has_train_events_, ease.shape) & ~self.seen_[rows].toarray().astype(bool)

@@ -268,19 +268,20 @@ def evaluate(
     users = split.test[S.USER_ID].unique(maintain_order=True).to_list()
     factories: dict[str, Callable[[], Recommender]] = {}
     params: dict[str, dict[str, object]] = {}
+    ease_choice: tuple[float, dict[float, float]] | None = None  # EASE's l2, chosen once for ease and ease-lowpass
     for name in models:
-        if name == "ease":
+        if name in ("ease", "ease-lowpass") and ease_choice is None:
             say("ease: choosing l2 on a validation split of train")
-            best, grid_scores = select_by_validation(
+            ease_choice = select_by_validation(
                 lambda v: EASE(l2=v), ease_grid, split.train, protocol=protocol, seed=seed, k=k, candidates=candidates
             )
+        if name == "ease":
+            best, grid_scores = ease_choice  # type: ignore[misc]
             factories[name] = lambda best=best: EASE(l2=best)
             params[name] = {"l2": best, "validation_ndcg": {str(g): round(s, 6) for g, s in grid_scores.items()}}
         elif name == "ease-lowpass":
-            say("ease-lowpass: choosing l2, then factors and weight, on a validation split of train")
-            l2, _ = select_by_validation(
-                lambda v: EASE(l2=v), ease_grid, split.train, protocol=protocol, seed=seed, k=k, candidates=candidates
-            )
+            say("ease-lowpass: choosing factors and weight on a validation split of train")
+            l2 = ease_choice[0]  # type: ignore[index]
             inner = validation_split(split.train, protocol, seed=seed)
             (f, w), fw_scores = select_ease_lowpass(inner, l2=l2, k=k, candidates=candidates)
             factories[name] = lambda l2=l2, f=f, w=w: EASELowPass(l2=l2, factors=f, weight=w)

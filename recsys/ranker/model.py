@@ -5,11 +5,11 @@ loading checks that the two agree.
 
 Two pieces of prior knowledge keep the ranker from doing worse than its strongest source on small, noisy label sets
 (measured on ML-100k's inner validation split: without them the ranker fell ~8% below EASE alone):
-- a base margin: boosting starts from `-log2(1 + rank)` of the margin feature (by default `rank_prior`: the
-  collaborative source's rank among the user's candidates, EASE blended with a low-pass filter; for items without
-  training events, which it cannot score, their interest-match rank), so the trees learn
-  corrections to that order instead of re-learning it from a few thousand positives (a tree ensemble stopped early
-  is piecewise constant, and the ties it leaves among the top candidates were broken arbitrarily);
+- a base margin: boosting starts from `-log2(1 + rank)` of the margin feature (by default `rank_prior`: the rank among
+  the user's candidates of the pipeline's prior score, EASE blended with a low-pass filter, plus the weighted
+  interest match in the text pipeline), so the trees learn corrections to that order instead of re-learning it from
+  a few thousand positives (a tree ensemble stopped early is piecewise constant, and the ties it leaves among the
+  top candidates were broken arbitrarily);
 - monotone constraints: a better collaborative score or rank never lowers the score, everything else equal.
 """
 
@@ -62,8 +62,7 @@ class RankerConfig(BaseModel, frozen=True, extra="forbid"):
     margin_feature: str | None = Field(
         "rank_prior",
         description="rank feature whose -log2(1 + rank) is the base margin boosting starts from (default: the "
-        "EASE + low-pass blend's rank, the strongest collaborative source; for items without training events, "
-        "their interest-match rank); None: 0",
+        "rank of the pipeline's prior score, the EASE + low-pass blend plus the weighted interest match); None: 0",
     )
     margin_weight: float = Field(1.0, ge=0)
     monotone: dict[str, int] = Field(
@@ -100,10 +99,10 @@ class LambdaRanker:
 
     def predict_matrix(self, x: np.ndarray) -> np.ndarray:
         """Scores for rows of a float matrix whose columns are `features`, in that order."""
-        # one thread for small inputs (online re-ranking): OpenMP start-up costs more than it saves there
-        threads = 1 if len(x) < 20_000 else 0
         if not self.use_trees:
             return self.margin(x)
+        # one thread for small inputs (online re-ranking): OpenMP start-up costs more than it saves there
+        threads = 1 if len(x) < 20_000 else 0
         raw = self.booster.predict(x, num_iteration=self.best_iteration or None, num_threads=threads)  # type: ignore[attr-defined]
         return raw + self.margin(x)
 

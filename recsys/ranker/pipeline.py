@@ -199,6 +199,7 @@ class RankingPipeline(OnlineScoring, Recommender):
         self._index_embeddings()
         self.users_ = list(self.user_index_)
         inner_state = self._state(inner.train)
+        self.text_weight_ = 0.0  # until chosen: the choice scores every weight on the same source scores
         self.text_weight_, text_info = self._choose_text_weight(inner_state, inner)
         frame, positives = self._labelled_frame(inner, inner_state)
         self.features_ = self.feature_names(frame)
@@ -248,26 +249,19 @@ class RankingPipeline(OnlineScoring, Recommender):
         if self.cfg.text_weight is not None:
             return self.cfg.text_weight, {"mode": "fixed", "weight": self.cfg.text_weight}
         users = [u for u in split.test[S.USER_ID].unique(maintain_order=True).to_list() if u in state.seen]
+        grid = self.cfg.text_weight_grid
+        lists: dict[float, list[pl.DataFrame]] = {w: [] for w in grid}
+        for start in range(0, len(users), 256):  # the sources once per batch, then every weight on them
+            batch = users[start : start + 256]
+            seen = self._seen_mask(state, batch)
+            src = self._source_scores(state, batch, seen=seen)
+            for w in grid:
+                prior = np.where(seen, -np.inf, _prior_score(src, seen, w))
+                lists[w].append(self._top_k(batch, prior, 10))
         truth = split.test.select(S.USER_ID, S.ITEM_ID)
         scores: dict[float, float] = {}
-        for w in self.cfg.text_weight_grid:
-            self.text_weight_ = w
-            parts = []
-            for start in range(0, len(users), 256):
-                batch = users[start : start + 256]
-                prior = np.where(self._seen_mask(state, batch), -np.inf, self._source_scores(state, batch)["prior"])
-                top = np.argsort(-prior, axis=1, kind="stable")[:, :10]
-                parts.append(
-                    pl.DataFrame(
-                        {
-                            S.USER_ID: np.repeat(np.asarray(batch, dtype=object), top.shape[1]).tolist(),
-                            S.ITEM_ID: self.item_ids_[top.ravel()].tolist(),
-                            S.RANK: np.tile(np.arange(1, top.shape[1] + 1, dtype=np.int32), len(batch)),
-                        }
-                    )
-                )
-            per_user = user_metrics(pl.concat(parts), truth, ks=(10,))
-            scores[w] = float(per_user["ndcg@10"].mean() or 0.0)
+        for w, parts in lists.items():
+            scores[w] = float(user_metrics(pl.concat(parts), truth, ks=(10,))["ndcg@10"].mean() or 0.0)
         best = max(self.cfg.text_weight_grid, key=lambda w: (scores[w], -w))
         return best, {
             "mode": "auto",
@@ -313,7 +307,7 @@ class RankingPipeline(OnlineScoring, Recommender):
         nested_frame, nested_pos = self._labelled_frame(validation_split(inner.train, self.protocol, seed=self.seed))
         behavioural = [f for f in self.features_ if f not in TEXT_FEATURES]
         # the prior's order alone first: where trees only tie with it, the simpler model wins
-        options = {"prior-only": with_prior}
+        options = {"prior-only": with_prior} if with_prior.margin_feature else {}
         options.update(
             {f"on@{w:g}": with_prior.model_copy(update={"margin_weight": w}) for w in self.cfg.prior_weights}
         )
@@ -399,7 +393,10 @@ class RankingPipeline(OnlineScoring, Recommender):
         return _State(as_of, models, interests, user_features, item_features, popular, seen, train, shares)
 
     # -- candidates and features ---------------------------------------------------------------------------------
-    def _source_scores(self, state: _State, users: list[str]) -> dict[str, np.ndarray]:
+    def _source_scores(
+        self, state: _State, users: list[str], *, seen: np.ndarray | None = None
+    ) -> dict[str, np.ndarray]:
+        """Per-source scores (len(users) x candidates) and the prior; `seen`: the users' seen mask, if built."""
         scores: dict[str, np.ndarray] = {}
         for name, m in state.models.items():
             parts = m.component_scores(users) if isinstance(m, EASELowPass) else {name: m.score(users)}
@@ -411,14 +408,10 @@ class RankingPipeline(OnlineScoring, Recommender):
             text[:, cols >= 0] = full[:, cols[cols >= 0]]
             scores["text"] = text
         scores["popular"] = np.broadcast_to(state.popular, (len(users), len(self.item_ids_))).copy()
-        # The prior: the blend, plus the interest match for the text pipeline. Items without training events have a
-        # neutral blend (0), so there the interest match alone orders them.
-        prior = scores["blend"]
-        if self.use_text and "text" in scores and self.text_weight_ > 0:
-            text = scores["text"]
-            valid = np.isfinite(text) & ~self._seen_mask(state, users)
-            prior = prior + self.text_weight_ * np.where(valid, zscore_rows(np.where(valid, text, 0.0), valid), 0.0)
-        scores["prior"] = prior
+        weight = self.text_weight_ if self.use_text else 0.0
+        if weight > 0 and "text" in scores and seen is None:
+            seen = self._seen_mask(state, users)
+        scores["prior"] = _prior_score(scores, seen, weight)
         return scores
 
     def _candidate_frame(
@@ -433,8 +426,8 @@ class RankingPipeline(OnlineScoring, Recommender):
             batch = [u for u in users[start : start + batch_size] if u in state.seen]
             if not batch:
                 continue
-            src = self._source_scores(state, batch)
             seen_mask = self._seen_mask(state, batch)
+            src = self._source_scores(state, batch, seen=seen_mask)
             pick = {}
             for name, n in (("text", cfg.n_text), ("blend", cfg.n_collaborative), ("popular", cfg.n_popular)):
                 if name in src:
@@ -518,6 +511,16 @@ class RankingPipeline(OnlineScoring, Recommender):
             "ranker_validation_ndcg": self.ranker_.validation_ndcg,
             "feature_importance": importance.to_dicts(),
         }
+
+
+def _prior_score(src: dict[str, np.ndarray], seen: np.ndarray | None, text_weight: float) -> np.ndarray:
+    """The prior: the blend, plus `text_weight` * z(interest match) over the unseen items with text. Items without
+    training events have a neutral blend (0), so there the interest match alone orders them."""
+    if text_weight <= 0 or "text" not in src:
+        return src["blend"]
+    text = src["text"]
+    valid = np.isfinite(text) & ~seen
+    return src["blend"] + text_weight * np.where(valid, zscore_rows(np.where(valid, text, 0.0), valid), 0.0)
 
 
 def _user_ndcg_at(frame: pl.DataFrame, scores: np.ndarray, positives: pl.DataFrame, *, k: int) -> pl.DataFrame:
