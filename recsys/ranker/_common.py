@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from recsys.baselines.spectral import zscore_rows
+from recsys.encoder.interest import INTEREST_FEATURES
+
 # Collaborative scores kept as features: EASE, the low-pass filter, their blend (the collaborative candidate source
 # and the ranker's default base margin), SAR and item-kNN.
 CF_SOURCES: tuple[str, ...] = ("ease", "lowpass", "blend", "sar", "itemknn")
@@ -11,6 +14,9 @@ CF_SOURCES: tuple[str, ...] = ("ease", "lowpass", "blend", "sar", "itemknn")
 # in the text pipeline, the weighted interest match; the ranker's default base margin is its rank).
 SCORED: tuple[str, ...] = (*CF_SOURCES, "prior")
 
+# Features that exist only because of the text encoder: dropped by the no-text ablation. (The text source's raw
+# score is `im_profile` itself, so no `score_text` column is kept beside it.)
+TEXT_FEATURES: tuple[str, ...] = (*INTEREST_FEATURES, "rank_text", "is_from_text")
 
 # Decimals float features are rounded to (the frame and the online path alike): see `_candidate_frame`.
 FEATURE_DECIMALS = 9
@@ -34,3 +40,13 @@ def _top(scores: np.ndarray, n: int) -> np.ndarray:
     idx = np.argpartition(-scores, n - 1, axis=1)[:, :n]
     np.put_along_axis(mask, idx, True, axis=1)
     return mask & np.isfinite(scores)
+
+
+def _prior_score(src: dict[str, np.ndarray], seen: np.ndarray | None, text_weight: float) -> np.ndarray:
+    """The prior: the blend, plus `text_weight` * z(interest match) over the unseen items with text. Items without
+    training events have a neutral blend (0), so there the interest match alone orders them."""
+    if text_weight <= 0 or "text" not in src:
+        return src["blend"]
+    text = src["text"]
+    valid = np.isfinite(text) & ~seen
+    return src["blend"] + text_weight * np.where(valid, zscore_rows(np.where(valid, text, 0.0), valid), 0.0)

@@ -22,29 +22,21 @@ from pydantic import BaseModel, Field
 
 from features import genre_affinity, item_catalog_features, item_popularity, user_activity, user_genre_shares
 from recsys.baselines import SAR, EASELowPass, ItemKNN, Recommender
-from recsys.baselines.spectral import zscore_rows
 from recsys.data import schema as S
 from recsys.data.dataset import after_last_event
 from recsys.encoder.cache import ItemEmbeddings
 from recsys.encoder.interest import (
-    INTEREST_FEATURES,
     InterestConfig,
     UserInterests,
     interest_features,
     profile_scores,
     user_interests,
 )
-from recsys.evaluation.compare import paired_comparison
-from recsys.evaluation.metrics import user_metrics
-from recsys.evaluation.runner import select_ease_lowpass
 from recsys.evaluation.splits import ProtocolName, Split, validation_split
-from recsys.ranker._common import FEATURE_DECIMALS, SCORED, _top
+from recsys.ranker._choices import ValidationChoices
+from recsys.ranker._common import FEATURE_DECIMALS, SCORED, TEXT_FEATURES, _prior_score, _top
 from recsys.ranker._online import OnlineScoring
 from recsys.ranker.model import LambdaRanker, RankerConfig, train_ranker
-
-# Features that exist only because of the text encoder: dropped by the no-text ablation. (The text source's raw
-# score is `im_profile` itself, so no `score_text` column is kept beside it.)
-TEXT_FEATURES: tuple[str, ...] = (*INTEREST_FEATURES, "rank_text", "is_from_text")
 
 
 class CandidateConfig(BaseModel, frozen=True, extra="forbid"):
@@ -139,7 +131,7 @@ def _relative(frame: pl.DataFrame, pattern: re.Pattern[str]) -> pl.DataFrame:
     )
 
 
-class RankingPipeline(OnlineScoring, Recommender):
+class RankingPipeline(ValidationChoices, OnlineScoring, Recommender):
     """Candidates + features + LambdaRank. `use_text=False` is the ablation without interest-match features."""
 
     name: ClassVar[str] = "pipeline"
@@ -227,48 +219,6 @@ class RankingPipeline(OnlineScoring, Recommender):
         frame = frame.join(positives, on=[S.USER_ID, S.ITEM_ID], how="left").with_columns(pl.col("label").fill_null(0))
         return frame, positives
 
-    def _choose_blend(self, inner: Split) -> tuple[tuple[int, float], dict[str, object]]:
-        """(factors, weight) of the EASE + low-pass source: as configured, or chosen on the inner split (nDCG@10 of
-        the blend alone on the inner hold-out; never the outer test data)."""
-        bc = self.cfg.blend
-        if bc.factors is not None and bc.weight is not None:
-            return (bc.factors, bc.weight), {"mode": "fixed", "factors": bc.factors, "weight": bc.weight}
-        factors = (bc.factors,) if bc.factors is not None else bc.factors_grid
-        weights = (bc.weight,) if bc.weight is not None else bc.weight_grid
-        (f, w), scores = select_ease_lowpass(
-            inner, l2=self.cfg.ease_l2, factors=factors, weights=weights, candidates=self.item_ids_.tolist()
-        )
-        return (f, w), {"mode": "auto", "factors": f, "weight": w, "validation_ndcg@10": scores}
-
-    def _choose_text_weight(self, state: _State, split: Split) -> tuple[float, dict[str, object]]:
-        """The weight of the interest match in the prior score: as configured, or the best of the grid by nDCG@10 of
-        the prior score alone (every candidate item ranked, seen items excluded) on `split`'s hold-out, with features
-        from `split.train`. The encoder was fine-tuned on `split.train` only, so the hold-out is new to it."""
-        if not self.use_text or self.embeddings is None or state.interests is None:
-            return 0.0, {"mode": "no text"}
-        if self.cfg.text_weight is not None:
-            return self.cfg.text_weight, {"mode": "fixed", "weight": self.cfg.text_weight}
-        users = [u for u in split.test[S.USER_ID].unique(maintain_order=True).to_list() if u in state.seen]
-        grid = self.cfg.text_weight_grid
-        lists: dict[float, list[pl.DataFrame]] = {w: [] for w in grid}
-        for start in range(0, len(users), 256):  # the sources once per batch, then every weight on them
-            batch = users[start : start + 256]
-            seen = self._seen_mask(state, batch)
-            src = self._source_scores(state, batch, seen=seen)
-            for w in grid:
-                prior = np.where(seen, -np.inf, _prior_score(src, seen, w))
-                lists[w].append(self._top_k(batch, prior, 10))
-        truth = split.test.select(S.USER_ID, S.ITEM_ID)
-        scores: dict[float, float] = {}
-        for w, parts in lists.items():
-            scores[w] = float(user_metrics(pl.concat(parts), truth, ks=(10,))["ndcg@10"].mean() or 0.0)
-        best = max(self.cfg.text_weight_grid, key=lambda w: (scores[w], -w))
-        return best, {
-            "mode": "auto",
-            "weight": best,
-            "validation_ndcg@10": {str(k): round(v, 6) for k, v in scores.items()},
-        }
-
     def _seen_mask(self, state: _State, users: list[str]) -> np.ndarray:
         mask = np.zeros((len(users), len(self.item_ids_)), dtype=bool)
         for r, u in enumerate(users):
@@ -282,70 +232,6 @@ class RankingPipeline(OnlineScoring, Recommender):
         f, w = self.blend_
         blend = self.cfg.blend.model_copy(update={"factors": f, "weight": w})
         return self.cfg.model_copy(update={"blend": blend, "text_weight": self.text_weight_})
-
-    def _choose_prior(
-        self, inner: Split, frame: pl.DataFrame, positives: pl.DataFrame
-    ) -> tuple[RankerConfig, dict[str, object]]:
-        """The ranker config with or without its prior (base margin + monotone constraints).
-
-        `auto`: one level further in, labels from a split of the inner training part train a ranker without the
-        prior and one with it per margin weight; each of them, and the prior's order alone, then orders `frame`
-        (the inner training part's candidates) and is judged by nDCG@10 against the inner hold-out. A fallback is
-        kept unless an option beats it significantly (paired t-test over the judged users, p < 0.05), then the best
-        of those: with a few dozen judged users (ml-latest-small) the order of the means is noise, and on ML-100k
-        tree corrections that led the nested comparison by <= 0.001 lost up to 0.02 on the full window. The
-        fallback (`prior_fallback`) is by protocol unless set: the plain ranker ("off") for `temporal`, where
-        recency and trends move what comes next, and the prior's order ("prior-only") for random splits, where
-        nothing drifts and the collaborative prior is hard to correct from a few thousand labels. Only behavioural
-        features take part (the encoder has seen that nested hold-out, so text features would be over-trusted
-        there). Never touches the outer test data."""
-        with_prior = self.cfg.ranker
-        without = with_prior.model_copy(update={"margin_feature": None, "monotone": {}})
-        mode = self.cfg.ranker_prior
-        if mode != "auto":
-            return (without if mode == "off" else with_prior), {"mode": mode, "chosen": mode}
-        nested_frame, nested_pos = self._labelled_frame(validation_split(inner.train, self.protocol, seed=self.seed))
-        behavioural = [f for f in self.features_ if f not in TEXT_FEATURES]
-        # the prior's order alone first: where trees only tie with it, the simpler model wins
-        options = {"prior-only": with_prior} if with_prior.margin_feature else {}
-        options.update(
-            {f"on@{w:g}": with_prior.model_copy(update={"margin_weight": w}) for w in self.cfg.prior_weights}
-        )
-        options["off"] = without
-        per_user: dict[str, pl.DataFrame] = {}
-        for name, cfg in options.items():
-            if name == "prior-only":
-                per_user[name] = _user_ndcg_at(frame, -frame[with_prior.margin_feature].to_numpy(), positives, k=10)
-                continue
-            try:
-                ranker = train_ranker(nested_frame, behavioural, cfg=cfg, seed=self.seed)
-            except ValueError:  # no positives among the nested candidates: nothing to choose on
-                return without, {"mode": "auto", "chosen": "off", "reason": "no nested labels"}
-            per_user[name] = _user_ndcg_at(frame, ranker.predict(frame), positives, k=10)
-        scores = {name: float(p["ndcg@10"].mean() or 0.0) for name, p in per_user.items()}
-        p_values = {
-            name: paired_comparison(per_user["off"], p, metric="ndcg@10", seed=self.seed).p_ttest
-            for name, p in per_user.items()
-            if name != "off"
-        }
-        fallback = self.cfg.prior_fallback or ("off" if self.protocol == "temporal" else "prior-only")
-        if fallback != "off":
-            p_values = {
-                name: paired_comparison(per_user[fallback], p, metric="ndcg@10", seed=self.seed).p_ttest
-                for name, p in per_user.items()
-                if name != fallback
-            }
-        better = [n for n, p in p_values.items() if scores[n] > scores[fallback] and p < 0.05]
-        chosen = max(better, key=lambda name: scores[name]) if better else fallback  # ties: the first
-        info = {
-            "mode": "auto",
-            "chosen": chosen,
-            "validation_ndcg@10": {k: round(v, 6) for k, v in scores.items()},
-            "fallback": fallback,
-            f"p_vs_{fallback}": {k: float(f"{v:.3g}") for k, v in p_values.items()},
-            "nested_label_users": nested_pos[S.USER_ID].n_unique(),
-        }
-        return options[chosen], info
 
     def _index_embeddings(self) -> None:
         if self.embeddings is not None:  # embedding row of each candidate item (-1: no text)
@@ -511,30 +397,6 @@ class RankingPipeline(OnlineScoring, Recommender):
             "ranker_validation_ndcg": self.ranker_.validation_ndcg,
             "feature_importance": importance.to_dicts(),
         }
-
-
-def _prior_score(src: dict[str, np.ndarray], seen: np.ndarray | None, text_weight: float) -> np.ndarray:
-    """The prior: the blend, plus `text_weight` * z(interest match) over the unseen items with text. Items without
-    training events have a neutral blend (0), so there the interest match alone orders them."""
-    if text_weight <= 0 or "text" not in src:
-        return src["blend"]
-    text = src["text"]
-    valid = np.isfinite(text) & ~seen
-    return src["blend"] + text_weight * np.where(valid, zscore_rows(np.where(valid, text, 0.0), valid), 0.0)
-
-
-def _user_ndcg_at(frame: pl.DataFrame, scores: np.ndarray, positives: pl.DataFrame, *, k: int) -> pl.DataFrame:
-    """Per-user nDCG@k (user_id, ndcg@k) for the users of `positives` (user_id, item_id) when each user's rows of
-    `frame` are ordered by `scores`; the ideal DCG counts every positive, found among the candidates or not."""
-    ranked = (
-        frame.select(S.USER_ID, S.ITEM_ID)
-        .with_columns(pl.Series("_s", scores))
-        .sort([S.USER_ID, "_s", S.ITEM_ID], descending=[False, True, False])
-        .with_columns(pl.int_range(1, pl.len() + 1).over(S.USER_ID).alias(S.RANK))
-        .filter(pl.col(S.RANK) <= k)
-    )
-    per_user = user_metrics(ranked, positives.select(S.USER_ID, S.ITEM_ID), ks=(k,))
-    return per_user.select(S.USER_ID, f"ndcg@{k}")
 
 
 PIPELINE_MODELS: tuple[str, ...] = ("pipeline", "pipeline-no-text")

@@ -1,0 +1,146 @@
+"""The pipeline's validation choices, each made on an inner split of the training window (never on the outer test
+data): the collaborative blend's factors and weight, the interest match's weight in the prior, and whether the
+ranker keeps the prior. Mixed into `RankingPipeline`, whose fitted state (`cfg`, `item_ids_`, `features_`, the
+source and frame builders) they use."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+import polars as pl
+
+from recsys.data import schema as S
+from recsys.evaluation.compare import paired_comparison
+from recsys.evaluation.metrics import user_metrics
+from recsys.evaluation.runner import select_ease_lowpass
+from recsys.evaluation.splits import Split, validation_split
+from recsys.ranker._common import TEXT_FEATURES, _prior_score
+from recsys.ranker.model import RankerConfig, train_ranker
+
+if TYPE_CHECKING:
+    from recsys.ranker.pipeline import _State
+
+
+class ValidationChoices:
+    """The choosing half of `RankingPipeline`."""
+
+    def _choose_blend(self, inner: Split) -> tuple[tuple[int, float], dict[str, object]]:
+        """(factors, weight) of the EASE + low-pass source: as configured, or chosen on the inner split (nDCG@10 of
+        the blend alone on the inner hold-out; never the outer test data)."""
+        bc = self.cfg.blend
+        if bc.factors is not None and bc.weight is not None:
+            return (bc.factors, bc.weight), {"mode": "fixed", "factors": bc.factors, "weight": bc.weight}
+        factors = (bc.factors,) if bc.factors is not None else bc.factors_grid
+        weights = (bc.weight,) if bc.weight is not None else bc.weight_grid
+        (f, w), scores = select_ease_lowpass(
+            inner, l2=self.cfg.ease_l2, factors=factors, weights=weights, candidates=self.item_ids_.tolist()
+        )
+        return (f, w), {"mode": "auto", "factors": f, "weight": w, "validation_ndcg@10": scores}
+
+    def _choose_text_weight(self, state: _State, split: Split) -> tuple[float, dict[str, object]]:
+        """The weight of the interest match in the prior score: as configured, or the best of the grid by nDCG@10 of
+        the prior score alone (every candidate item ranked, seen items excluded) on `split`'s hold-out, with features
+        from `split.train`. The encoder was fine-tuned on `split.train` only, so the hold-out is new to it."""
+        if not self.use_text or self.embeddings is None or state.interests is None:
+            return 0.0, {"mode": "no text"}
+        if self.cfg.text_weight is not None:
+            return self.cfg.text_weight, {"mode": "fixed", "weight": self.cfg.text_weight}
+        users = [u for u in split.test[S.USER_ID].unique(maintain_order=True).to_list() if u in state.seen]
+        grid = self.cfg.text_weight_grid
+        lists: dict[float, list[pl.DataFrame]] = {w: [] for w in grid}
+        for start in range(0, len(users), 256):  # the sources once per batch, then every weight on them
+            batch = users[start : start + 256]
+            seen = self._seen_mask(state, batch)
+            src = self._source_scores(state, batch, seen=seen)
+            for w in grid:
+                prior = np.where(seen, -np.inf, _prior_score(src, seen, w))
+                lists[w].append(self._top_k(batch, prior, 10))
+        truth = split.test.select(S.USER_ID, S.ITEM_ID)
+        scores: dict[float, float] = {}
+        for w, parts in lists.items():
+            scores[w] = float(user_metrics(pl.concat(parts), truth, ks=(10,))["ndcg@10"].mean() or 0.0)
+        best = max(self.cfg.text_weight_grid, key=lambda w: (scores[w], -w))
+        return best, {
+            "mode": "auto",
+            "weight": best,
+            "validation_ndcg@10": {str(k): round(v, 6) for k, v in scores.items()},
+        }
+
+    def _choose_prior(
+        self, inner: Split, frame: pl.DataFrame, positives: pl.DataFrame
+    ) -> tuple[RankerConfig, dict[str, object]]:
+        """The ranker config with or without its prior (base margin + monotone constraints).
+
+        `auto`: one level further in, labels from a split of the inner training part train a ranker without the
+        prior and one with it per margin weight; each of them, and the prior's order alone, then orders `frame`
+        (the inner training part's candidates) and is judged by nDCG@10 against the inner hold-out. A fallback is
+        kept unless an option beats it significantly (paired t-test over the judged users, p < 0.05), then the best
+        of those: with a few dozen judged users (ml-latest-small) the order of the means is noise, and on ML-100k
+        tree corrections that led the nested comparison by <= 0.001 lost up to 0.02 on the full window. The
+        fallback (`prior_fallback`) is by protocol unless set: the plain ranker ("off") for `temporal`, where
+        recency and trends move what comes next, and the prior's order ("prior-only") for random splits, where
+        nothing drifts and the collaborative prior is hard to correct from a few thousand labels. Only behavioural
+        features take part (the encoder has seen that nested hold-out, so text features would be over-trusted
+        there). Never touches the outer test data."""
+        with_prior = self.cfg.ranker
+        without = with_prior.model_copy(update={"margin_feature": None, "monotone": {}})
+        mode = self.cfg.ranker_prior
+        if mode != "auto":
+            return (without if mode == "off" else with_prior), {"mode": mode, "chosen": mode}
+        nested_frame, nested_pos = self._labelled_frame(validation_split(inner.train, self.protocol, seed=self.seed))
+        behavioural = [f for f in self.features_ if f not in TEXT_FEATURES]
+        # the prior's order alone first: where trees only tie with it, the simpler model wins
+        options = {"prior-only": with_prior} if with_prior.margin_feature else {}
+        options.update(
+            {f"on@{w:g}": with_prior.model_copy(update={"margin_weight": w}) for w in self.cfg.prior_weights}
+        )
+        options["off"] = without
+        per_user: dict[str, pl.DataFrame] = {}
+        for name, cfg in options.items():
+            if name == "prior-only":
+                per_user[name] = _user_ndcg_at(frame, -frame[with_prior.margin_feature].to_numpy(), positives, k=10)
+                continue
+            try:
+                ranker = train_ranker(nested_frame, behavioural, cfg=cfg, seed=self.seed)
+            except ValueError:  # no positives among the nested candidates: nothing to choose on
+                return without, {"mode": "auto", "chosen": "off", "reason": "no nested labels"}
+            per_user[name] = _user_ndcg_at(frame, ranker.predict(frame), positives, k=10)
+        scores = {name: float(p["ndcg@10"].mean() or 0.0) for name, p in per_user.items()}
+        p_values = {
+            name: paired_comparison(per_user["off"], p, metric="ndcg@10", seed=self.seed).p_ttest
+            for name, p in per_user.items()
+            if name != "off"
+        }
+        fallback = self.cfg.prior_fallback or ("off" if self.protocol == "temporal" else "prior-only")
+        if fallback != "off":
+            p_values = {
+                name: paired_comparison(per_user[fallback], p, metric="ndcg@10", seed=self.seed).p_ttest
+                for name, p in per_user.items()
+                if name != fallback
+            }
+        better = [n for n, p in p_values.items() if scores[n] > scores[fallback] and p < 0.05]
+        chosen = max(better, key=lambda name: scores[name]) if better else fallback  # ties: the first
+        info = {
+            "mode": "auto",
+            "chosen": chosen,
+            "validation_ndcg@10": {k: round(v, 6) for k, v in scores.items()},
+            "fallback": fallback,
+            f"p_vs_{fallback}": {k: float(f"{v:.3g}") for k, v in p_values.items()},
+            "nested_label_users": nested_pos[S.USER_ID].n_unique(),
+        }
+        return options[chosen], info
+
+
+def _user_ndcg_at(frame: pl.DataFrame, scores: np.ndarray, positives: pl.DataFrame, *, k: int) -> pl.DataFrame:
+    """Per-user nDCG@k (user_id, ndcg@k) for the users of `positives` (user_id, item_id) when each user's rows of
+    `frame` are ordered by `scores`; the ideal DCG counts every positive, found among the candidates or not."""
+    ranked = (
+        frame.select(S.USER_ID, S.ITEM_ID)
+        .with_columns(pl.Series("_s", scores))
+        .sort([S.USER_ID, "_s", S.ITEM_ID], descending=[False, True, False])
+        .with_columns(pl.int_range(1, pl.len() + 1).over(S.USER_ID).alias(S.RANK))
+        .filter(pl.col(S.RANK) <= k)
+    )
+    per_user = user_metrics(ranked, positives.select(S.USER_ID, S.ITEM_ID), ks=(k,))
+    return per_user.select(S.USER_ID, f"ndcg@{k}")
