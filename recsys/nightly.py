@@ -56,7 +56,9 @@ class NightlyConfig(BaseModel, frozen=True, extra="forbid"):
     store_path: Path = Field(Path("results/serving/snapshots.db"), description="the published lists (SQLite, WAL)")
     retention: int = Field(3, ge=1, description="published snapshots kept for rollback")
     serving_k: int = Field(100, ge=1, le=1000, description="length of each published list")
-    baselines: tuple[str, ...] = Field(("toppop", "ease"), description="evaluated beside the candidate and champion")
+    baselines: tuple[str, ...] = Field(
+        ("toppop", "ease", "ease-lowpass"), description="evaluated beside the candidate and champion"
+    )
     warm_start: bool = Field(True, description="fine-tuning starts from the champion's adapter when there is one")
     gate: GateConfig = Field(default_factory=GateConfig)
     cron: str = Field("0 2 * * *", description="schedule of the nightly deployment")
