@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from recsys.evaluation.compare import PairedComparison, paired_comparison
+from recsys.evaluation.compare import PairedComparison, holm_adjust, paired_comparison
 from recsys.evaluation.metrics import coverage, intra_list_diversity, mean_metrics, novelty, user_metrics
 from recsys.evaluation.runner import EvaluationReport, ModelResult, evaluate, select_by_validation, select_ease_lowpass
 from recsys.evaluation.splits import (
@@ -23,6 +23,7 @@ __all__ = [
     "Split",
     "coverage",
     "evaluate",
+    "holm_adjust",
     "intra_list_diversity",
     "make_split",
     "mean_metrics",

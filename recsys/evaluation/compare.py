@@ -88,3 +88,17 @@ def paired_comparison(
         p_t,
         p_w,
     )
+
+
+def holm_adjust(p_values: dict[str, float]) -> dict[str, float]:
+    """Holm-Bonferroni adjusted p-values (Holm 1979): with m tests ordered p_(1) <= ... <= p_(m),
+    adj_(i) = max over j <= i of min(1, (m - j + 1) p_(j)). Rejecting where adj < alpha controls the family-wise
+    error rate at alpha, so picking the best of several options tried against one baseline stays an alpha-level
+    decision. Ties keep their input order."""
+    m = len(p_values)
+    out: dict[str, float] = {}
+    running = 0.0
+    for j, (name, p) in enumerate(sorted(p_values.items(), key=lambda kv: kv[1])):
+        running = max(running, min(1.0, (m - j) * p))
+        out[name] = running
+    return {name: out[name] for name in p_values}

@@ -171,7 +171,9 @@ def test_ranker_prior_is_chosen_on_a_nested_validation_split(synthetic, syntheti
     assert set(chosen["validation_ndcg@10"]) == {"prior-only", "on@1", "on@2", "on@4", "off"}
     # temporal split: the plain ranker unless an option beats it significantly; then the best of those
     assert chosen["fallback"] == "off"
-    scores, p_values = chosen["validation_ndcg@10"], chosen["p_vs_off"]
+    scores, p_values = chosen["validation_ndcg@10"], chosen["p_holm_vs_off"]
+    # Holm over the four options: each adjusted p-value is at least its raw one
+    assert all(p_values[n] >= chosen["p_vs_off"][n] for n in p_values) and chosen["alpha"] == 0.05
     better = {n: v for n, v in scores.items() if n != "off" and v > scores["off"] and p_values[n] < 0.05}
     assert chosen["chosen"] == (max(better, key=better.__getitem__) if better else "off")
     assert auto.ranker_.use_trees == (chosen["chosen"] != "prior-only")
@@ -240,7 +242,7 @@ def test_random_split_keeps_the_priors_order_unless_trees_beat_it_significantly(
     )
     chosen = pipe.label_stats_["ranker_prior"]
     assert chosen["fallback"] == "prior-only"
-    scores, p_values = chosen["validation_ndcg@10"], chosen["p_vs_prior-only"]
+    scores, p_values = chosen["validation_ndcg@10"], chosen["p_holm_vs_prior-only"]
     assert set(p_values) == {"on@1", "on@2", "on@4", "off"}
     better = {n: v for n, v in scores.items() if n in p_values and v > scores["prior-only"] and p_values[n] < 0.05}
     assert chosen["chosen"] == (max(better, key=better.__getitem__) if better else "prior-only")
