@@ -87,6 +87,11 @@ class PipelineConfig(BaseModel, frozen=True, extra="forbid"):
         description="what `auto` keeps unless an option beats it significantly; None: off for temporal splits, "
         "prior-only otherwise",
     )
+    prior_min_users: int = Field(
+        200,
+        ge=1,
+        description="`auto` leaves the fallback only when the nested comparison judges at least this many users",
+    )
     prior_weights: tuple[float, ...] = Field(
         (1.0, 2.0, 4.0),
         description="margin weights `auto` tries with the prior on; a heavier margin keeps the trees' corrections "

@@ -158,8 +158,9 @@ def test_ranker_prior_is_chosen_on_a_nested_validation_split(synthetic, syntheti
     split = split_temporal(synthetic.interactions)
     cands = synthetic.items["item_id"].to_list()
 
-    def fit(prior: str) -> RankingPipeline:
-        cfg = PipelineConfig(ranker_prior=prior)  # type: ignore[arg-type]
+    def fit(prior: str, **extra: object) -> RankingPipeline:
+        # prior_min_users=1: the synthetic nested split judges a few dozen users; the significance rule is under test
+        cfg = PipelineConfig(ranker_prior=prior, **{"prior_min_users": 1, **extra})  # type: ignore[arg-type]
         return RankingPipeline(synthetic_embeddings, cfg=cfg, use_text=False, seed=1).fit(
             split.train, candidates=cands, items=synthetic.items
         )
@@ -177,6 +178,10 @@ def test_ranker_prior_is_chosen_on_a_nested_validation_split(synthetic, syntheti
     better = {n: v for n, v in scores.items() if n != "off" and v > scores["off"] and p_values[n] < 0.05}
     assert chosen["chosen"] == (max(better, key=better.__getitem__) if better else "off")
     assert auto.ranker_.use_trees == (chosen["chosen"] != "prior-only")
+    # fewer nested users than prior_min_users: the same comparison is reported, the fallback kept
+    strict = fit("auto", prior_min_users=chosen["nested_label_users"] + 1).label_stats_["ranker_prior"]
+    assert strict["min_users"] > strict["nested_label_users"] == chosen["nested_label_users"]
+    assert strict["validation_ndcg@10"] == scores and strict["chosen"] == "off"
     # the chosen variant is exactly the fixed one with that margin weight
     if chosen["chosen"] == "off":
         twin = off
@@ -237,7 +242,10 @@ def test_random_split_keeps_the_priors_order_unless_trees_beat_it_significantly(
     from recsys.evaluation import split_ms_stratified
 
     split = split_ms_stratified(synthetic.interactions)
-    pipe = RankingPipeline(None, use_text=False, protocol="ms-stratified", seed=1).fit(
+    from recsys.ranker import PipelineConfig
+
+    cfg = PipelineConfig(prior_min_users=1)  # the synthetic nested split judges fewer than the default 200
+    pipe = RankingPipeline(None, cfg=cfg, use_text=False, protocol="ms-stratified", seed=1).fit(
         split.train, items=synthetic.items
     )
     chosen = pipe.label_stats_["ranker_prior"]
