@@ -176,13 +176,14 @@ def select_ease_lowpass(
     l2: float,
     factors: Sequence[int] = LOWPASS_FACTORS,
     weights: Sequence[float] = LOWPASS_WEIGHTS,
+    item_norm: float = 0.35,
     k: int = 10,
     candidates: Sequence[str] | None = None,
 ) -> tuple[tuple[int, float], dict[str, float]]:
-    """(factors, weight) of `EASELowPass` with the best nDCG@k on `inner` (a split of the training data, never the
-    test data). One fit with the most factors serves every combination (fewer factors = the leading columns);
-    ties go to fewer factors, then the lower weight (weight 0 = EASE alone)."""
-    model = EASELowPass(l2=l2, factors=max(factors), weight=0.0)
+    """(factors, weight) of `EASELowPass(l2=l2, item_norm=item_norm)` with the best nDCG@k on `inner` (a split of
+    the training data, never the test data). One fit with the most factors serves every combination (fewer factors
+    = the leading columns); ties go to fewer factors, then the lower weight (weight 0 = EASE alone)."""
+    model = EASELowPass(l2=l2, factors=max(factors), weight=0.0, item_norm=item_norm)
     model.fit(inner.train, candidates=candidates if inner.candidate_items == "catalog" else None)
     users = inner.test[S.USER_ID].unique(maintain_order=True).to_list()
     scores: dict[tuple[int, float], float] = {}

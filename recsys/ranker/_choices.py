@@ -38,7 +38,12 @@ class ValidationChoices:
         factors = (bc.factors,) if bc.factors is not None else bc.factors_grid
         weights = (bc.weight,) if bc.weight is not None else bc.weight_grid
         (f, w), scores = select_ease_lowpass(
-            inner, l2=self.cfg.ease_l2, factors=factors, weights=weights, candidates=self.item_ids_.tolist()
+            inner,
+            l2=self.cfg.ease_l2,
+            factors=factors,
+            weights=weights,
+            item_norm=bc.item_norm,  # the normalisation the blend source is then built with
+            candidates=self.item_ids_.tolist(),
         )
         return (f, w), {"mode": "auto", "factors": f, "weight": w, "validation_ndcg@10": scores}
 
@@ -124,11 +129,9 @@ class ValidationChoices:
         # several options are tried against the one fallback: Holm's correction keeps the chance of leaving the
         # fallback on noise alone at PRIOR_ALPHA (uncorrected, four tries at 0.05 switch far more often)
         adjusted = holm_adjust(p_values)
-        better = [n for n, p in adjusted.items() if scores[n] > scores[fallback] and p < PRIOR_ALPHA]
         n_judged = nested_pos[S.USER_ID].n_unique()
-        if n_judged < self.cfg.prior_min_users:
-            # too few users for the comparison to mean anything: reported, not acted on
-            better = []
+        enough = n_judged >= self.cfg.prior_min_users  # fewer: the comparison is reported, not acted on
+        better = [n for n, p in adjusted.items() if enough and scores[n] > scores[fallback] and p < PRIOR_ALPHA]
         chosen = max(better, key=lambda name: scores[name]) if better else fallback  # ties: the first
         info = {
             "mode": "auto",

@@ -72,6 +72,11 @@ def test_selection_scores_every_combination_on_the_inner_split_and_keeps_the_bes
     users = inner.test["user_id"].unique(maintain_order=True).to_list()
     ndcg = user_metrics(model.recommend(users, k=10), inner.test, ks=(10,))["ndcg@10"].mean()
     assert ndcg == pytest.approx(scores[f"{f}x{w}"], abs=1e-6)
+    # the selection scores the blend with the item normalisation it is given (the pipeline's `[blend] item_norm`)
+    _, scores_half = select_ease_lowpass(inner, l2=50.0, factors=(8,), weights=(1.0,), item_norm=0.5)
+    half = EASELowPass(l2=50.0, factors=8, weight=1.0, item_norm=0.5).fit(inner.train)
+    ndcg_half = user_metrics(half.recommend(users, k=10), inner.test, ks=(10,))["ndcg@10"].mean()
+    assert ndcg_half == pytest.approx(scores_half["8x1.0"], abs=1e-6)
 
 
 @pytest.mark.realdata
