@@ -11,10 +11,13 @@ s_1 .. s_n (time order),
     sum over consecutive pairs p of sqrt(A[s_p, j] * A[j, s_p+1])  +  A[s_n, j]
 
 the first term high where j fits *between* two neighbouring events of u (a geometric mean: both sides must agree),
-the second where it follows the last one (what comes next). Measured on ML-100k's inner validation splits (three
-seeds, never the test data): alone nDCG@10 about 0.26 (EASE 0.274); as a third term of the EASE + low-pass blend
-+0.0024 (0.2773 -> 0.2797), on every seed. It is a neighbourhood model, so it cannot score items without training
-events.
+the second where it follows the last one (what comes next). It is a neighbourhood model, so it cannot score items
+without training events.
+
+Measured (README, `bench/results/quality-seq-term.json`): ML-100k `ms-stratified` nDCG@10 0.4497 (item-kNN 0.4360,
+EASE 0.4829); ml-latest-small `temporal` 0.1278. On ML-100k's inner validation splits (three seeds, never the test
+data) a z-scored third term of the EASE + low-pass blend added +0.0024 (0.2773 -> 0.2797); tried as the pipeline's
+prior term and ranker feature it added nothing on the test split, so the pipeline does not use it.
 """
 
 from __future__ import annotations

@@ -5,7 +5,6 @@ source and frame builders) they use."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -48,49 +47,29 @@ class ValidationChoices:
         )
         return (f, w), {"mode": "auto", "factors": f, "weight": w, "validation_ndcg@10": scores}
 
-    def _choose_seq_weight(self, state: _State, split: Split) -> tuple[float, dict[str, object]]:
-        """The weight of the sequence neighbours in the prior score: as configured, or the best of the grid by
-        nDCG@10 of the prior score alone (blend + weight * z(seq), no text) on `split`'s hold-out, with features
-        from `split.train`."""
-        sc = self.cfg.sequence
-        if sc.weight is not None:
-            return sc.weight, {"mode": "fixed", "weight": sc.weight}
-        return self._choose_prior_weight(state, split, sc.weight_grid, lambda w: {"seq_weight": w, "text_weight": 0.0})
-
     def _choose_text_weight(self, state: _State, split: Split) -> tuple[float, dict[str, object]]:
         """The weight of the interest match in the prior score: as configured, or the best of the grid by nDCG@10 of
-        the prior score alone (the sequence weight already chosen; every candidate item ranked, seen items
-        excluded) on `split`'s hold-out, with features from `split.train`. The encoder was fine-tuned on
-        `split.train` only, so the hold-out is new to it."""
+        the prior score alone (every candidate item ranked, seen items excluded) on `split`'s hold-out, with features
+        from `split.train`. The encoder was fine-tuned on `split.train` only, so the hold-out is new to it."""
         if not self.use_text or self.embeddings is None or state.interests is None:
             return 0.0, {"mode": "no text"}
         if self.cfg.text_weight is not None:
             return self.cfg.text_weight, {"mode": "fixed", "weight": self.cfg.text_weight}
-        return self._choose_prior_weight(
-            state, split, self.cfg.text_weight_grid, lambda w: {"seq_weight": self.seq_weight_, "text_weight": w}
-        )
-
-    def _choose_prior_weight(
-        self, state: _State, split: Split, grid: tuple[float, ...], weights: Callable[[float], dict[str, float]]
-    ) -> tuple[float, dict[str, object]]:
-        """The value of `grid` whose prior (`weights(value)`: its seq_weight and text_weight) ranks `split`'s
-        hold-out best by nDCG@10 (ties: the lower value)."""
         users = [u for u in split.test[S.USER_ID].unique(maintain_order=True).to_list() if u in state.seen]
-        known = state.models["seq"].has_train_events_
+        grid = self.cfg.text_weight_grid
         lists: dict[float, list[pl.DataFrame]] = {w: [] for w in grid}
         for start in range(0, len(users), 256):  # the sources once per batch, then every weight on them
             batch = users[start : start + 256]
             seen = self._seen_mask(state, batch)
             src = self._source_scores(state, batch, seen=seen)
             for w in grid:
-                kw = weights(w)
-                prior = _prior_score(src, seen, kw["text_weight"], seq_weight=kw["seq_weight"], seq_known=known)
-                lists[w].append(self._top_k(batch, np.where(seen, -np.inf, prior), 10))
+                prior = np.where(seen, -np.inf, _prior_score(src, seen, w))
+                lists[w].append(self._top_k(batch, prior, 10))
         truth = split.test.select(S.USER_ID, S.ITEM_ID)
         scores: dict[float, float] = {}
         for w, parts in lists.items():
             scores[w] = float(user_metrics(pl.concat(parts), truth, ks=(10,))["ndcg@10"].mean() or 0.0)
-        best = max(grid, key=lambda w: (scores[w], -w))
+        best = max(self.cfg.text_weight_grid, key=lambda w: (scores[w], -w))
         return best, {
             "mode": "auto",
             "weight": best,

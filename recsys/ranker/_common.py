@@ -8,8 +8,8 @@ from recsys.baselines.spectral import zscore_rows
 from recsys.encoder.interest import INTEREST_FEATURES
 
 # Collaborative scores kept as features: EASE, the low-pass filter, their blend (the collaborative candidate source
-# and the ranker's default base margin), the sequence neighbours, SAR and item-kNN.
-CF_SOURCES: tuple[str, ...] = ("ease", "lowpass", "blend", "seq", "sar", "itemknn")
+# and the ranker's default base margin), SAR and item-kNN.
+CF_SOURCES: tuple[str, ...] = ("ease", "lowpass", "blend", "sar", "itemknn")
 # Scores kept as features (with their within-candidate ranks): the collaborative ones and the prior (the blend plus,
 # in the text pipeline, the weighted interest match; the ranker's default base margin is its rank).
 SCORED: tuple[str, ...] = (*CF_SOURCES, "prior")
@@ -42,24 +42,11 @@ def _top(scores: np.ndarray, n: int) -> np.ndarray:
     return mask & np.isfinite(scores)
 
 
-def _prior_score(
-    src: dict[str, np.ndarray],
-    seen: np.ndarray | None,
-    text_weight: float,
-    *,
-    seq_weight: float = 0.0,
-    seq_known: np.ndarray | None = None,
-) -> np.ndarray:
-    """The prior: the blend, plus `seq_weight` * z(sequence neighbours) over the unseen items with training events
-    (`seq_known`), plus `text_weight` * z(interest match) over the unseen items with text. Items without training
-    events have a neutral blend and sequence term (0), so there the interest match alone orders them. `seen` is
-    needed when either weight is positive."""
-    prior = src["blend"]
-    if seq_weight > 0 and "seq" in src:
-        valid = np.broadcast_to(seq_known if seq_known is not None else True, prior.shape) & ~seen
-        prior = prior + seq_weight * np.where(valid, zscore_rows(np.where(valid, src["seq"], 0.0), valid), 0.0)
+def _prior_score(src: dict[str, np.ndarray], seen: np.ndarray | None, text_weight: float) -> np.ndarray:
+    """The prior: the blend, plus `text_weight` * z(interest match) over the unseen items with text. Items without
+    training events have a neutral blend (0), so there the interest match alone orders them."""
     if text_weight <= 0 or "text" not in src:
-        return prior
+        return src["blend"]
     text = src["text"]
     valid = np.isfinite(text) & ~seen
-    return prior + text_weight * np.where(valid, zscore_rows(np.where(valid, text, 0.0), valid), 0.0)
+    return src["blend"] + text_weight * np.where(valid, zscore_rows(np.where(valid, text, 0.0), valid), 0.0)

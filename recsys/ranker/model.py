@@ -29,8 +29,8 @@ MODEL_FILE = "ranker.txt"
 FEATURES_FILE = "features.json"
 # Collaborative sources: a higher score / better (smaller) rank never makes a candidate worse.
 MONOTONE_DEFAULT: dict[str, int] = {
-    **{f"score_{s}": 1 for s in ("ease", "lowpass", "blend", "seq", "prior", "sar", "itemknn")},
-    **{f"rank_{s}": -1 for s in ("ease", "lowpass", "blend", "seq", "prior", "sar", "itemknn")},
+    **{f"score_{s}": 1 for s in ("ease", "lowpass", "blend", "prior", "sar", "itemknn")},
+    **{f"rank_{s}": -1 for s in ("ease", "lowpass", "blend", "prior", "sar", "itemknn")},
 }
 # Ranks past the end of any candidate list (a missing rank): the lowest margin.
 _MISSING_RANK = 1e6

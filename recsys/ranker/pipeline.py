@@ -21,7 +21,7 @@ import scipy.sparse as sp
 from pydantic import BaseModel, Field
 
 from features import genre_affinity, item_catalog_features, item_popularity, user_activity, user_genre_shares
-from recsys.baselines import SAR, EASELowPass, ItemKNN, Recommender, SequenceNeighbours
+from recsys.baselines import SAR, EASELowPass, ItemKNN, Recommender
 from recsys.data import schema as S
 from recsys.data.dataset import after_last_event
 from recsys.encoder.cache import ItemEmbeddings
@@ -64,22 +64,9 @@ class BlendConfig(BaseModel, frozen=True, extra="forbid"):
         return (self.factors or 16, 0.5 if self.weight is None else self.weight)
 
 
-class SequenceConfig(BaseModel, frozen=True, extra="forbid"):
-    """The sequence-neighbour source (`recsys.baselines.SequenceNeighbours`: items next to each other in users'
-    time-ordered histories) and its weight in the prior (score_prior = blend + weight * z(seq) + ...). `weight`
-    None: chosen among `weight_grid` on the inner split (never the test data); 0 (no sequence term) is among them."""
-
-    weight: float | None = Field(None, ge=0)
-    weight_grid: tuple[float, ...] = (0.0, 0.5, 1.0, 1.5)
-    window: int = Field(20, ge=1, description="pairs at most this many positions apart count")
-    decay: float = Field(0.9, gt=0, le=1, description="a pair d positions apart counts decay ** (d - 1)")
-    item_norm: float = Field(0.5, ge=0, le=1, description="pair counts divided by (n_i n_j) ** item_norm")
-
-
 class PipelineConfig(BaseModel, frozen=True, extra="forbid"):
     candidates: CandidateConfig = Field(default_factory=CandidateConfig)
     blend: BlendConfig = Field(default_factory=BlendConfig)
-    sequence: SequenceConfig = Field(default_factory=SequenceConfig)
     ranker: RankerConfig = Field(default_factory=RankerConfig)
     ranker_prior: Literal["auto", "on", "off", "prior-only"] = Field(
         "auto",
@@ -196,7 +183,6 @@ class RankingPipeline(ValidationChoices, OnlineScoring, Recommender):
             self.label_stats_ = {}
             self.blend_ = self.cfg.blend.resolved()
             self.text_weight_ = self.cfg.text_weight or 0.0
-            self.seq_weight_ = self.cfg.sequence.weight or 0.0
             self.state_ = self._state(train)
             self.last_candidates_ = None
             return
@@ -210,10 +196,7 @@ class RankingPipeline(ValidationChoices, OnlineScoring, Recommender):
         self._index_embeddings()
         self.users_ = list(self.user_index_)
         inner_state = self._state(inner.train)
-        # until chosen: each choice scores every weight on the same source scores; the sequence term first (it is
-        # behavioural, so the no-text ablation makes the same choice), then the interest match on top of it
-        self.text_weight_ = self.seq_weight_ = 0.0
-        self.seq_weight_, seq_info = self._choose_seq_weight(inner_state, inner)
+        self.text_weight_ = 0.0  # until chosen: the choice scores every weight on the same source scores
         self.text_weight_, text_info = self._choose_text_weight(inner_state, inner)
         frame, positives = self._labelled_frame(inner, inner_state)
         self.features_ = self.feature_names(frame)
@@ -223,7 +206,6 @@ class RankingPipeline(ValidationChoices, OnlineScoring, Recommender):
             "label_positives": int(frame["label"].sum()),
             "inner_candidate_recall": float(frame["label"].sum() / max(1, positives.height)),
             "blend": blend_info,
-            "sequence_weight": seq_info,
             "text_weight": text_info,
         }
         ranker_cfg, self.label_stats_["ranker_prior"] = self._choose_prior(inner, frame, positives)
@@ -250,13 +232,11 @@ class RankingPipeline(ValidationChoices, OnlineScoring, Recommender):
 
     @property
     def resolved_cfg(self) -> PipelineConfig:
-        """The config with the fitted choices filled in (the blend's factors and weight, the sequence and text
-        weights): what a bundle stores, so a trained version rebuilds exactly the sources and prior its ranker was
-        trained on."""
+        """The config with the fitted choices filled in (the blend's factors and weight, the text weight): what a
+        bundle stores, so a trained version rebuilds exactly the sources and prior its ranker was trained on."""
         f, w = self.blend_
         blend = self.cfg.blend.model_copy(update={"factors": f, "weight": w})
-        sequence = self.cfg.sequence.model_copy(update={"weight": self.seq_weight_})
-        return self.cfg.model_copy(update={"blend": blend, "sequence": sequence, "text_weight": self.text_weight_})
+        return self.cfg.model_copy(update={"blend": blend, "text_weight": self.text_weight_})
 
     def _index_embeddings(self) -> None:
         if self.embeddings is not None:  # embedding row of each candidate item (-1: no text)
@@ -276,9 +256,6 @@ class RankingPipeline(ValidationChoices, OnlineScoring, Recommender):
         models: dict[str, Recommender] = {
             "blend": EASELowPass(
                 l2=self.cfg.ease_l2, factors=self.blend_[0], weight=self.blend_[1], item_norm=self.cfg.blend.item_norm
-            ).fit(train, candidates=cands),
-            "seq": SequenceNeighbours(
-                window=self.cfg.sequence.window, decay=self.cfg.sequence.decay, item_norm=self.cfg.sequence.item_norm
             ).fit(train, candidates=cands),
             "sar": SAR().fit(train, candidates=cands),
             "itemknn": ItemKNN().fit(train, candidates=cands),
@@ -323,10 +300,9 @@ class RankingPipeline(ValidationChoices, OnlineScoring, Recommender):
             scores["text"] = text
         scores["popular"] = np.broadcast_to(state.popular, (len(users), len(self.item_ids_))).copy()
         weight = self.text_weight_ if self.use_text else 0.0
-        if ((weight > 0 and "text" in scores) or self.seq_weight_ > 0) and seen is None:
+        if weight > 0 and "text" in scores and seen is None:
             seen = self._seen_mask(state, users)
-        known = state.models["seq"].has_train_events_
-        scores["prior"] = _prior_score(scores, seen, weight, seq_weight=self.seq_weight_, seq_known=known)
+        scores["prior"] = _prior_score(scores, seen, weight)
         return scores
 
     def _candidate_frame(
