@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import platform
 import subprocess
@@ -133,7 +134,7 @@ def environment_info() -> dict[str, str]:
         )
     except (OSError, subprocess.SubprocessError):
         sha = "unknown"
-    return {
+    info = {
         "python": platform.python_version(),
         "polars": pl.__version__,
         "numpy": np.__version__,
@@ -142,6 +143,26 @@ def environment_info() -> dict[str, str]:
         "recsys": __version__,
         "git_sha": sha,
     }
+    # The encoder's stack and the CPU: bf16 fine-tuning is repeatable on one machine and library set, not across
+    # them (kernels differ), and the pipeline rows move with it. Read from metadata, so torch is not imported here.
+    for dist in ("torch", "transformers", "peft", "tokenizers"):
+        try:
+            info[dist] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            info[dist] = "absent"
+    info["cpu"] = _cpu_model()
+    return info
+
+
+def _cpu_model() -> str:
+    """The CPU's model name (Linux: /proc/cpuinfo, with AMX noted: it decides the bf16 kernels), else platform's."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor() or platform.machine()
+    name = next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name")), "")
+    flags = next((line for line in text.splitlines() if line.startswith("flags")), "")
+    return f"{name or platform.machine()}{' (amx)' if ' amx_bf16' in flags else ''}"
 
 
 def _candidates(split: Split, dataset: Dataset) -> list[str] | None:
