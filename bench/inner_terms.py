@@ -100,19 +100,16 @@ def higher_order_ease(x: np.ndarray, l2: float, pairs: int, pair_l2: float, roun
     return x @ b_ + z @ c
 
 
-def time_local_popularity(train: pl.DataFrame, users: list[str], item_ids: np.ndarray, bandwidth_days: float):
-    """log of sum over the user's active days d of the share of day-d rating traffic (kernel-smoothed) item i had."""
-    uidx = {u: i for i, u in enumerate(users)}
-    iidx = {t: i for i, t in enumerate(item_ids.tolist())}
-    day = (pl.col(S.TIMESTAMP).dt.epoch("s") // 86400).alias("_d")
-    t = train.select(S.USER_ID, S.ITEM_ID, day)
-    d = (t["_d"] - t["_d"].min()).to_numpy()
-    u = np.array([uidx[v] for v in t[S.USER_ID]])
-    i = np.array([iidx[v] for v in t[S.ITEM_ID]])
-    a = np.zeros((len(users), d.max() + 1))
+def time_local_popularity(coded: pl.DataFrame, n_users: int, n_items: int, bandwidth_days: float) -> np.ndarray:
+    """log of sum over the user's active days d of the share of day-d rating traffic (kernel-smoothed) item i had;
+    `coded` holds the events with the fitted model's user and item codes (`_u`, `_i`)."""
+    day = coded[S.TIMESTAMP].dt.epoch("s") // 86400
+    d = (day - day.min()).to_numpy()
+    u, i = coded["_u"].to_numpy(), coded["_i"].to_numpy()
+    a = np.zeros((n_users, d.max() + 1))
     np.add.at(a, (u, d), 1.0)
     a /= a.sum(axis=1, keepdims=True)
-    traffic = np.zeros((d.max() + 1, len(item_ids)))
+    traffic = np.zeros((d.max() + 1, n_items))
     np.add.at(traffic, (d, i), 1.0)
     lag = np.arange(d.max() + 1)
     kernel = np.exp(-0.5 * ((lag[:, None] - lag[None, :]) / bandwidth_days) ** 2)
@@ -137,16 +134,10 @@ def seed_terms(inner, *, pairs: int, quick: bool) -> dict[str, object]:
     terms = {"ease": z(comp["ease"]), "lowpass": z(comp["lowpass"])}
     seq = SequenceNeighbours().fit(inner.train, candidates=base.item_ids_.tolist())
     terms["seqnb"] = z(np.asarray(seq._score(np.array([seq.user_index_[u] for u in users]))))
-    g = seen_all @ seen_all.T  # user-side EASE: the dual regression over users
-    g[np.diag_indices_from(g)] += 300.0
-    p = np.linalg.inv(g)
-    bu = -p / np.diag(p)
-    bu[np.diag_indices_from(bu)] = 0.0
-    terms["user-ease"] = z((bu.T @ seen_all)[rows])
-    all_users = [None] * len(base.user_index_)
-    for u, r in base.user_index_.items():
-        all_users[r] = u
-    terms["timepop"] = z(time_local_popularity(inner.train, all_users, base.item_ids_, 7.0)[rows])
+    # user-side EASE: the same regression over users (X^T as input), so a user scores by the users like them
+    terms["user-ease"] = z((ease_weights(seen_all.T, 300.0).T @ seen_all)[rows])
+    coded = base._encode(inner.train)
+    terms["timepop"] = z(time_local_popularity(coded, *seen_all.shape, 7.0)[rows])
     variants: dict[str, np.ndarray] = {}
     pair_l2s = (500.0,) if quick else (500.0, 1e5)
     for pl2 in pair_l2s:
