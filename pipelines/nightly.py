@@ -11,7 +11,7 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from recsys import nightly as steps
-from recsys.config import Settings, load_settings
+from recsys.config import Settings, load_settings, resolve_feedback
 from recsys.data import load_dataset
 from recsys.data.dataset import Dataset
 from recsys.registry import CHALLENGER, CHAMPION, Registry, load_bundle
@@ -121,13 +121,16 @@ def nightly(config_path: str | None = None, force: bool = False, overrides: dict
     store = open_store(settings.serving, default_path=cfg.store_path, retention=cfg.retention)
     with steps.timed(seconds, "load_and_validate"):
         dataset = load_data(settings)
+    settings = resolve_feedback(settings, dataset)  # "auto" thresholds: the data's explicit/implicit feedback
     code = steps.code_version()
     key = steps.input_key(dataset, settings, code_version=code, seed=settings.evaluation.seed)
     logger.info(
-        "data %s: %s (fingerprint %s), input key %s",
+        "data %s: %s (fingerprint %s), %s feedback (%s), input key %s",
         dataset.name,
         dataset.summary()["n_interactions"],
         dataset.fingerprint[:12],
+        dataset.feedback.kind,
+        dataset.feedback.reason,
         key,
     )
     existing = registry.find_by_input_key(key)

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
+from typing import TypeVar
 
 from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
+from recsys.data.dataset import Dataset
 from recsys.data.validation import ValidationPolicy
+from recsys.encoder.interest import InterestConfig
+from recsys.encoder.pairs import PairConfig
 from recsys.encoder.stage import EncoderStageConfig
 from recsys.evaluation.runner import EASE_GRID
 from recsys.evaluation.splits import ProtocolName
@@ -79,6 +83,28 @@ def load_settings(path: Path | None = None, **overrides: object) -> Settings:
         model_config = SettingsConfigDict(toml_file=path)
 
     return Settings.model_validate(_FromFile(**overrides).model_dump())
+
+
+_Thresholded = TypeVar("_Thresholded", PairConfig, InterestConfig)
+
+
+def resolve_feedback(settings: Settings, dataset: Dataset) -> Settings:
+    """`settings` with every positive threshold still "auto" (training pairs, interest profiles of the encoder stage
+    and of the ranker) set to the dataset's (`dataset.feedback`: from its spec or inferred when it was validated).
+
+    Called where settings meet a dataset (CLI, flows), so each stage, the logged params and the input key see the
+    number actually used; a threshold set explicitly stays as it is.
+    """
+    threshold = dataset.feedback.positive_threshold  # type: ignore[union-attr]  # set on construction
+
+    def resolved(cfg: _Thresholded) -> _Thresholded:
+        return cfg.model_copy(update={"positive_threshold": threshold}) if cfg.positive_threshold == "auto" else cfg
+
+    enc, ranker = settings.encoder, settings.ranker
+    encoder = enc.model_copy(update={"pairs": resolved(enc.pairs), "interest": resolved(enc.interest)})
+    return settings.model_copy(
+        update={"encoder": encoder, "ranker": ranker.model_copy(update={"interest": resolved(ranker.interest)})}
+    )
 
 
 def local_run_environment() -> None:

@@ -86,7 +86,7 @@ def code_version() -> str:
 
 def nightly_split(dataset: Dataset, settings: Any) -> Split:
     ev = settings.evaluation
-    return make_split(dataset.interactions, ev.protocol, seed=ev.seed, **ev.protocol_params())
+    return make_split(dataset.interactions, ev.protocol, seed=ev.seed, holdout=dataset.holdout, **ev.protocol_params())
 
 
 # -- encoder ----------------------------------------------------------------------------------------------------

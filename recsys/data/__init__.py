@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from recsys.data.dataset import Dataset, after_last_event, fingerprint_frames, validate_dataset
 from recsys.data.errors import DataValidationError, DataWarning
-from recsys.data.loaders import data_dir, load_files, load_movielens_100k, load_movielens_latest
+from recsys.data.feedback import Feedback, infer_feedback
+from recsys.data.loaders import (
+    data_dir,
+    load_amazon_scientific,
+    load_files,
+    load_movielens_100k,
+    load_movielens_latest,
+)
 from recsys.data.registry import DATASETS, DatasetSpec, load_dataset, load_spec
 from recsys.data.synthetic import generate_synthetic, write_synthetic_files
 from recsys.data.validation import ValidationPolicy, ValidationReport
@@ -15,12 +22,15 @@ __all__ = [
     "DataWarning",
     "Dataset",
     "DatasetSpec",
+    "Feedback",
     "ValidationPolicy",
     "ValidationReport",
     "after_last_event",
     "data_dir",
     "fingerprint_frames",
     "generate_synthetic",
+    "infer_feedback",
+    "load_amazon_scientific",
     "load_dataset",
     "load_files",
     "load_movielens_100k",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cached_property
@@ -11,12 +12,15 @@ from pathlib import Path
 import polars as pl
 
 from recsys.data import schema as S
+from recsys.data.errors import DataValidationError
+from recsys.data.feedback import Feedback, infer_feedback
 from recsys.data.validation import (
     ROW,
     Checked,
     ValidationPolicy,
     ValidationReport,
     check_duplicates,
+    check_event_types,
     check_known_items,
     check_missing,
     check_timestamps,
@@ -38,6 +42,14 @@ class Dataset:
     items: pl.DataFrame
     report: ValidationReport
     quarantine: pl.DataFrame  # source, row, reason, column, record (JSON): every row not kept
+    feedback: Feedback | None = None  # explicit or implicit; None: inferred from `interactions` on construction
+    # The hold-out shipped with the data (e.g. a benchmark's leave-one-out files), else None: user_id, item_id,
+    # timestamp (rows of `interactions` by EVENT_KEY) and role, "valid" or "test". The `fixed` protocol uses it.
+    holdout: pl.DataFrame | None = None
+
+    def __post_init__(self) -> None:
+        if self.feedback is None:  # every dataset says which feedback was assumed (summary, reports, nightly)
+            object.__setattr__(self, "feedback", infer_feedback(self.interactions))
 
     @cached_property
     def fingerprint(self) -> str:
@@ -54,8 +66,14 @@ class Dataset:
             "n_items": self.items.height,
             "n_items_with_interactions": self.interactions[S.ITEM_ID].n_unique(),
             "time_range": [str(ts.min()), str(ts.max())],
+            "feedback": self.feedback.to_dict() if self.feedback else None,
+            **({"holdout": _role_counts(self.holdout)} if self.holdout is not None else {}),
             "validation": self.report.to_dict(),
         }
+
+
+def _role_counts(holdout: pl.DataFrame) -> dict[str, int]:
+    return dict(holdout.group_by("role").len().sort("role").iter_rows())
 
 
 def after_last_event(events: pl.DataFrame) -> datetime:
@@ -96,6 +114,8 @@ def validate_dataset(
     timestamp_unit: str = "s",
     quarantine_dir: Path | None = None,
     fixed: dict[str, dict[str, int]] | None = None,
+    event_weights: Mapping[str, float] | None = None,
+    positive_threshold: float | None = None,
 ) -> Dataset:
     """Validate raw frames (each with `_row`) into a `Dataset`.
 
@@ -103,6 +123,11 @@ def validate_dataset(
     Interactions: user_id, item_id, timestamp required (rating defaults to 1.0 when absent); bad types, missing
     values, absurd timestamps, duplicate (user, item, timestamp) events and item ids absent from the catalog follow
     the policy. Quarantined rows are written to `quarantine_dir/quarantine.parquet` when given.
+
+    Feedback (`Dataset.feedback`, see `recsys.data.feedback.infer_feedback`): with `event_weights` (event type ->
+    weight) the rating column becomes each event's weight (an event_type column is required; types without a weight
+    follow `policy.on_unknown_event_type`) and the data is implicit; without a rating column it is implicit too
+    (every event a positive). `positive_threshold` (from a dataset spec) overrides the inferred threshold.
     """
     policy = policy or ValidationPolicy()
     quarantined: list[tuple[str, pl.DataFrame]] = []
@@ -139,6 +164,20 @@ def validate_dataset(
     require_rows(raw_interactions, source=interactions_source)
     require_columns(raw_interactions, S.INTERACTION_REQUIRED, source=interactions_source)
     ev = raw_interactions
+    has_rating = S.RATING in ev.columns and not event_weights
+    if event_weights:
+        if S.EVENT_TYPE not in ev.columns:
+            present = ", ".join(repr(c) for c in ev.columns if c != ROW)
+            raise DataValidationError(
+                f"{interactions_source}: event_weights need an '{S.EVENT_TYPE}' column; present columns: {present}. "
+                f'Map yours in the dataset spec ([columns] {S.EVENT_TYPE} = "...") or remove event_weights.'
+            )
+        ev = ev.drop(S.RATING, strict=False)  # an implicit event's rating is its type's weight (set below)
+    elif positive_threshold is not None and not has_rating:
+        raise DataValidationError(
+            f"{interactions_source}: positive_threshold {positive_threshold:g} is given but there is no rating "
+            "column (every event is a positive); remove positive_threshold or map a rating column"
+        )
     if S.RATING not in ev.columns:
         ev = ev.with_columns(pl.lit(1.0).alias(S.RATING))
     dtypes = _interaction_dtypes(ev)
@@ -152,11 +191,20 @@ def validate_dataset(
         interactions_source,
         check_missing(
             ev,
-            [S.USER_ID, S.ITEM_ID, S.TIMESTAMP, S.RATING],
+            [S.USER_ID, S.ITEM_ID, S.TIMESTAMP, S.RATING, *([S.EVENT_TYPE] if event_weights else [])],
             source=interactions_source,
             on_missing=policy.on_missing_value,
         ),
     )
+    if event_weights:
+        ev = step(
+            interactions_source,
+            check_event_types(
+                ev, event_weights, source=interactions_source, on_unknown_event_type=policy.on_unknown_event_type
+            ),
+        )
+        weights = pl.col(S.EVENT_TYPE).replace_strict(dict(event_weights), return_dtype=pl.Float64)
+        ev = ev.with_columns(weights.alias(S.RATING))
     hi = policy.max_timestamp or (datetime.now() + timedelta(days=1))
     ev = step(
         interactions_source,
@@ -183,4 +231,7 @@ def validate_dataset(
         fixed={k: v for k, v in (fixed or {}).items() if any(v.values())},
         quarantine_path=qpath,
     )
-    return Dataset(name=name, interactions=ev, items=items, report=report, quarantine=q)
+    feedback = infer_feedback(
+        ev, positive_threshold=positive_threshold, event_weights=event_weights, has_rating=has_rating
+    )
+    return Dataset(name=name, interactions=ev, items=items, report=report, quarantine=q, feedback=feedback)

@@ -6,15 +6,18 @@ terms forbid redistribution, so they are never copied into the repository.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from collections.abc import Mapping
+from datetime import datetime
 from pathlib import Path
 
 import polars as pl
 
 from recsys.data import schema as S
 from recsys.data._readers import read_table
+from recsys.data._recbole import map_index, read_recbole_index, read_recbole_sequences
 from recsys.data.dataset import Dataset, validate_dataset
 from recsys.data.errors import DataValidationError
 from recsys.data.validation import ValidationPolicy
@@ -185,12 +188,17 @@ def load_files(
     name: str | None = None,
     policy: ValidationPolicy | None = None,
     quarantine_dir: Path | None = None,
+    event_weights: Mapping[str, float] | None = None,
+    positive_threshold: float | None = None,
 ) -> Dataset:
     """A team's own interaction log and catalog (CSV, TSV or Parquet).
 
     `mapping` maps canonical names to the file's column names (e.g. {"user_id": "customer", "item_id": "sku"}),
     for both files. String list columns (genres, tags) are split on `list_separator`. Timestamps are epoch numbers in
-    `timestamp_unit` ("s", "ms", "us") or ISO-8601 strings ("iso").
+    `timestamp_unit` ("s", "ms", "us") or ISO-8601 strings ("iso"). A log without a rating column is implicit
+    feedback; `event_weights` (e.g. {"view": 1, "cart": 3, "purchase": 5}) turn an event_type column into each
+    event's weight, and `positive_threshold` sets which ratings or weights count as positives (see
+    `validate_dataset`).
     """
     mapping = dict(mapping or {})
     unknown = set(mapping) - set(S.INTERACTION_SCHEMA) - set(S.ITEM_SCHEMA) - {S.EVENT_TYPE}
@@ -231,4 +239,69 @@ def load_files(
         timestamp_unit=timestamp_unit,
         quarantine_dir=quarantine_dir,
         fixed=fixed,
+        event_weights=event_weights,
+        positive_threshold=positive_threshold,
     )
+
+
+SCIENTIFIC_START = datetime(2018, 1, 1)  # derived timestamps: this + the event's position in its user's sequence (s)
+
+
+def load_amazon_scientific(
+    path: Path | None = None, *, policy: ValidationPolicy | None = None, quarantine_dir: Path | None = None
+) -> Dataset:
+    """Amazon 2018 "Industrial & Scientific" as preprocessed for UniSRec/VQ-Rec (RecBole benchmark files).
+
+    Each user's sequence is rebuilt from `Scientific.{train,valid,test}.inter` (the earliest prefix, then every
+    row's target; every row's history is checked against it, see `recsys.data._recbole`). Ids are the original ones:
+    user_id = reviewer id (`Scientific.user2index`), item_id = ASIN (`Scientific.item2index`); the item's title is
+    its whole text (`Scientific.text`: title, category path and brand in one string).
+
+    The files have no times and no ratings. **Timestamps are derived from the event order**: 2018-01-01 00:00:00
+    plus the event's 0-based position in its user's sequence, in seconds, so every user starts at the same instant
+    and only the order within a user means anything (a global time cutoff does not). Every event is an implicit
+    positive (rating 1.0). Both facts are stated in the report's notes.
+
+    `Dataset.holdout` names the shipped leave-one-out events: role "valid" (each user's second-to-last event) and
+    "test" (the last); the `fixed` protocol evaluates on exactly these.
+    """
+    root = Path(path) if path else data_dir() / "amazon-scientific"
+    events = read_recbole_sequences(root, "Scientific")
+    events = map_index(events, "user", read_recbole_index(root / "Scientific.user2index"), source=root)
+    events = map_index(events, "item", read_recbole_index(root / "Scientific.item2index"), source=root)
+    events = events.select(
+        pl.col("user").alias(S.USER_ID),
+        pl.col("item").alias(S.ITEM_ID),
+        (pl.lit(SCIENTIFIC_START, S.TIMESTAMP_DTYPE) + pl.duration(seconds=pl.col("position"))).alias(S.TIMESTAMP),
+        "role",
+    ).with_row_index("_row", offset=1)  # rows of the rebuilt event table (the files' rows are checked above)
+    text_path = root / "Scientific.text"
+    text, _ = read_table(text_path, separator="\t", quote_char=None)
+    items = text.rename({"item_id:token": S.ITEM_ID, "text:token_seq": S.TITLE}, strict=False).with_columns(
+        pl.col(S.TITLE).str.strip_chars()
+    )
+    interactions_source = str(root / "Scientific.{train,valid,test}.inter")
+    ds = validate_dataset(
+        "amazon-scientific",
+        events.drop("role"),
+        items,
+        interactions_source=interactions_source,
+        items_source=str(text_path),
+        policy=policy,
+        quarantine_dir=quarantine_dir,
+    )
+    holdout = (
+        events.filter(pl.col("role") != "train")
+        .select(S.USER_ID, S.ITEM_ID, S.TIMESTAMP, "role")
+        .join(ds.interactions.select(S.EVENT_KEY), on=list(S.EVENT_KEY), how="semi", maintain_order="left")
+    )
+    notes = (
+        f"{interactions_source}: timestamps derived from event order ({SCIENTIFIC_START:%Y-%m-%d %H:%M:%S} + the "
+        "event's position in its user's sequence, in seconds); the files carry no times",
+        f"{interactions_source}: implicit feedback, every event a positive (rating 1.0); the files carry no ratings",
+        f"{interactions_source}: the shipped leave-one-out hold-out (Dataset.holdout): "
+        f"{holdout.filter(pl.col('role') == 'valid').height} valid and "
+        f"{holdout.filter(pl.col('role') == 'test').height} test events",
+    )
+    report = dataclasses.replace(ds.report, notes=(*ds.report.notes, *notes))
+    return dataclasses.replace(ds, report=report, holdout=holdout)

@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from recsys.data.dataset import Dataset
 from recsys.data.errors import DataValidationError
-from recsys.data.loaders import load_files, load_movielens_100k, load_movielens_latest
+from recsys.data.loaders import load_amazon_scientific, load_files, load_movielens_100k, load_movielens_latest
 from recsys.data.synthetic import generate_synthetic
 from recsys.data.validation import ValidationPolicy
 
@@ -24,6 +24,7 @@ DATASETS: dict[str, Loader] = {
     "ml-latest-small+tmdb": lambda policy, qdir: load_movielens_latest(
         with_tmdb=True, policy=policy, quarantine_dir=qdir
     ),
+    "amazon-scientific": lambda policy, qdir: load_amazon_scientific(policy=policy, quarantine_dir=qdir),
 }
 
 
@@ -40,6 +41,10 @@ class DatasetSpec(BaseModel, frozen=True, extra="forbid"):
         item_id = "sku"
         [policy]
         on_duplicate = "drop"
+        [event_weights]  # optional: implicit feedback whose event types carry weights
+        view = 1
+        cart = 3
+        purchase = 5
     """
 
     name: str | None = None
@@ -51,6 +56,14 @@ class DatasetSpec(BaseModel, frozen=True, extra="forbid"):
     timestamp_unit: str = Field("s", pattern="^(s|ms|us|iso)$")
     list_separator: str = "|"
     policy: ValidationPolicy = Field(default_factory=ValidationPolicy)
+    event_weights: dict[str, float] | None = Field(
+        None, description="event_type -> weight: the rating of each event becomes its weight (implicit feedback)"
+    )
+    positive_threshold: float | None = Field(
+        None,
+        description="rating (or event weight) >= this is a positive; absent: every event with event_weights or "
+        "without ratings, else 0.8 x the highest rating",
+    )
 
 
 def load_spec(path: Path) -> DatasetSpec:
@@ -90,5 +103,7 @@ def load_dataset(name: str, *, policy: ValidationPolicy | None = None, quarantin
             name=spec.name,
             policy=policy or spec.policy,
             quarantine_dir=quarantine_dir,
+            event_weights=spec.event_weights,
+            positive_threshold=spec.positive_threshold,
         )
     raise DataValidationError(f"unknown dataset {name!r}; use one of {', '.join(DATASETS)} or a spec .toml file")

@@ -38,6 +38,7 @@ class ValidationPolicy(BaseModel, frozen=True, extra="forbid"):
     on_unknown_item: OnProblem = "error"
     on_bad_timestamp: OnProblem = "error"
     on_bad_encoding: OnBadEncoding = "error"
+    on_unknown_event_type: OnProblem = "error"
     min_timestamp: datetime = Field(datetime(1990, 1, 1), description="earlier events are absurd")
     max_timestamp: datetime | None = Field(None, description="later events are absurd; None = now + 1 day")
 
@@ -59,6 +60,7 @@ class ValidationReport:
     quarantined: dict[str, dict[str, int]] = field(default_factory=dict)  # source -> reason -> count
     fixed: dict[str, dict[str, int]] = field(default_factory=dict)  # source -> fix -> count
     quarantine_path: str | None = None
+    notes: tuple[str, ...] = ()  # what a loader assumed or derived (e.g. timestamps derived from event order)
 
     @property
     def n_quarantined(self) -> int:
@@ -72,6 +74,7 @@ class ValidationReport:
             "fixed": self.fixed,
             "n_quarantined": self.n_quarantined,
             "quarantine_path": self.quarantine_path,
+            **({"notes": list(self.notes)} if self.notes else {}),
         }
 
 
@@ -248,6 +251,26 @@ def check_known_items(
             "add the items to the catalog or pass on_unknown_item='drop' to quarantine those events",
         )
     return Checked(df.filter(~is_bad), _quarantine(bad, "unknown_item", S.ITEM_ID))
+
+
+def check_event_types(
+    df: pl.DataFrame, known: Iterable[str], *, source: str, on_unknown_event_type: OnProblem = "error"
+) -> Checked:
+    """Interactions whose event_type is not among `known` (the event types the dataset spec weights)."""
+    known = sorted(known)
+    is_bad = ~pl.col(S.EVENT_TYPE).is_in(known)
+    bad = df.filter(is_bad)
+    if bad.height and on_unknown_event_type == "error":
+        unknown = ", ".join(repr(t) for t in bad[S.EVENT_TYPE].unique(maintain_order=True).head(5))
+        raise _fail(
+            source,
+            f"an event type without a weight ({unknown}; weighted: {', '.join(known)})",
+            S.EVENT_TYPE,
+            bad,
+            "add it to event_weights in the dataset spec or pass on_unknown_event_type='drop' to quarantine those "
+            "events",
+        )
+    return Checked(df.filter(~is_bad), _quarantine(bad, "unknown_event_type", S.EVENT_TYPE))
 
 
 def quarantine_frame(parts: Sequence[tuple[str, pl.DataFrame]]) -> pl.DataFrame:

@@ -1,11 +1,13 @@
 """Training pairs for the encoder from interactions before a cutoff: (what a user liked before) -> (what came next).
 
 Positives are events whose rating (or event weight) reaches `positive_threshold`; events without a rating count as
-positive. For each user's positives in time order, every positive after the first is a target; its query is either
-one of the `history_size` positives just before it (`query="item"`: the same item-to-item form that interest-match
-scoring uses) or their texts concatenated, most recent first (`query="history"`). Pairs whose target falls in the
-last `validation_fraction` of the pre-cutoff time range are the validation set (early stopping), so validation is
-always later than training. Nothing at or after `as_of` is read.
+positive; "auto" takes the threshold from the events before `as_of` (`recsys.data.feedback.infer_feedback`) unless
+the edge already put the dataset's in (`recsys.config.resolve_feedback`). For each user's positives in time order,
+every positive after the first is a target; its query is either one of the `history_size` positives just before it
+(`query="item"`: the same item-to-item form that interest-match scoring uses) or their texts concatenated, most
+recent first (`query="history"`). Pairs whose target falls in the last `validation_fraction` of the pre-cutoff time
+range are the validation set (early stopping), so validation is always later than training. Nothing at or after
+`as_of` is read.
 """
 
 from __future__ import annotations
@@ -19,13 +21,16 @@ import polars as pl
 from pydantic import BaseModel, Field
 
 from recsys.data import schema as S
+from recsys.data.feedback import PositiveThreshold, resolve_threshold
 from recsys.encoder.finetune import PairSet
 
 
 class PairConfig(BaseModel, frozen=True, extra="forbid"):
     """How interactions become (query, target) text pairs."""
 
-    positive_threshold: float | None = Field(4.0, description="rating >= this is positive; None: every event")
+    positive_threshold: PositiveThreshold = Field(
+        "auto", description='rating >= this is positive; None: every event; "auto": decided by the data'
+    )
     query: Literal["item", "history"] = "item"
     history_size: int = Field(5, ge=1, description="item: draw the query from the last N positives; history: join N")
     max_pairs_per_user: int | None = Field(200, ge=1, description="keep each user's most recent targets")
@@ -68,14 +73,13 @@ def build_pairs(
         .select(S.USER_ID, S.ITEM_ID, S.TIMESTAMP, "_row", rating.alias("_rating"))
         .join(texts, on=S.ITEM_ID, how="inner")
     )
-    if cfg.positive_threshold is None:
-        positive = pl.lit(True)
-    else:
-        positive = pl.col("_rating").is_null() | (pl.col("_rating") >= cfg.positive_threshold)
+    threshold = resolve_threshold(cfg.positive_threshold, interactions.filter(pl.col(S.TIMESTAMP) < as_of))
+    positive = pl.lit(True) if threshold is None else pl.col("_rating").is_null() | (pl.col("_rating") >= threshold)
     past = past.with_columns(positive.alias("_pos"))
     pos = past.filter("_pos").sort(S.USER_ID, S.TIMESTAMP, "_row")
     stats: dict[str, object] = {
         "as_of": as_of.isoformat(),
+        "positive_threshold": threshold,
         "events_before_cutoff": past.height,
         "positives": pos.height,
         "users": pos[S.USER_ID].n_unique(),

@@ -4,11 +4,20 @@ from __future__ import annotations
 
 from recsys.evaluation.compare import PairedComparison, holm_adjust, paired_comparison
 from recsys.evaluation.metrics import coverage, intra_list_diversity, mean_metrics, novelty, user_metrics
-from recsys.evaluation.runner import EvaluationReport, ModelResult, evaluate, select_by_validation, select_ease_lowpass
+from recsys.evaluation.runner import (
+    EvaluationReport,
+    ModelResult,
+    cold_only_slice,
+    evaluate,
+    select_by_validation,
+    select_ease_lowpass,
+)
 from recsys.evaluation.splits import (
     PROTOCOLS,
     Split,
     make_split,
+    split_cold_items,
+    split_fixed,
     split_leave_last_out,
     split_ms_stratified,
     split_temporal,
@@ -21,6 +30,7 @@ __all__ = [
     "ModelResult",
     "PairedComparison",
     "Split",
+    "cold_only_slice",
     "coverage",
     "evaluate",
     "holm_adjust",
@@ -31,6 +41,8 @@ __all__ = [
     "paired_comparison",
     "select_by_validation",
     "select_ease_lowpass",
+    "split_cold_items",
+    "split_fixed",
     "split_leave_last_out",
     "split_ms_stratified",
     "split_temporal",

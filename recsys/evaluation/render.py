@@ -56,6 +56,14 @@ def render_report(report: EvaluationReport) -> Group:
                     f"recall@{k}={s[f'recall@{k}']:.4f} ({s['n_events']} events)"
                 )
             )
+        if "cold_only" in m.slices:
+            s = m.slices["cold_only"]
+            lines.append(
+                Text(
+                    f"  among the {s['n_items']} held-out items only, {m.name}: ndcg@{k}={s[f'ndcg@{k}']:.4f} "
+                    f"recall@{k}={s[f'recall@{k}']:.4f}"
+                )
+            )
     for c in report.comparisons:
         lines.append(
             Text(
@@ -88,6 +96,10 @@ def markdown_report(report: EvaluationReport, *, notes: list[str] | None = None)
     if cold:
         lines += ["", f"Cold-item slice ({cold[0][1]['n_events']} events):", ""]
         lines += [f"- {name}: ndcg@{k} {s[f'ndcg@{k}']:.4f}, recall@{k} {s[f'recall@{k}']:.4f}" for name, s in cold]
+    only = [(m.name, m.slices["cold_only"]) for m in report.models if "cold_only" in m.slices]
+    if only:
+        lines += ["", f"Ranked among the {only[0][1]['n_items']} held-out items only:", ""]
+        lines += [f"- {name}: ndcg@{k} {s[f'ndcg@{k}']:.4f}, recall@{k} {s[f'recall@{k}']:.4f}" for name, s in only]
     if report.comparisons:
         lines += ["", "Paired comparisons over users (b − a, 95% bootstrap CI, paired t-test):", ""]
         lines += [

@@ -239,11 +239,12 @@ def _slices(per_user: pl.DataFrame, recs: pl.DataFrame, split: Split, ks: Sequen
             "n_events": cold_truth.height,
             **mean_metrics(user_metrics(recs, cold_truth, ks=ks)),
         }
-        out["warm_items"] = {
-            "n_users": warm_truth[S.USER_ID].n_unique(),
-            "n_events": warm_truth.height,
-            **mean_metrics(user_metrics(recs, warm_truth, ks=ks)),
-        }
+        if warm_truth.height:  # none under cold-items, whose test is the held-out items only
+            out["warm_items"] = {
+                "n_users": warm_truth[S.USER_ID].n_unique(),
+                "n_events": warm_truth.height,
+                **mean_metrics(user_metrics(recs, warm_truth, ks=ks)),
+            }
     activity = split.train.group_by(S.USER_ID).len("n_train")
     judged = per_user.join(activity, on=S.USER_ID, how="left").fill_null(0)
     median = float(judged["n_train"].median() or 0)
@@ -256,6 +257,37 @@ def _slices(per_user: pl.DataFrame, recs: pl.DataFrame, split: Split, ks: Sequen
                 **mean_metrics(part.drop("n_train")),
             }
     return out
+
+
+def cold_only_slice(
+    model: Recommender, split: Split, ks: Sequence[int], *, batch_size: int = 512
+) -> dict[str, float | int]:
+    """`model` ranking among `split.held_out_items` only (the cold-items protocol): its raw scores (`score`) with
+    every other candidate, every item it cannot score and the user's seen items set to -inf, the top max(ks) taken
+    with `Recommender._top_k`'s tie rule (candidate order), and scored against `split.test`. Batched over users.
+    Collaborative models score 0 here by construction: they cannot rank items without training events."""
+    users = split.test[S.USER_ID].unique(maintain_order=True).to_list()
+    is_cold = np.isin(model.item_ids_.astype(str), np.asarray(split.held_out_items, dtype=str))
+    cannot = ~model.has_train_events_ if not model.scores_cold_items else np.zeros_like(is_cold)
+    parts = []
+    for start in range(0, len(users), batch_size):
+        batch = [u for u in users[start : start + batch_size] if u in model.user_index_]
+        if not batch:
+            continue
+        scores = np.asarray(model.score(batch), dtype=np.float64).copy()
+        scores[~np.isfinite(scores)] = -np.inf  # NaN: unscorable
+        scores[:, ~is_cold | cannot] = -np.inf
+        rows = np.fromiter((model.user_index_[u] for u in batch), dtype=np.int64, count=len(batch))
+        seen = model.seen_[rows].tocoo()
+        scores[seen.row, seen.col] = -np.inf
+        parts.append(model._top_k(batch, scores, max(ks)))
+    recs = pl.concat(parts) if parts else pl.DataFrame(schema=S.RECOMMENDATION_SCHEMA)
+    return {
+        "n_items": int(is_cold.sum()),
+        "n_users": len(users),
+        "n_events": split.test.height,
+        **mean_metrics(user_metrics(recs, split.test, ks=ks)),
+    }
 
 
 def evaluate(
@@ -276,7 +308,8 @@ def evaluate(
 
     Every model ranks all candidate items (no sampled negatives) and excludes the user's training items.
     `protocol_params` go to the split (e.g. `cutoff` or `test_fraction` for `temporal`, `ratio` for
-    `ms-stratified`).
+    `ms-stratified`, `cold_fraction` for `cold-items`); `fixed` uses the dataset's shipped hold-out
+    (`dataset.holdout`). Under `cold-items` each model also gets the slice `cold_only` (see `cold_only_slice`).
     EASE's l2 is chosen on an inner validation split of the training data. `extra_models` adds recommenders
     built elsewhere (e.g. the full pipeline) under their own names. `split`: a split already made from `dataset`
     by this protocol (so several evaluations share it); made here when None.
@@ -285,7 +318,9 @@ def evaluate(
     say = progress or (lambda _msg: None)
     ks = (k, *[x for x in extra_ks if x != k])
     if split is None:
-        split = make_split(dataset.interactions, protocol, seed=seed, **(protocol_params or {}))
+        split = make_split(
+            dataset.interactions, protocol, seed=seed, holdout=dataset.holdout, **(protocol_params or {})
+        )
     candidates = _candidates(split, dataset)
     n_candidates = len(candidates) if candidates is not None else split.train[S.ITEM_ID].n_unique()
     users = split.test[S.USER_ID].unique(maintain_order=True).to_list()
@@ -332,11 +367,10 @@ def evaluate(
             **(extras(split.test) if callable(extras) else {}),
             **{a: v for a, v in vars(model).items() if not a.endswith("_") and isinstance(v, int | float | str)},
         }
-        results.append(
-            ModelResult(
-                name, metrics, _slices(per_user, recs, split, ks), model_params, t1 - t0, t2 - t1, per_user, recs
-            )
-        )
+        slices = _slices(per_user, recs, split, ks)
+        if split.held_out_items:  # after evaluation_extras: scoring again may add to a model's bookkeeping
+            slices["cold_only"] = cold_only_slice(model, split, ks)
+        results.append(ModelResult(name, metrics, slices, model_params, t1 - t0, t2 - t1, per_user, recs))
     comparisons = []
     if len(results) > 1:
         primary = f"ndcg@{k}"

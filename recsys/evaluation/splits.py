@@ -9,11 +9,32 @@
   catalog, so items without training events ("cold") can be recommended and are reported as their own slice.
 - `leave-last-out`: each user's last event by time (ties broken by input order) is the test; users with a single
   event are kept entirely in train. Candidates are the whole catalog.
+- `fixed`: the split shipped with the data (`Dataset.holdout`, e.g. amazon-scientific's RecBole leave-one-out
+  files): test = the shipped test events, train = every other event, so the shipped valid event is part of the input
+  history (as in the published protocol: the history before the test item = train + valid). Candidates are the
+  whole catalog (full ranking, no sampled negatives). The inner split (`validation_split`) is leave-last-out of
+  train: for amazon-scientific each user's last training event is the shipped valid event (its times follow the
+  order); for a team's own holdout it is each user's last training event by time, whatever the holdout's "valid"
+  rows say.
+- `cold-items`: a seeded random `cold_fraction` (default 20%) of the items with events is held out with all their
+  events. Test = those events of users who have training history; train = all other events; candidates are the
+  whole catalog. Collaborative models cannot reach a held-out item by construction; the runner also reports each
+  model ranking among the held-out items only (slice `cold_only`).
+
+Ties: every recommender breaks score ties by candidate order (`Recommender._top_k`, a stable sort). The candidates
+and their order are fixed before any test event is read (the catalog's order, or the order of first appearance in
+train for `ms-stratified`), so tie-breaking never depends on which item is the target: a model that gives the target
+the same score as other items ranks it where the catalog puts it, not first. (amazon-scientific's catalog follows
+`Scientific.text`, ordered by ASIN, unrelated to the users' sequences.)
+
+Seen items: every protocol excludes a user's training items from their ranking, so a test item the user already had
+(a repeat: 50 of amazon-scientific's 8,442 test events) cannot be hit. RecBole masks no history for sequential models
+(its FullSortEvalDataLoader), so published figures on that split may count these: at most 0.6% of Recall@K.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Literal, TypeAlias
 
@@ -22,8 +43,9 @@ import polars as pl
 
 from recsys.data import schema as S
 
-ProtocolName: TypeAlias = Literal["ms-stratified", "temporal", "leave-last-out"]
-PROTOCOLS: tuple[ProtocolName, ...] = ("ms-stratified", "temporal", "leave-last-out")
+ProtocolName: TypeAlias = Literal["ms-stratified", "temporal", "leave-last-out", "fixed", "cold-items"]
+PROTOCOLS: tuple[ProtocolName, ...] = ("ms-stratified", "temporal", "leave-last-out", "fixed", "cold-items")
+NO_HOLDOUT = "protocol 'fixed' needs a dataset that ships its test events (e.g. amazon-scientific)"
 CandidateItems: TypeAlias = Literal["train", "catalog"]
 
 
@@ -37,6 +59,7 @@ class Split:
     candidate_items: CandidateItems  # which items a recommender may rank
     params: dict[str, object] = field(default_factory=dict)
     stats: dict[str, object] = field(default_factory=dict)
+    held_out_items: tuple[str, ...] = ()  # cold-items: the items held out with all their events
 
 
 def split_ms_stratified(
@@ -115,6 +138,78 @@ def split_leave_last_out(interactions: pl.DataFrame) -> Split:
     return Split("leave-last-out", train, test, "catalog", params={}, stats=_stats(train, test))
 
 
+def split_fixed(interactions: pl.DataFrame, holdout: pl.DataFrame | None) -> Split:
+    """The shipped split: test = `holdout` rows with role "test" (matched to `interactions` by user, item and
+    timestamp), train = every other event (the shipped valid events included). Test users without training events
+    are counted, not judged."""
+    if holdout is None or "role" not in holdout.columns:
+        raise ValueError(NO_HOLDOUT)
+    keys = list(S.EVENT_KEY)
+    shipped = holdout.filter(pl.col("role") == "test").select(keys).unique(maintain_order=True)
+    if shipped.height == 0:
+        raise ValueError(f"{NO_HOLDOUT}; its holdout has no rows with role 'test'")
+    marked = interactions.join(
+        shipped.with_columns(pl.lit(True).alias("_test")), on=keys, how="left", maintain_order="left"
+    ).with_columns(pl.col("_test").fill_null(False))
+    found = marked.filter(pl.col("_test")).select(keys).unique()
+    if found.height < shipped.height:
+        first = shipped.join(found, on=keys, how="anti").row(0)
+        raise ValueError(
+            f"{shipped.height - found.height} of the holdout's {shipped.height} test events are not in the "
+            f"interactions, first {first}; the holdout must name rows of the interactions (were rows dropped?)"
+        )
+    train = marked.filter(~pl.col("_test")).drop("_test")
+    later = marked.filter(pl.col("_test")).drop("_test")
+    known = train[S.USER_ID].unique().implode()
+    test = later.filter(pl.col(S.USER_ID).is_in(known))
+    return Split(
+        "fixed",
+        train,
+        test,
+        "catalog",
+        params={"holdout": "shipped with the dataset"},
+        stats=_stats(train, test, cold_users_dropped=later.height - test.height),
+    )
+
+
+def split_cold_items(interactions: pl.DataFrame, *, cold_fraction: float = 0.2, seed: int = 42) -> Split:
+    """Hold out a seeded random `cold_fraction` of the items that have events, with all their events.
+
+    The items are sorted by id, then `np.random.default_rng(seed)` picks round(cold_fraction x n) of them (at least
+    one, at most n - 1). Test = the held-out items' events of users with training events; the held-out items' events
+    of other users are counted, not judged.
+    """
+    if not 0 < cold_fraction < 1:
+        raise ValueError(f"cold_fraction must be in (0, 1), got {cold_fraction}")
+    items = interactions[S.ITEM_ID].unique().sort()
+    if items.len() < 2:
+        raise ValueError(f"cold-items needs at least 2 items with events, got {items.len()}")
+    n_cold = min(max(round(cold_fraction * items.len()), 1), items.len() - 1)
+    picked = np.sort(np.random.default_rng(seed).choice(items.len(), size=n_cold, replace=False))
+    cold = items.gather(picked)
+    is_cold = pl.col(S.ITEM_ID).is_in(cold.implode())
+    train = interactions.filter(~is_cold)
+    held = interactions.filter(is_cold)
+    known = train[S.USER_ID].unique().implode()
+    test = held.filter(pl.col(S.USER_ID).is_in(known))
+    return Split(
+        "cold-items",
+        train,
+        test,
+        "catalog",
+        params={"cold_fraction": cold_fraction, "seed": seed},
+        stats=_stats(
+            train,
+            test,
+            n_cold_items=n_cold,
+            n_cold_events=held.height,
+            n_judged_users=test[S.USER_ID].n_unique(),
+            cold_user_events_dropped=held.height - test.height,
+        ),
+        held_out_items=tuple(cold.to_list()),
+    )
+
+
 def _stats(train: pl.DataFrame, test: pl.DataFrame, **extra: object) -> dict[str, object]:
     train_items = train[S.ITEM_ID].unique().implode()
     cold = test.filter(~pl.col(S.ITEM_ID).is_in(train_items))
@@ -128,8 +223,20 @@ def _stats(train: pl.DataFrame, test: pl.DataFrame, **extra: object) -> dict[str
     }
 
 
-def make_split(interactions: pl.DataFrame, protocol: ProtocolName, *, seed: int = 42, **kwargs: object) -> Split:
-    """Dispatch by protocol name."""
+def make_split(
+    interactions: pl.DataFrame,
+    protocol: ProtocolName,
+    *,
+    seed: int = 42,
+    holdout: pl.DataFrame | None = None,
+    **kwargs: object,
+) -> Split:
+    """Dispatch by protocol name. `holdout`: the dataset's shipped hold-out (`Dataset.holdout`), read by `fixed`
+    only (which raises a ValueError without one)."""
+    if protocol == "fixed":
+        return split_fixed(interactions, holdout)
+    if protocol == "cold-items":
+        return split_cold_items(interactions, seed=seed, **kwargs)  # type: ignore[arg-type]
     if protocol == "ms-stratified":
         return split_ms_stratified(interactions, seed=seed, **kwargs)  # type: ignore[arg-type]
     if protocol == "temporal":
@@ -143,6 +250,11 @@ def validation_split(train: pl.DataFrame, protocol: str, *, seed: int = 42) -> S
     """An inner split of the training data for choosing hyper-parameters (never the test data).
 
     Uses the same protocol as the outer split, so the choice transfers; for `temporal`, the cutoff is the 80%
-    quantile of the training events.
+    quantile of the training events; for `cold-items`, another 20% of the training items are held out. For `fixed`
+    it is leave-last-out of `train` (each user's last training event is the hold-out: the shipped valid event when
+    times follow the shipped order, as in amazon-scientific).
     """
+    if protocol == "fixed":
+        inner = split_leave_last_out(train)
+        return replace(inner, protocol="fixed", params={"inner": "leave-last-out of train"})
     return make_split(train, protocol, seed=seed)  # type: ignore[arg-type]

@@ -154,3 +154,14 @@ def test_bad_settings_flag_is_one_line_error() -> None:
     assert "invalid settings: cutoff:" in result.output
     late = runner.invoke(app, ["evaluate", "--cutoff", "2030-01-01", "--models", "toppop"])
     assert late.exit_code == 2 and "leaves no test events" in late.output
+
+
+def test_evaluate_accepts_the_fixed_and_cold_items_protocols(tmp_path: Path) -> None:
+    fixed = runner.invoke(app, ["evaluate", "--models", "toppop", "--protocol", "fixed"])
+    assert fixed.exit_code == 2 and "needs a dataset that ships its test events" in fixed.output  # synthetic has none
+    out = tmp_path / "cold.json"
+    cold = runner.invoke(app, ["evaluate", "--models", "toppop", "--protocol", "cold-items", "--out", str(out)])
+    assert cold.exit_code == 0, cold.output
+    report = json.loads(out.read_text())
+    assert report["protocol"]["name"] == "cold-items" and report["protocol"]["split"]["n_cold_items"] > 0
+    assert report["models"]["toppop"]["slices"]["cold_only"]["ndcg@10"] == 0.0

@@ -60,3 +60,17 @@ def test_same_seed_same_pairs() -> None:
     a = build_pairs(events, TEXT, as_of=datetime(2025, 1, 1), seed=3)
     b = build_pairs(events, TEXT, as_of=datetime(2025, 1, 1), seed=3)
     assert a.train == b.train and a.valid == b.valid
+
+
+def test_auto_threshold_is_decided_by_the_events() -> None:
+    rated = make_events([("u", "i0", 0, 5.0), ("u", "i1", 1, 2.0), ("u", "i2", 2, 4.0), ("u", "i3", 3, 1.0)])
+    cfg = PairConfig(validation_fraction=0.0)
+    explicit = build_pairs(rated, TEXT, as_of=datetime(2025, 1, 1), cfg=cfg)
+    assert explicit.stats["positive_threshold"] == 4.0 and explicit.stats["positives"] == 2  # 0.8 x 5
+    clicks = rated.drop("rating")  # implicit: no rating column, every event is a positive
+    implicit = build_pairs(clicks, TEXT, as_of=datetime(2025, 1, 1), cfg=cfg)
+    assert implicit.stats["positive_threshold"] is None and len(implicit.train) == 3
+    typed = rated.with_columns(event_type=pl.lit("view"))  # an event log: weights are not a rating scale
+    assert build_pairs(typed, TEXT, as_of=datetime(2025, 1, 1), cfg=cfg).stats["positives"] == 4
+    given = build_pairs(rated, TEXT, as_of=datetime(2025, 1, 1), cfg=PairConfig(positive_threshold=2))
+    assert given.stats["positives"] == 3  # a number is kept as it is
