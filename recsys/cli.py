@@ -102,7 +102,8 @@ def _settings(config: Path | None):
 DatasetOpt = Annotated[
     str | None,
     typer.Option(
-        help="Registered name (synthetic, ml-100k, ml-100k+wiki, ml-latest-small, ml-latest-small+tmdb) or a spec .toml"
+        help="Registered name (synthetic, ml-100k, ml-100k+wiki, ml-latest-small, ml-latest-small+tmdb, "
+        "amazon-scientific) or a spec .toml"
     ),
 ]
 InteractionsOpt = Annotated[Path | None, typer.Option(help="Your interaction log (CSV, TSV or Parquet)")]
@@ -132,9 +133,15 @@ def validate(
 @app.command()
 def evaluate(
     dataset: DatasetOpt = None,
-    protocol: Annotated[str | None, typer.Option(help="ms-stratified, temporal or leave-last-out")] = None,
+    protocol: Annotated[
+        str | None, typer.Option(help="ms-stratified, temporal, leave-last-out, fixed (shipped split) or cold-items")
+    ] = None,
     models: Annotated[
-        str | None, typer.Option(help="Comma-separated: toppop,sar,itemknn,ease,als,bpr,pipeline,pipeline-no-text")
+        str | None,
+        typer.Option(
+            help="Comma-separated: toppop, sar, itemknn, ease, ease-lowpass, lowpass, seqnb, als, bpr, text, "
+            "text-pretrained, pipeline, pipeline-no-text"
+        ),
     ] = None,
     k: Annotated[int | None, typer.Option(help="Primary cut-off K")] = None,
     extra_k: Annotated[list[int], typer.Option("--extra-k", help="Further cut-offs, e.g. --extra-k 50")] = [],  # noqa: B006
@@ -154,6 +161,7 @@ def evaluate(
     """Evaluate baselines side by side on a fixed protocol; print a table, optionally write JSON and top-K lists."""
     from pydantic import ValidationError
 
+    from recsys.config import resolve_feedback
     from recsys.evaluation import evaluate as run_evaluation
 
     flags = {
@@ -176,6 +184,7 @@ def evaluate(
     names = list(cfg.models)
     with _user_errors():
         ds = _load(dataset, interactions, items, mapping, timestamp_unit, policy, quarantine_dir)
+        settings = resolve_feedback(settings, ds)  # "auto" thresholds: the dataset's explicit/implicit feedback
         n_steps = 2 * len(names) + ("ease" in names)
         with Progress(
             SpinnerColumn(),
@@ -218,9 +227,9 @@ def _pipeline_models(names: list[str], settings, protocol: str, seed: int, bar: 
     """Factories of the full pipeline (and its no-text ablation) named in `names`, sharing one fine-tuning whose
     progress shows as a task of `bar`."""
     from recsys.encoder import FineTuneStatus, TextEmbedder
-    from recsys.ranker import PIPELINE_MODELS, pipeline_factories
+    from recsys.ranker import PIPELINE_MODELS, TEXT_MODELS, pipeline_factories
 
-    wanted = [n for n in names if n in PIPELINE_MODELS]
+    wanted = [n for n in names if n in PIPELINE_MODELS or n in TEXT_MODELS]
     if not wanted:
         return {}
     task = bar.add_task("fine-tuning the encoder", total=None, visible=settings.encoder.enabled_fine_tune)
@@ -234,7 +243,13 @@ def _pipeline_models(names: list[str], settings, protocol: str, seed: int, bar: 
         )
 
     embedder = TextEmbedder(settings.encoder, work_dir=Path("results/pipeline"), seed=seed, training_progress=training)
-    return pipeline_factories(wanted, embedder=embedder, cfg=settings.ranker, protocol=protocol, seed=seed)
+    plain = settings.encoder.model_copy(
+        update={"enabled_fine_tune": False, "head": settings.encoder.head.model_copy(update={"enabled": False})}
+    )
+    pretrained = TextEmbedder(plain, work_dir=Path("results/pipeline"), seed=seed)
+    return pipeline_factories(
+        wanted, embedder=embedder, cfg=settings.ranker, protocol=protocol, seed=seed, pretrained=pretrained
+    )
 
 
 @app.command()
@@ -254,17 +269,18 @@ def finetune(
     quarantine_dir: QuarantineOpt = None,
 ) -> None:
     """Fine-tune the text encoder with LoRA on (earlier liked item -> next liked item) pairs; write the adapter."""
+    from recsys.config import resolve_feedback
     from recsys.data import after_last_event
     from recsys.encoder import build_item_text, build_pairs
     from recsys.encoder.stage import tune_pairs
     from recsys.progress import training_bar
 
     settings = _settings(config)
-    enc = settings.encoder
     with _user_errors():
         ds = _load(
             dataset or settings.data.dataset, interactions, items, mapping, timestamp_unit, policy, quarantine_dir
         )
+        enc = resolve_feedback(settings, ds).encoder
         cutoff = _parse_time(as_of, "--as-of") if as_of else after_last_event(ds.interactions)
         pairs = build_pairs(
             ds.interactions, build_item_text(ds.items, enc.text), as_of=cutoff, cfg=enc.pairs, seed=seed
@@ -408,7 +424,9 @@ def _print_nightly(out: dict, config: Path | None) -> None:
 def run_evaluate(
     version: Annotated[list[str], typer.Option("--version", help="Version number or alias; repeat to compare")] = [],  # noqa: B006
     dataset: DatasetOpt = None,
-    protocol: Annotated[str | None, typer.Option(help="temporal, ms-stratified or leave-last-out")] = None,
+    protocol: Annotated[
+        str | None, typer.Option(help="temporal, ms-stratified, leave-last-out, fixed (shipped split) or cold-items")
+    ] = None,
     config: Annotated[Path | None, typer.Option(help="Settings TOML")] = None,
 ) -> None:
     """Evaluate registered versions side by side (default: the champion) as a Prefect flow; print the table."""

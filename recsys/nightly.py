@@ -108,6 +108,13 @@ def train_encoder(
     """Fine-tune the encoder on the inner training part of the split's training window (the part the ranker's
     labels do not come from). Content-addressed: identical inputs reuse the adapter already on disk."""
     enc, seed = settings.encoder, settings.evaluation.seed
+    if enc.head.enabled:
+        # A bundle re-embeds the catalog with base model + adapter; it does not carry a head yet, so a nightly with
+        # one would train its ranker on vectors that evaluation and serving could not rebuild.
+        raise ValueError(
+            "[encoder.head] enabled = true is supported by `recsys evaluate` only: model bundles do not carry the "
+            "collaborative head yet; turn it off for the nightly"
+        )
     inner = validation_split(split.train, settings.evaluation.protocol, seed=seed)
     if not enc.enabled_fine_tune:
         return EncoderOutcome(None, None)

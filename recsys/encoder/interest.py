@@ -22,14 +22,23 @@ import polars as pl
 from pydantic import BaseModel, Field
 
 from recsys.data import schema as S
+from recsys.data.feedback import PositiveThreshold, resolve_threshold
 from recsys.encoder.cache import ItemEmbeddings
 
 INTEREST_FEATURES: tuple[str, ...] = ("im_profile", "im_recent_max", "im_recent_mean", "im_last", "im_negative")
 
 
 class InterestConfig(BaseModel, frozen=True, extra="forbid"):
-    positive_threshold: float | None = Field(4.0, description="rating >= this is positive; None: every event")
+    positive_threshold: PositiveThreshold = Field(
+        "auto", description='rating >= this is positive; None: every event; "auto": decided by the data'
+    )
     half_life_days: float | None = Field(90.0, gt=0, description="time decay of history weights; None: no decay")
+    half_life_events: float | None = Field(
+        None,
+        gt=0,
+        description="recency by position: the user's k-th latest event weighs 0.5^(k / this) in the profile (0 = the "
+        "latest); small values make the profile the last item (next-item data), None: no positional decay",
+    )
     recent_n: int = Field(10, ge=1)
 
 
@@ -60,7 +69,8 @@ def user_interests(
     cfg = cfg or InterestConfig()
     item_row = {item: i for i, item in enumerate(embeddings.item_ids)}
     rating = pl.col(S.RATING) if S.RATING in interactions.columns else pl.lit(None, dtype=pl.Float64)
-    positive = pl.lit(True) if cfg.positive_threshold is None else rating.is_null() | (rating >= cfg.positive_threshold)
+    threshold = resolve_threshold(cfg.positive_threshold, interactions.filter(pl.col(S.TIMESTAMP) < as_of))
+    positive = pl.lit(True) if threshold is None else rating.is_null() | (rating >= threshold)
     age_days = (pl.lit(as_of) - pl.col(S.TIMESTAMP)).dt.total_seconds() / 86400.0
     decay = 0.5 ** (age_days / cfg.half_life_days) if cfg.half_life_days else pl.lit(1.0)
     past = (
@@ -73,6 +83,9 @@ def user_interests(
         )
         .drop_nulls("_item")
     )
+    if cfg.half_life_events is not None:  # 0 = the user's latest event (ties: the later row is the later event)
+        back = pl.struct(S.TIMESTAMP, "_row").rank("ordinal", descending=True).over(S.USER_ID) - 1
+        past = past.with_columns(pl.col("_w") * (0.5 ** (back.cast(pl.Float64) / cfg.half_life_events)))
     # Users with no positive event are described by all their events.
     past = past.with_columns((pl.col("_pos") | ~pl.col("_pos").any().over(S.USER_ID)).alias("_use"))
     users = past[S.USER_ID].unique(maintain_order=True).to_list()

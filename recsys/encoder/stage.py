@@ -6,11 +6,13 @@ import hashlib
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 from pydantic import BaseModel, Field
 
 from recsys.data.dataset import after_last_event
 from recsys.encoder.cache import ItemEmbeddings, embed_items
+from recsys.encoder.collab import CollabHead, HeadConfig, train_head
 from recsys.encoder.finetune import FineTuneConfig, FineTuneResult, FineTuneStatus, fine_tune
 from recsys.encoder.interest import InterestConfig
 from recsys.encoder.model import EncoderConfig, TextEncoder
@@ -26,6 +28,7 @@ class EncoderStageConfig(BaseModel, frozen=True, extra="forbid"):
     pairs: PairConfig = Field(default_factory=PairConfig)
     fine_tune: FineTuneConfig = Field(default_factory=FineTuneConfig)
     interest: InterestConfig = Field(default_factory=InterestConfig)
+    head: HeadConfig = Field(default_factory=HeadConfig)
     enabled_fine_tune: bool = Field(True, description="False: use the pretrained (or configured adapter) encoder")
     time_budget_s: float | None = Field(600.0, gt=0, description="wall-time cap of fine-tuning (run context)")
     cache_dir: Path = Field(Path("results/embeddings"), description="embedding cache (model version x text hash)")
@@ -96,6 +99,7 @@ class TextEmbedder:
         self.cfg, self.work_dir, self.seed, self.init_adapter = cfg, Path(work_dir), seed, init_adapter
         self.training_progress = training_progress
         self.results: dict[str, FineTuneResult] = {}
+        self.heads: dict[str, CollabHead] = {}
         self._memo: dict[str, ItemEmbeddings] = {}
 
     def __call__(self, train: pl.DataFrame, items: pl.DataFrame) -> ItemEmbeddings:
@@ -117,5 +121,16 @@ class TextEmbedder:
             )
             model_cfg = model_cfg.model_copy(update={"adapter_path": str(adapter)})
         emb = embed_items(item_text, TextEncoder(model_cfg), cache_dir=self.cfg.cache_dir)
+        if self.cfg.head.enabled:
+            head = train_head(train, emb.item_ids, emb.vectors, self.cfg.head, seed=self.seed)
+            head.save(self.work_dir / f"head-{key}")
+            self.heads[key] = head
+            emb = with_head(emb, head)
         self._memo[key] = emb
         return emb
+
+
+def with_head(emb: ItemEmbeddings, head: CollabHead) -> ItemEmbeddings:
+    """`emb` mapped by a collaborative head; the model version names the head too (it keys caches and bundles)."""
+    digest = hashlib.sha256(head.weight.astype(np.float32).tobytes()).hexdigest()[:12]
+    return ItemEmbeddings(emb.item_ids, head.apply(emb.vectors), f"{emb.model_version}+head-{digest}", emb.n_encoded)

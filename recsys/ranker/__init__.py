@@ -6,6 +6,7 @@ from recsys.ranker.model import LambdaRanker, RankerConfig, train_ranker
 from recsys.ranker.pipeline import (
     PIPELINE_MODELS,
     TEXT_FEATURES,
+    TEXT_MODELS,
     CandidateConfig,
     PipelineConfig,
     RankingPipeline,
@@ -16,6 +17,7 @@ from recsys.ranker.pipeline import (
 __all__ = [
     "PIPELINE_MODELS",
     "TEXT_FEATURES",
+    "TEXT_MODELS",
     "CandidateConfig",
     "LambdaRanker",
     "PipelineConfig",

@@ -32,6 +32,7 @@ from recsys.encoder.interest import (
     profile_scores,
     user_interests,
 )
+from recsys.encoder.recommender import TextRecommender
 from recsys.evaluation.splits import ProtocolName, Split, validation_split
 from recsys.ranker._choices import ValidationChoices
 from recsys.ranker._common import FEATURE_DECIMALS, SCORED, TEXT_FEATURES, _prior_score, _top
@@ -405,6 +406,9 @@ class RankingPipeline(ValidationChoices, OnlineScoring, Recommender):
 
 
 PIPELINE_MODELS: tuple[str, ...] = ("pipeline", "pipeline-no-text")
+# Text alone: `text` ranks by the pipeline's encoder (fine-tuned and/or with a collaborative head, as configured),
+# `text-pretrained` by the pretrained encoder; both choose their profile's recency on the inner split.
+TEXT_MODELS: tuple[str, ...] = ("text", "text-pretrained")
 
 
 def pipeline_factories(
@@ -414,13 +418,24 @@ def pipeline_factories(
     cfg: PipelineConfig | None = None,
     protocol: ProtocolName = "temporal",
     seed: int = 42,
+    pretrained: Callable[[pl.DataFrame, pl.DataFrame], ItemEmbeddings] | None = None,
 ) -> dict[str, Callable[[], Recommender]]:
-    """Factories for `recsys.evaluation.evaluate(extra_models=...)`: `pipeline` and/or `pipeline-no-text`, sharing
-    one (memoised) embedder so the encoder is fine-tuned once per training window."""
+    """Factories for `recsys.evaluation.evaluate(extra_models=...)`: `pipeline`, `pipeline-no-text`, `text` and
+    `text-pretrained` (needs `pretrained`, an embedder without fine-tuning or head), sharing one (memoised) embedder
+    so the encoder is fine-tuned once per training window."""
     out: dict[str, Callable[[], Recommender]] = {}
     for name in names:
+        if name in TEXT_MODELS:
+            emb = pretrained if name == "text-pretrained" else embedder
+            if emb is None:
+                raise ValueError("the text-pretrained row needs a pretrained embedder")
+            interest = (cfg or PipelineConfig()).interest
+            out[name] = lambda emb=emb, interest=interest: TextRecommender(emb, interest, protocol=protocol, seed=seed)
+            continue
         if name not in PIPELINE_MODELS:
-            raise ValueError(f"unknown pipeline model {name!r}; available: {', '.join(PIPELINE_MODELS)}")
+            raise ValueError(
+                f"unknown pipeline model {name!r}; available: {', '.join((*PIPELINE_MODELS, *TEXT_MODELS))}"
+            )
         use_text = name == "pipeline"
         out[name] = lambda use_text=use_text: RankingPipeline(
             embedder, cfg=cfg, protocol=protocol, use_text=use_text, seed=seed

@@ -67,3 +67,13 @@ def test_text_recommender_ranks_cold_items_by_text() -> None:
     recs = model.recommend(["u"], k=2)
     assert recs["item_id"].to_list()[0] == "new"  # never interacted with, but its text matches u's liked item
     assert "a" not in recs["item_id"].to_list()  # seen items are excluded
+
+
+def test_auto_threshold_on_implicit_events_makes_every_event_liked() -> None:
+    events = make_events([("u", "a", 0, 1.0), ("u", "b", 1, 1.0)])  # a constant rating: implicit feedback
+    interests = user_interests(events, EMB, as_of=datetime(2024, 2, 1), cfg=InterestConfig(half_life_days=None))
+    assert interests.profile[0][0] > 0 and interests.profile[0][0] == pytest.approx(interests.profile[0][1])
+    assert not interests.negative.any()  # nothing is a dislike (a 4.0 threshold made both events dislikes)
+    rated = make_events([("u", "a", 0, 5.0), ("u", "b", 1, 1.0)])
+    explicit = user_interests(rated, EMB, as_of=datetime(2024, 2, 1))
+    assert explicit.profile[0][1] == 0 and explicit.negative[0][1] == pytest.approx(1.0)  # 1 < 0.8 x 5
