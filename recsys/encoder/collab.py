@@ -23,6 +23,7 @@ transformer), seeded, so the same data, config and seed give the same head.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -159,8 +160,6 @@ def train_head(
     progress: Callable[[int, int, float], None] | None = None,
 ) -> CollabHead:
     """Train a head on `events` (the training window only) over the item `vectors` (rows of `embeddings_ids`)."""
-    import time
-
     import torch
 
     started = time.perf_counter()

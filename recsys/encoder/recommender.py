@@ -76,7 +76,6 @@ class TextRecommender(Recommender):
             self.embeddings = self._embed(train, items)
         assert self.embeddings is not None
         self.model_version = self.embeddings.model_version
-        self.half_life_events = self.cfg.half_life_events if self.cfg.half_life_events is not None else "none"
         self.interests_: UserInterests = user_interests(
             train, self.embeddings, as_of=after_last_event(train), cfg=self.cfg
         )
@@ -102,5 +101,6 @@ class TextRecommender(Recommender):
         return scores
 
     def evaluation_extras(self, test: pl.DataFrame) -> dict[str, object]:
-        """The recency choice (validation nDCG@10 per half-life) when it was made."""
-        return {"recency_validation_ndcg": self.recency_choice_} if self.recency_choice_ else {}
+        """The profile's positional half-life, and the choice (validation nDCG@10 per half-life) when one was made."""
+        out: dict[str, object] = {"half_life_events": self.cfg.half_life_events}
+        return out | ({"recency_validation_ndcg": self.recency_choice_} if self.recency_choice_ else {})

@@ -160,8 +160,7 @@ def split_fixed(interactions: pl.DataFrame, holdout: pl.DataFrame | None) -> Spl
         )
     train = marked.filter(~pl.col("_test")).drop("_test")
     later = marked.filter(pl.col("_test")).drop("_test")
-    known = train[S.USER_ID].unique().implode()
-    test = later.filter(pl.col(S.USER_ID).is_in(known))
+    test = _with_training_history(later, train)
     return Split(
         "fixed",
         train,
@@ -190,8 +189,7 @@ def split_cold_items(interactions: pl.DataFrame, *, cold_fraction: float = 0.2, 
     is_cold = pl.col(S.ITEM_ID).is_in(cold.implode())
     train = interactions.filter(~is_cold)
     held = interactions.filter(is_cold)
-    known = train[S.USER_ID].unique().implode()
-    test = held.filter(pl.col(S.USER_ID).is_in(known))
+    test = _with_training_history(held, train)
     return Split(
         "cold-items",
         train,
@@ -208,6 +206,11 @@ def split_cold_items(interactions: pl.DataFrame, *, cold_fraction: float = 0.2, 
         ),
         held_out_items=tuple(cold.to_list()),
     )
+
+
+def _with_training_history(events: pl.DataFrame, train: pl.DataFrame) -> pl.DataFrame:
+    """The rows of `events` whose user has training events (the only users a protocol judges)."""
+    return events.filter(pl.col(S.USER_ID).is_in(train[S.USER_ID].unique().implode()))
 
 
 def _stats(train: pl.DataFrame, test: pl.DataFrame, **extra: object) -> dict[str, object]:
