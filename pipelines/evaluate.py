@@ -12,7 +12,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from recsys import nightly as steps
-from recsys.config import load_settings
+from recsys.config import load_settings, resolve_feedback
 from recsys.data import load_dataset
 from recsys.evaluation.render import markdown_report
 from recsys.registry import Registry, load_bundle
@@ -24,9 +24,7 @@ _task = {"persist_result": False, "cache_policy": NO_CACHE}
 @task(retries=2, retry_delay_seconds=5, timeout_seconds=600, **_task)
 def fetch(registry: Registry, ref: str, work_dir: Path):
     """A version by number or alias ('champion', 'challenger'), downloaded and loaded."""
-    info = registry.by_alias(ref) if not str(ref).isdigit() else registry.get(int(ref))
-    if info is None:
-        raise KeyError(f"no version with alias {ref!r} in {registry}")
+    info = registry.resolve(ref)
     return info, load_bundle(registry.download(info.version, work_dir / "evaluate" / str(info.version)))
 
 
@@ -66,6 +64,7 @@ def evaluate_versions(
     fetched = [fetch(registry, str(r), settings.nightly.work_dir) for r in refs]
     bundles = {f"v{info.version}": bundle for info, bundle in fetched}
     data = load(settings)
+    settings = resolve_feedback(settings, data)  # "auto" protocol and thresholds, for this dataset
     split = steps.nightly_split(data, settings)
     notes = []
     test_start = split.params.get("cutoff")

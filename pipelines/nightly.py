@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -14,6 +17,7 @@ from recsys import nightly as steps
 from recsys.config import Settings, load_settings, resolve_feedback
 from recsys.data import load_dataset
 from recsys.data.dataset import Dataset
+from recsys.encoder.stage import with_head
 from recsys.registry import CHALLENGER, CHAMPION, Registry, load_bundle
 from recsys.registry import runs as mlrun
 from recsys.serving import SnapshotStore, open_store
@@ -21,7 +25,7 @@ from recsys.serving import SnapshotStore, open_store
 # In-process objects (frames, models) flow between tasks; nothing is worth persisting through Prefect's result
 # store, and the expensive step (fine-tuning) is cached by its own content-addressed folder. Retries and timeouts
 # sit on the steps whose failures are transient (file reads, the tracking server, the snapshot store); fine-tuning
-# bounds itself with its wall-time budget.
+# and the collaborative head run a fixed number of steps.
 _task = {"persist_result": False, "cache_policy": NO_CACHE}
 
 
@@ -43,8 +47,11 @@ def champion_bundle(registry: Registry, work_dir: Path):
 
 @task(**_task)
 def fine_tune_encoder(split, items, settings: Settings, init_adapter: Path | None) -> steps.EncoderOutcome:
+    from recsys.encoder.stage import fine_tune_enabled
     from recsys.progress import training_bar
 
+    if not fine_tune_enabled(settings.encoder):  # no bar for a step that does not run
+        return steps.train_encoder(split, items, settings, work_dir=settings.nightly.work_dir, init_adapter=None)
     with training_bar("fine-tuning the encoder") as bar:
         return steps.train_encoder(
             split, items, settings, work_dir=settings.nightly.work_dir, init_adapter=init_adapter, progress=bar
@@ -60,9 +67,17 @@ def embed(items, settings: Settings, adapter: Path | None):
 
 
 @task(**_task)
-def train_ranker(split, dataset: Dataset, settings: Settings, embeddings, adapter, out: Path, meta: dict):
+def collab_head(split, embeddings, settings: Settings):
+    from recsys.progress import steps_bar
+
+    with steps_bar("training the collaborative head") as bar:
+        return steps.train_collab_head(split, embeddings, settings, work_dir=settings.nightly.work_dir, progress=bar)
+
+
+@task(**_task)
+def train_ranker(split, dataset: Dataset, settings: Settings, embeddings, adapter, head, out: Path, meta: dict):
     return steps.train_version(
-        split, dataset, settings, embeddings=embeddings, adapter=adapter, out=out, extra_meta=meta
+        split, dataset, settings, embeddings=embeddings, adapter=adapter, head=head, out=out, extra_meta=meta
     )
 
 
@@ -75,8 +90,7 @@ def evaluate_versions(dataset, split, bundles: dict, settings: Settings):
 
 
 @task(retries=2, retry_delay_seconds=5, timeout_seconds=600, **_task)
-def record(registry: Registry, run_id: str, report, decision, params: dict, folder: Path) -> None:
-    mlrun.log_params(registry, run_id, params)
+def record(registry: Registry, run_id: str, report, decision, folder: Path) -> None:
     mlrun.log_evaluation(registry, run_id, report, folder=folder)
     mlrun.log_json(registry, run_id, "gate.json", decision.to_dict())
 
@@ -146,92 +160,140 @@ def nightly(config_path: str | None = None, force: bool = False, overrides: dict
             store=cfg.store_path,
         )
 
-    with steps.timed(seconds, "champion"):
+    # The MLflow run opens now and covers the whole night: settings first, each step's seconds as it finishes, what
+    # training did, the evaluation and the gate; a failure marks it FAILED.
+    run_id = mlrun.start_run(
+        registry,
+        run_name=f"nightly-{datetime.now(UTC):%Y%m%dT%H%M%S}",
+        tags={
+            "recsys.input_key": key,
+            "recsys.data_fingerprint": dataset.fingerprint,
+            "mlflow.source.git.commit": code,
+            "recsys.dataset": dataset.name,
+        },
+    )
+    try:
+        params = mlrun.flatten(
+            "", settings.model_dump(mode="json", include={"data", "evaluation", "encoder", "ranker", "nightly"})
+        )
+        params |= {"data.fingerprint": dataset.fingerprint, "code.version": code, "input_key": key}
+        mlrun.log_params(registry, run_id, params)
+        mlrun.log_metrics(registry, run_id, {"seconds.load_and_validate": seconds["load_and_validate"]})
+        return _night(logger, settings, dataset, registry, store, run_id, key, code, existing, seconds)
+    except BaseException:
+        mlrun.end_run(registry, run_id, failed=True)
+        raise
+
+
+def _night(
+    logger,
+    settings: Settings,
+    dataset: Dataset,
+    registry: Registry,
+    store: SnapshotStore,
+    run_id: str,
+    key: str,
+    code: str,
+    existing,
+    seconds: dict[str, float],
+) -> dict[str, Any]:
+    """The night after the idempotency check, inside the open MLflow run `run_id` (the caller ends it on failure)."""
+    cfg = settings.nightly
+
+    @contextmanager
+    def step(name: str) -> Iterator[None]:
+        with steps.timed(seconds, name):
+            yield
+        mlrun.log_metrics(registry, run_id, {f"seconds.{name}": seconds[name]})
+
+    with step("champion"):
         champ, champ_bundle = champion_bundle(registry, cfg.work_dir)
-    with steps.timed(seconds, "split"):
+    mlrun.log_params(registry, run_id, {"champion.before": champ.label if champ else "none"})
+    with step("split"):
         split = steps.nightly_split(dataset, settings)
     init = champ_bundle.adapter_path if (champ_bundle is not None and cfg.warm_start) else None
-    with steps.timed(seconds, "fine_tune"):
+    with step("fine_tune"):
         enc = fine_tune_encoder(split, dataset.items, settings, init)
-    with steps.timed(seconds, "embed"):
+    with step("embed"):
         embeddings = embed(dataset.items, settings, enc.adapter)
+    with step("collab_head"):
+        head = collab_head(split, embeddings, settings)
+        if head is not None:
+            embeddings = with_head(embeddings, head)
+            r = head.result
+            logger.info(
+                "collaborative head (%s): %s steps (%s), loss %.4f -> %.4f, %.1f s",
+                r.objective,
+                r.steps,
+                r.stopped,
+                r.initial_loss,
+                r.final_loss,
+                r.wall_seconds,
+            )
+    if enc.result:
+        logger.info(
+            "LoRA fine-tuning: %s steps, %s pairs, stopped: %s",
+            enc.result.get("steps"),
+            enc.result.get("pairs_seen"),
+            enc.result.get("stopped"),
+        )
+    else:
+        logger.info("LoRA fine-tuning: off ([encoder] enabled_fine_tune; auto = on where a CUDA device is present)")
     meta = {
         "input_key": key,
         "data_fingerprint": dataset.fingerprint,
         "code_version": code,
         "warm_start_from": champ.label if (champ and init) else None,
         "fine_tune": enc.result,
+        "collab_head": asdict(head.result) if head is not None else None,
     }
-    with steps.timed(seconds, "train_ranker"):
+    # What training actually did (steps run, pairs seen, loss, why it stopped), next to the settings.
+    fine_tune = {k: v for k, v in (enc.result or {}).items() if k != "history"} or "off"
+    trained = mlrun.flatten("trained", {"fine_tune": fine_tune, "collab_head": meta["collab_head"] or "off"})
+    mlrun.log_params(registry, run_id, trained)
+    with step("train_ranker"):
         folder = key if existing is None else f"{key}-rerun-{datetime.now(UTC):%Y%m%dT%H%M%S}"
         bundle = train_ranker(
-            split, dataset, settings, embeddings, enc.adapter, cfg.work_dir / "bundles" / folder, meta
+            split, dataset, settings, embeddings, enc.adapter, head, cfg.work_dir / "bundles" / folder, meta
         )
-    with steps.timed(seconds, "evaluate"):
+    with step("evaluate"):
         versions = {steps.CANDIDATE: bundle} | ({steps.CHAMPION: champ_bundle} if champ_bundle else {})
         report = evaluate_versions(dataset, split, versions, settings)
         decision = steps.gate(report, cfg.gate, seed=settings.evaluation.seed)
     logger.info("gate: %s (%s)", "PROMOTE" if decision.promote else "keep the champion", decision.reason)
 
-    with steps.timed(seconds, "register"):
-        run_id = mlrun.start_run(
-            registry,
-            run_name=f"nightly-{datetime.now(UTC):%Y%m%dT%H%M%S}",
-            tags={
-                "recsys.input_key": key,
-                "recsys.data_fingerprint": dataset.fingerprint,
-                "mlflow.source.git.commit": code,
-                "recsys.dataset": dataset.name,
-            },
-        )
-        try:
-            params = mlrun.flatten(
-                "", settings.model_dump(mode="json", include={"data", "evaluation", "encoder", "ranker", "nightly"})
-            )
-            params |= {
-                "data.fingerprint": dataset.fingerprint,
-                "code.version": code,
-                "input_key": key,
-                "champion.before": champ.label if champ else "none",
-            }
-            record(registry, run_id, report, decision, params, cfg.work_dir / "runs" / run_id)
-            mlrun.log_json(registry, run_id, "data_summary.json", dataset.summary())
-            mlrun.log_json(registry, run_id, "split.json", {"params": split.params, "stats": split.stats})
-            tags = {
-                "recsys.input_key": key,
-                "recsys.data_fingerprint": dataset.fingerprint,
-                "recsys.code_version": code,
-                "recsys.gate": "pass" if decision.promote else "fail",
-                "recsys.gate_reason": decision.reason[:500],
-                "recsys.bundle_digest": bundle.digest,
-            }
-            if existing is not None:
-                tags["recsys.rerun_of"] = str(existing.version)
-            version = register(registry, run_id, bundle.path, tags)
-            registry.set_alias(CHALLENGER, version.version)
-        except BaseException:
-            mlrun.end_run(registry, run_id, failed=True)
-            raise
+    with step("register"):
+        record(registry, run_id, report, decision, cfg.work_dir / "runs" / run_id)
+        mlrun.log_json(registry, run_id, "data_summary.json", dataset.summary())
+        mlrun.log_json(registry, run_id, "split.json", {"params": split.params, "stats": split.stats})
+        tags = {
+            "recsys.input_key": key,
+            "recsys.data_fingerprint": dataset.fingerprint,
+            "recsys.code_version": code,
+            "recsys.gate": "pass" if decision.promote else "fail",
+            "recsys.gate_reason": decision.reason[:500],
+            "recsys.bundle_digest": bundle.digest,
+        }
+        if existing is not None:
+            tags["recsys.rerun_of"] = str(existing.version)
+        version = register(registry, run_id, bundle.path, tags)
+        registry.set_alias(CHALLENGER, version.version)
     # The champion after tonight: the candidate if promoted, else the current champion (its lists refreshed with
     # tonight's data). Lists are built before the alias moves; the alias moves before the atomic publish.
     serving, label = (bundle, version.label) if decision.promote else (champ_bundle, champ.label if champ else None)
     snapshot_id = None
-    try:
-        if serving is not None and label is not None:
-            with steps.timed(seconds, "build_lists"):
-                lists, fallback = build_lists(serving, dataset, settings)
-            if decision.promote:
-                registry.set_alias(CHAMPION, version.version)
-                logger.info("promoted %s to champion", version.label)
-            reason = {"input_key": key, "run_id": run_id, "reason": "promoted" if decision.promote else "refresh"}
-            with steps.timed(seconds, "publish"):
-                snapshot = publish(store, lists, fallback, label, serving, dataset, cfg.work_dir, reason)
-            snapshot_id = snapshot.snapshot_id
-        mlrun.log_json(registry, run_id, "timings.json", seconds)
-        mlrun.end_run(registry, run_id)
-    except BaseException:
-        mlrun.end_run(registry, run_id, failed=True)
-        raise
+    if serving is not None and label is not None:
+        with step("build_lists"):
+            lists, fallback = build_lists(serving, dataset, settings)
+        if decision.promote:
+            registry.set_alias(CHAMPION, version.version)
+            logger.info("promoted %s to champion", version.label)
+        reason = {"input_key": key, "run_id": run_id, "reason": "promoted" if decision.promote else "refresh"}
+        with step("publish"):
+            snapshot = publish(store, lists, fallback, label, serving, dataset, cfg.work_dir, reason)
+        snapshot_id = snapshot.snapshot_id
+    mlrun.log_json(registry, run_id, "timings.json", seconds)
+    mlrun.end_run(registry, run_id)
     champion_now = registry.champion()
     return _summary(
         status="promoted" if decision.promote else "not_promoted",

@@ -12,12 +12,12 @@ from typing import Annotated, NoReturn
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from recsys.data.errors import DataValidationError
-from recsys.evaluation.render import render_report
-
-app = typer.Typer(add_completion=False, no_args_is_help=True, help="recsys: LLM-enhanced recommender pipeline.")
+app = typer.Typer(
+    add_completion=False, no_args_is_help=True, rich_markup_mode=None, help="recsys: LLM-enhanced recommender pipeline."
+)
 # A wide table stays readable when piped to a file or CI log (rich would otherwise assume 80 columns).
 console = Console() if sys.stdout.isatty() else Console(width=200)
 err = Console(stderr=True)
@@ -64,8 +64,8 @@ def _user_errors() -> Iterator[None]:
     """Bad data, bad values or missing files become one red line and exit status 2 (no traceback)."""
     try:
         yield
-    except (DataValidationError, ValueError, FileNotFoundError) as exc:
-        err.print(f"[red]error:[/red] {exc}")
+    except (ValueError, FileNotFoundError) as exc:  # DataValidationError is a ValueError
+        err.print("[red]error:[/red]", escape(str(exc)))
         raise typer.Exit(2) from exc
 
 
@@ -80,7 +80,7 @@ def _parse_time(value: str, option: str) -> datetime:
 
 def _bad_settings(exc: Exception) -> NoReturn:
     problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())  # type: ignore[attr-defined]
-    err.print(f"[red]error:[/red] invalid settings: {problems}")
+    err.print("[red]error:[/red] invalid settings:", escape(problems))
     raise typer.Exit(2) from exc
 
 
@@ -95,7 +95,7 @@ def _settings(config: Path | None):
     except ValidationError as exc:
         _bad_settings(exc)
     except FileNotFoundError as exc:
-        err.print(f"[red]error:[/red] {exc}")
+        err.print("[red]error:[/red]", escape(str(exc)))
         raise typer.Exit(2) from exc
 
 
@@ -134,7 +134,11 @@ def validate(
 def evaluate(
     dataset: DatasetOpt = None,
     protocol: Annotated[
-        str | None, typer.Option(help="ms-stratified, temporal, leave-last-out, fixed (shipped split) or cold-items")
+        str | None,
+        typer.Option(
+            help="ms-stratified, temporal, leave-last-out, fixed (shipped split), cold-items, or auto (default: fixed "
+            "when the data ships a split, else temporal)"
+        ),
     ] = None,
     models: Annotated[
         str | None,
@@ -161,7 +165,7 @@ def evaluate(
     """Evaluate baselines side by side on a fixed protocol; print a table, optionally write JSON and top-K lists."""
     from pydantic import ValidationError
 
-    from recsys.config import resolve_feedback
+    from recsys.config import resolve_feedback, resolve_protocol
     from recsys.evaluation import evaluate as run_evaluation
 
     flags = {
@@ -182,9 +186,18 @@ def evaluate(
         _bad_settings(exc)
     dataset = dataset or (None if interactions else settings.data.dataset)
     names = list(cfg.models)
+    from recsys.baselines import BASELINES
+    from recsys.ranker import PIPELINE_MODELS, TEXT_MODELS
+
+    known = [*BASELINES, *TEXT_MODELS, *PIPELINE_MODELS]
+    unknown = [n for n in names if n not in known]
+    if unknown:  # before any data is read or model trained
+        err.print("[red]error:[/red]", escape(f"unknown model(s) {', '.join(unknown)}; available: {', '.join(known)}"))
+        raise typer.Exit(2)
     with _user_errors():
         ds = _load(dataset, interactions, items, mapping, timestamp_unit, policy, quarantine_dir)
         settings = resolve_feedback(settings, ds)  # "auto" thresholds: the dataset's explicit/implicit feedback
+        cfg = cfg.model_copy(update={"protocol": resolve_protocol(cfg.protocol, ds)})  # auto: the shipped split
         n_steps = 2 * len(names) + ("ease" in names)
         with Progress(
             SpinnerColumn(),
@@ -214,6 +227,10 @@ def evaluate(
                 progress=step,
             )
             bar.update(task, completed=n_steps, description="done")
+    from recsys.evaluation.render import render_report
+
+    for line in ds.report.summary_lines():
+        console.print(f"data: {escape(line)}", soft_wrap=True)
     console.print(render_report(report))
     if out:
         report.write_json(out)
@@ -227,12 +244,13 @@ def _pipeline_models(names: list[str], settings, protocol: str, seed: int, bar: 
     """Factories of the full pipeline (and its no-text ablation) named in `names`, sharing one fine-tuning whose
     progress shows as a task of `bar`."""
     from recsys.encoder import FineTuneStatus, TextEmbedder
+    from recsys.encoder.stage import fine_tune_enabled
     from recsys.ranker import PIPELINE_MODELS, TEXT_MODELS, pipeline_factories
 
     wanted = [n for n in names if n in PIPELINE_MODELS or n in TEXT_MODELS]
     if not wanted:
         return {}
-    task = bar.add_task("fine-tuning the encoder", total=None, visible=settings.encoder.enabled_fine_tune)
+    task = bar.add_task("fine-tuning the encoder", total=None, visible=fine_tune_enabled(settings.encoder))
 
     def training(status: FineTuneStatus) -> None:
         bar.update(
@@ -340,8 +358,10 @@ def embed(
 
 
 # -- nightly flow, registry, schedule ---------------------------------------------------------------------------
-run_app = typer.Typer(no_args_is_help=True, help="Run a Prefect flow once, now.")
-registry_app = typer.Typer(no_args_is_help=True, help="Registered versions: list, roll the champion back.")
+run_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="Run a Prefect flow once, now.")
+registry_app = typer.Typer(
+    no_args_is_help=True, rich_markup_mode=None, help="Registered versions: list, roll the champion back."
+)
 app.add_typer(run_app, name="run")
 app.add_typer(registry_app, name="registry")
 
@@ -371,7 +391,7 @@ def run_nightly(
     from pipelines.nightly import nightly
 
     if config is not None and not config.is_file():
-        err.print(f"[red]error:[/red] {config}: settings file not found")
+        err.print("[red]error:[/red]", escape(f"{config}: settings file not found"))
         raise typer.Exit(2)
     with _user_errors():
         try:
@@ -430,6 +450,15 @@ def run_evaluate(
     config: Annotated[Path | None, typer.Option(help="Settings TOML")] = None,
 ) -> None:
     """Evaluate registered versions side by side (default: the champion) as a Prefect flow; print the table."""
+    from recsys.registry import Registry
+
+    registry = Registry(_settings(config).tracking)
+    try:  # check the versions before starting a flow: one line, exit 2
+        for ref in version or ["champion"]:
+            registry.resolve(ref)
+    except KeyError as exc:
+        err.print("[red]error:[/red]", escape(str(exc.args[0])))
+        raise typer.Exit(2) from exc
     _flow_env()
     from pipelines.evaluate import evaluate_versions
 
@@ -442,7 +471,7 @@ def run_evaluate(
                 config_path=str(config) if config else None,
             )
         except KeyError as exc:
-            err.print(f"[red]error:[/red] {exc.args[0]}")
+            err.print("[red]error:[/red]", escape(str(exc.args[0])))
             raise typer.Exit(2) from exc
     console.print(out["markdown"])
     console.print(f"MLflow run: {out['run_id']}")
@@ -488,7 +517,7 @@ def registry_rollback(
         before = registry.champion()
         info = registry.rollback(version)
     except KeyError as exc:
-        err.print(f"[red]error:[/red] {exc.args[0]}")
+        err.print("[red]error:[/red]", escape(str(exc.args[0])))
         raise typer.Exit(2) from exc
     console.print(f"champion: {before.label if before else 'none'} -> {info.label}")
     if republish:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
@@ -13,7 +13,7 @@ from recsys.data.dataset import Dataset
 from recsys.data.validation import ValidationPolicy
 from recsys.encoder.interest import InterestConfig
 from recsys.encoder.pairs import PairConfig
-from recsys.encoder.stage import EncoderStageConfig
+from recsys.encoder.stage import EncoderStageConfig, fine_tune_enabled
 from recsys.evaluation.runner import EASE_GRID
 from recsys.evaluation.splits import ProtocolName
 from recsys.nightly import NightlyConfig
@@ -33,7 +33,10 @@ class DataConfig(BaseModel, frozen=True, extra="forbid"):
 class EvaluationConfig(BaseModel, frozen=True, extra="forbid"):
     """Protocol, models and cut-offs of an offline evaluation."""
 
-    protocol: ProtocolName = "temporal"
+    protocol: ProtocolName | Literal["auto"] = Field(
+        "auto",
+        description="auto: `fixed` when the dataset ships its own split (e.g. amazon-scientific), else `temporal`",
+    )
     cutoff: datetime | None = Field(None, description="temporal: global cutoff; default from test_fraction")
     test_fraction: float = Field(0.2, gt=0, lt=1, description="temporal: share of events after the cutoff")
     models: tuple[str, ...] = ("toppop", "sar", "itemknn", "ease", "als")
@@ -44,7 +47,7 @@ class EvaluationConfig(BaseModel, frozen=True, extra="forbid"):
 
     def protocol_params(self) -> dict[str, object]:
         """Split arguments of the chosen protocol."""
-        if self.protocol == "temporal":
+        if self.protocol in ("temporal", "auto"):  # auto resolves to temporal for data without a shipped split
             return {"cutoff": self.cutoff, "test_fraction": self.test_fraction}
         return {}
 
@@ -88,12 +91,21 @@ def load_settings(path: Path | None = None, **overrides: object) -> Settings:
 _Thresholded = TypeVar("_Thresholded", PairConfig, InterestConfig)
 
 
+def resolve_protocol(protocol: ProtocolName | Literal["auto"], dataset: Dataset) -> ProtocolName:
+    """`auto`: the split shipped with the data (`fixed`) when there is one, else `temporal`."""
+    if protocol != "auto":
+        return protocol
+    return "fixed" if dataset.holdout is not None else "temporal"
+
+
 def resolve_feedback(settings: Settings, dataset: Dataset) -> Settings:
-    """`settings` with every positive threshold still "auto" (training pairs, interest profiles of the encoder stage
-    and of the ranker) set to the dataset's (`dataset.feedback`: from its spec or inferred when it was validated).
+    """`settings` with every "auto" resolved for `dataset` and this machine: the positive thresholds (training pairs,
+    interest profiles of the encoder stage and of the ranker) set to the dataset's (`dataset.feedback`: from its spec
+    or inferred when it was validated), the evaluation protocol (`resolve_protocol`), and whether the encoder is
+    fine-tuned (`fine_tune_enabled`).
 
     Called where settings meet a dataset (CLI, flows), so each stage, the logged params and the input key see the
-    number actually used; a threshold set explicitly stays as it is.
+    values actually used; a value set explicitly stays as it is.
     """
     threshold = dataset.feedback.positive_threshold  # type: ignore[union-attr]  # set on construction
 
@@ -101,9 +113,22 @@ def resolve_feedback(settings: Settings, dataset: Dataset) -> Settings:
         return cfg.model_copy(update={"positive_threshold": threshold}) if cfg.positive_threshold == "auto" else cfg
 
     enc, ranker = settings.encoder, settings.ranker
-    encoder = enc.model_copy(update={"pairs": resolved(enc.pairs), "interest": resolved(enc.interest)})
+    encoder = enc.model_copy(
+        update={
+            "pairs": resolved(enc.pairs),
+            "interest": resolved(enc.interest),
+            "enabled_fine_tune": fine_tune_enabled(enc),  # auto: on where a CUDA device is present
+        }
+    )
+    evaluation = settings.evaluation.model_copy(
+        update={"protocol": resolve_protocol(settings.evaluation.protocol, dataset)}
+    )
     return settings.model_copy(
-        update={"encoder": encoder, "ranker": ranker.model_copy(update={"interest": resolved(ranker.interest)})}
+        update={
+            "encoder": encoder,
+            "ranker": ranker.model_copy(update={"interest": resolved(ranker.interest)}),
+            "evaluation": evaluation,
+        }
     )
 
 

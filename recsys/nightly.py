@@ -2,10 +2,11 @@
 
 Semantics of one night (all times from the data, so a re-run on the same data is the same night):
 
-* the evaluation split is the configured protocol (default `temporal`: the last 20% of events are held out);
-* a new version = a LoRA adapter fine-tuned (warm-started from the champion's) on the inner training part of the
-  split's training window + a LambdaRank ranker whose labels come from the inner hold-out; neither ever sees the
-  held-out test events;
+* the evaluation split is the configured protocol (default `auto`: the split the data ships when it has one, else
+  `temporal`, the last 20% of events held out);
+* a new version = a LoRA adapter fine-tuned (warm-started from the champion's) and/or a collaborative head trained on
+  the inner training part of the split's training window + a LambdaRank ranker whose labels come from the inner
+  hold-out; none of them ever sees the held-out test events;
 * the new version and the champion are evaluated on the same split, the champion with its own adapter and ranker
   and sources rebuilt on the same training window (so the comparison is paired and fair), beside baselines;
 * the new version is registered in any case, promoted only through the gate;
@@ -33,9 +34,10 @@ from recsys.data import schema as S
 from recsys.data.dataset import Dataset, after_last_event, fingerprint_frames
 from recsys.data.registry import load_dataset
 from recsys.encoder.cache import ItemEmbeddings, embed_items
+from recsys.encoder.collab import CollabHead, train_head
 from recsys.encoder.finetune import FineTuneStatus
 from recsys.encoder.model import TextEncoder
-from recsys.encoder.stage import tune_on_window
+from recsys.encoder.stage import fine_tune_enabled, tune_on_window
 from recsys.encoder.text import build_item_text
 from recsys.evaluation.runner import EvaluationReport, environment_info, evaluate
 from recsys.evaluation.splits import Split, make_split, validation_split
@@ -108,16 +110,9 @@ def train_encoder(
     """Fine-tune the encoder on the inner training part of the split's training window (the part the ranker's
     labels do not come from). Content-addressed: identical inputs reuse the adapter already on disk."""
     enc, seed = settings.encoder, settings.evaluation.seed
-    if enc.head.enabled:
-        # A bundle re-embeds the catalog with base model + adapter; it does not carry a head yet, so a nightly with
-        # one would train its ranker on vectors that evaluation and serving could not rebuild.
-        raise ValueError(
-            "[encoder.head] enabled = true is supported by `recsys evaluate` only: model bundles do not carry the "
-            "collaborative head yet; turn it off for the nightly"
-        )
-    inner = validation_split(split.train, settings.evaluation.protocol, seed=seed)
-    if not enc.enabled_fine_tune:
+    if not fine_tune_enabled(enc):
         return EncoderOutcome(None, None)
+    inner = validation_split(split.train, settings.evaluation.protocol, seed=seed)
     from recsys.encoder.model import model_digest
 
     key = _sha(
@@ -152,6 +147,40 @@ def embed_catalog(
     return embed_items(text, TextEncoder(model_cfg), cache_dir=enc.cache_dir, progress=progress)
 
 
+def train_collab_head(
+    split: Split,
+    embeddings: ItemEmbeddings,
+    settings: Any,
+    *,
+    work_dir: Path,
+    progress: Callable[[int, int, float], None] | None = None,
+) -> CollabHead | None:
+    """The collaborative head (`[encoder.head]`, when enabled) trained on the inner training part of the split's
+    training window over `embeddings` (base + adapter): like the adapter, it never sees the events the ranker's labels
+    come from. Content-addressed: identical inputs reuse the head already on disk."""
+    enc, seed = settings.encoder, settings.evaluation.seed
+    if not enc.head.enabled:
+        return None
+    inner = validation_split(split.train, settings.evaluation.protocol, seed=seed)
+    key = _sha(
+        fingerprint_frames(inner.train),
+        embeddings.model_version,
+        embeddings.item_ids,
+        enc.head.model_dump(mode="json"),
+        seed,
+    )[:20]
+    out = Path(work_dir) / "heads" / key
+    if (out / "head.json").is_file():
+        return CollabHead.load(out)
+    head = train_head(inner.train, embeddings.item_ids, embeddings.vectors, enc.head, seed=seed, progress=progress)
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    head.save(tmp)
+    shutil.rmtree(out, ignore_errors=True)
+    tmp.rename(out)
+    return head
+
+
 # -- ranker and bundle ------------------------------------------------------------------------------------------
 def train_version(
     split: Split,
@@ -161,9 +190,11 @@ def train_version(
     embeddings: ItemEmbeddings,
     adapter: Path | None,
     out: Path,
+    head: CollabHead | None = None,
     extra_meta: dict[str, Any] | None = None,
 ) -> ModelBundle:
-    """Candidates + features + LambdaRank trained on the split's training window; saved as a bundle."""
+    """Candidates + features + LambdaRank trained on the split's training window; saved as a bundle. `embeddings`
+    are the vectors the ranker sees: base + adapter, mapped by `head` when there is one (the bundle carries both)."""
     seed = settings.evaluation.seed
     pipe = RankingPipeline(
         embeddings, cfg=settings.ranker, protocol=settings.evaluation.protocol, use_text=True, seed=seed
@@ -179,6 +210,7 @@ def train_version(
         text=settings.encoder.text,
         pipeline=pipe.resolved_cfg,
         protocol=settings.evaluation.protocol,
+        head=head,
         extra={"label_stats": pipe.label_stats_, **(extra_meta or {})},
     )
 

@@ -67,3 +67,15 @@ def training_bar(description: str, *, console: Console | None = None) -> Iterato
             bar.update(task, completed=status.step, total=status.total_steps, info=info)
 
         yield update
+
+
+@contextmanager
+def steps_bar(description: str, *, console: Console | None = None) -> Iterator[Callable[[int, int, float], None]]:
+    """A bar over a fixed number of optimisation steps showing the loss (the collaborative head's callback)."""
+    with _progress(console, TextColumn("{task.fields[info]}")) as bar:
+        task = bar.add_task(description, total=None, info="")
+
+        def update(step: int, total: int, loss: float) -> None:
+            bar.update(task, completed=step, total=total, info=f"loss {loss:.4f}")
+
+        yield update

@@ -7,6 +7,7 @@ terms forbid redistribution, so they are never copied into the repository.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
 import os
 from collections.abc import Mapping
@@ -20,7 +21,7 @@ from recsys.data._readers import read_table
 from recsys.data._recbole import map_index, read_recbole_index, read_recbole_sequences
 from recsys.data.dataset import Dataset, validate_dataset
 from recsys.data.errors import DataValidationError
-from recsys.data.validation import ValidationPolicy
+from recsys.data.validation import KNOWN_COLUMNS, ROW, ValidationPolicy
 
 ML100K_GENRES = (
     "unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary", "Drama", "Fantasy",
@@ -210,6 +211,7 @@ def load_files(
     rename = {v: k for k, v in mapping.items()}
 
     fixed: dict[str, dict[str, int]] = {}
+    raw_columns: list[str] = []
 
     def read(path: Path) -> pl.DataFrame:
         sep = separator or ("\t" if Path(path).suffix.lower() in (".tsv", ".tab") else ",")
@@ -217,10 +219,21 @@ def load_files(
             Path(path), separator=sep, encoding=encoding, on_bad_encoding=(policy or ValidationPolicy()).on_bad_encoding
         )
         fixed[str(path)] = {"replaced_invalid_text": n_fixed}
+        raw_columns.extend(c for c in df.columns if c != ROW and c not in raw_columns)
         return df.rename({k: v for k, v in rename.items() if k in df.columns})
 
     ev = read(interactions)
     it = read(items)
+    for canonical, column in mapping.items():  # a typo in the mapping: point at the file's closest column
+        if column in raw_columns:
+            continue
+        present = [c for c in raw_columns if c not in rename and c not in KNOWN_COLUMNS]
+        close = difflib.get_close_matches(column, present, n=1, cutoff=0.5)
+        hint = f"; did you mean --map {canonical}={close[0]}?" if close else ""
+        raise DataValidationError(
+            f"column mapping --map {canonical}={column}: no column {column!r} in {interactions} or {items}{hint} "
+            f"(their columns: {', '.join(repr(c) for c in raw_columns)})"
+        )
     for col in (S.GENRES, S.TAGS):
         if col in it.columns and it.schema[col] == pl.String:
             it = it.with_columns(

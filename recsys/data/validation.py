@@ -24,6 +24,7 @@ from recsys.data import schema as S
 from recsys.data.errors import DataValidationError
 
 ROW: str = "_row"  # 1-based data row in the source file (header excluded)
+KNOWN_COLUMNS: frozenset[str] = frozenset({*S.INTERACTION_SCHEMA, *S.OPTIONAL_INTERACTION_SCHEMA, *S.ITEM_SCHEMA})
 
 OnProblem: TypeAlias = Literal["error", "drop"]
 OnBadEncoding: TypeAlias = Literal["error", "replace"]
@@ -66,6 +67,23 @@ class ValidationReport:
     def n_quarantined(self) -> int:
         return sum(sum(v.values()) for v in self.quarantined.values())
 
+    def summary_lines(self) -> list[str]:
+        """What a person should read before the metrics: rows kept per source, rows quarantined per reason and where
+        they were written, what was repaired, and what the loader assumed."""
+        lines = []
+        for source, read in self.rows_read.items():
+            kept = self.rows_kept.get(source, read)
+            q = self.quarantined.get(source, {})
+            why = ", ".join(f"{n} {reason}" for reason, n in sorted(q.items()))
+            lines.append(f"{source}: {kept} of {read} rows kept" + (f"; quarantined {why}" if why else ""))
+            fixes = ", ".join(f"{n} {fix}" for fix, n in sorted(self.fixed.get(source, {}).items()) if n)
+            if fixes:
+                lines.append(f"{source}: repaired {fixes}")
+        if self.n_quarantined:
+            where = self.quarantine_path or "not written (give --quarantine-dir to keep them)"
+            lines.append(f"{self.n_quarantined} quarantined row(s): {where}")
+        return [*lines, *self.notes]
+
     def to_dict(self) -> dict[str, object]:
         return {
             "rows_read": self.rows_read,
@@ -97,7 +115,9 @@ def require_columns(df: pl.DataFrame, required: Iterable[str], *, source: str) -
         return
     hints = []
     for c in missing:
-        close = difflib.get_close_matches(c, [x for x in df.columns if x != ROW], n=1, cutoff=0.5)
+        # only the file's own names are candidates: a canonical column that is present is not the missing one
+        own = [x for x in df.columns if x != ROW and x not in KNOWN_COLUMNS]
+        close = difflib.get_close_matches(c, own, n=1, cutoff=0.5)
         hints.append(f"'{c}'" + (f" (did you mean '{close[0]}'? map it with --map {c}={close[0]})" if close else ""))
     present = ", ".join(repr(c) for c in df.columns if c != ROW)
     raise DataValidationError(
@@ -158,13 +178,12 @@ def coerce_types(
         bad = parsed.filter(is_bad & ~bad_mask)
         if bad.height:
             if on_bad_type == "error":
-                raise _fail(
-                    source,
-                    f"a value that is not {dtypes[col]} (e.g. {bad[col][0]!r})",
-                    col,
-                    bad,
-                    "fix the values or pass on_bad_type='drop' to quarantine them",
-                )
+                fix = "fix the values or quarantine them with --policy on_bad_type=drop"
+                if dtypes[col] == S.TIMESTAMP_DTYPE and timestamp_unit != "iso" and df.schema[col] == pl.String:
+                    iso = df.select(_parse_timestamp(pl.col(col), "iso").is_not_null().mean()).item()
+                    if iso and iso > 0.5:  # the column is mostly ISO dates: the unit is wrong, not the rows
+                        fix = f"they look like ISO-8601 dates: pass --timestamp-unit iso (not {timestamp_unit!r})"
+                raise _fail(source, f"a value that is not {dtypes[col]} (e.g. {bad[col][0]!r})", col, bad, fix)
             bad_parts.append(_quarantine(bad.select(df.columns), "bad_type", col))
         bad_mask = bad_mask | is_bad
     kept = parsed.filter(~bad_mask).with_columns(pl.col(f"__parsed_{c}").alias(c) for c in casts)
@@ -194,7 +213,7 @@ def check_missing(df: pl.DataFrame, columns: Sequence[str], *, source: str, on_m
                     "a missing value (null/NaN)",
                     col,
                     bad,
-                    "fill the values or pass on_missing_value='drop' to quarantine them",
+                    "fill the values or quarantine them with --policy on_missing_value=drop",
                 )
             parts.append(_quarantine(bad, "missing_value", col))
         mask = mask | is_bad
@@ -214,7 +233,7 @@ def check_timestamps(
             f"an absurd timestamp outside [{lo:%Y-%m-%d}, {hi:%Y-%m-%d}] (e.g. {example})",
             S.TIMESTAMP,
             bad,
-            "check the time unit (s/ms) or pass on_bad_timestamp='drop' to quarantine them",
+            "check the time unit (s/ms) or quarantine them with --policy on_bad_timestamp=drop",
         )
     return Checked(df.filter(~is_bad), _quarantine(bad, "bad_timestamp", S.TIMESTAMP))
 
@@ -231,7 +250,7 @@ def check_duplicates(
             f"a duplicate ({', '.join(key)})",
             key,
             bad,
-            "deduplicate the file or pass on_duplicate='drop' to quarantine repeats",
+            "deduplicate the file or quarantine repeats with --policy on_duplicate=drop",
         )
     return Checked(df.filter(~dup), _quarantine(bad, "duplicate", ",".join(key)))
 
@@ -248,7 +267,7 @@ def check_known_items(
             f"an item id absent from the catalog (e.g. {bad[S.ITEM_ID][0]!r})",
             S.ITEM_ID,
             bad,
-            "add the items to the catalog or pass on_unknown_item='drop' to quarantine those events",
+            "add the items to the catalog or quarantine those events with --policy on_unknown_item=drop",
         )
     return Checked(df.filter(~is_bad), _quarantine(bad, "unknown_item", S.ITEM_ID))
 
@@ -267,8 +286,8 @@ def check_event_types(
             f"an event type without a weight ({unknown}; weighted: {', '.join(known)})",
             S.EVENT_TYPE,
             bad,
-            "add it to event_weights in the dataset spec or pass on_unknown_event_type='drop' to quarantine those "
-            "events",
+            "add it to event_weights in the dataset spec or quarantine those events with "
+            "--policy on_unknown_event_type=drop",
         )
     return Checked(df.filter(~is_bad), _quarantine(bad, "unknown_event_type", S.EVENT_TYPE))
 

@@ -47,7 +47,7 @@ HEAD_FILE = "head.npz"
 class HeadConfig(BaseModel, frozen=True, extra="forbid"):
     """The collaborative head's objective and training budget (in steps, so runs repeat)."""
 
-    enabled: bool = Field(False, description="train a head on top of the encoder's item embeddings")
+    enabled: bool = Field(True, description="train a head on top of the encoder's item embeddings")
     objective: Objective = Field(
         "cf-distill",
         description="chosen on amazon-scientific's validation data (bench/objectives.py): best warm and cold",

@@ -57,7 +57,7 @@ class FineTuneConfig(BaseModel, frozen=True, extra="forbid"):
     weight_decay: float = Field(0.0, ge=0)
     batch_size: int = Field(64, ge=2, description="pairs per step; the other targets are the negatives")
     epochs: int = Field(1, ge=1)
-    max_steps: int | None = Field(None, ge=1)
+    max_steps: int | None = Field(200, ge=1, description="step budget (runs repeat); None: `epochs` full passes")
     warmup_fraction: float = Field(0.1, ge=0, lt=1)
     temperature: float = Field(0.05, gt=0, le=1)
     learn_temperature: bool = False

@@ -43,7 +43,7 @@ class EncoderConfig(BaseModel, frozen=True, extra="forbid"):
         description="share of the adapter's weight change applied (WiSE-FT, Wortsman et al. 2022): 1 = the "
         "fine-tuned model as trained, 0 = the pretrained one. In between keeps the pretrained model's behaviour on "
         "texts unlike the training targets (new items) with part of the fine-tuning gain; for text-only ranking "
-        "bench/encoder.py chose 0.1 on validation (README, Text encoder)",
+        "bench/encoder.py chose 0.1 on validation (bench/results/encoder.json)",
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import polars as pl
@@ -29,9 +30,28 @@ class EncoderStageConfig(BaseModel, frozen=True, extra="forbid"):
     fine_tune: FineTuneConfig = Field(default_factory=FineTuneConfig)
     interest: InterestConfig = Field(default_factory=InterestConfig)
     head: HeadConfig = Field(default_factory=HeadConfig)
-    enabled_fine_tune: bool = Field(True, description="False: use the pretrained (or configured adapter) encoder")
-    time_budget_s: float | None = Field(600.0, gt=0, description="wall-time cap of fine-tuning (run context)")
+    enabled_fine_tune: bool | Literal["auto"] = Field(
+        "auto",
+        description="LoRA fine-tuning of the encoder on next-item pairs (budget: [encoder.fine_tune] max_steps). auto: "
+        "on when a CUDA device is present, off on CPUs, where it costs minutes per night and, measured, lifted no "
+        "ranking; the collaborative head ([encoder.head]) carries the interaction signal there "
+        "(docs/decisions/collaborative-head.md)",
+    )
+    time_budget_s: float | None = Field(
+        None,
+        gt=0,
+        description="optional wall-time cap of fine-tuning; results then depend on the machine's load (use max_steps)",
+    )
     cache_dir: Path = Field(Path("results/embeddings"), description="embedding cache (model version x text hash)")
+
+
+def fine_tune_enabled(cfg: EncoderStageConfig) -> bool:
+    """`enabled_fine_tune` resolved: "auto" is on where a CUDA device is present."""
+    if cfg.enabled_fine_tune == "auto":
+        import torch
+
+        return bool(torch.cuda.is_available())
+    return cfg.enabled_fine_tune
 
 
 def _fingerprint(train: pl.DataFrame) -> str:
@@ -108,7 +128,7 @@ class TextEmbedder:
             return self._memo[key]
         item_text = build_item_text(items, self.cfg.text)
         model_cfg = self.cfg.model
-        if self.cfg.enabled_fine_tune:
+        if fine_tune_enabled(self.cfg):
             adapter = self.work_dir / f"adapter-{key}"
             self.results[key] = tune_on_window(
                 train,

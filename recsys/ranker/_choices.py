@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import polars as pl
 
+from recsys.baselines import EASE
 from recsys.data import schema as S
 from recsys.evaluation.compare import holm_adjust, paired_comparison
 from recsys.evaluation.metrics import user_metrics
@@ -29,6 +30,21 @@ PRIOR_ALPHA = 0.05
 class ValidationChoices:
     """The choosing half of `RankingPipeline`."""
 
+    def _choose_ease_l2(self, inner: Split) -> tuple[float, dict[str, object]]:
+        """EASE's l2 in the collaborative source: as configured, or the best of `ease_l2_grid` by nDCG@10 of EASE
+        alone on the inner hold-out (ties: the smaller l2); the blend's factors and weight are then chosen with it."""
+        if self.cfg.ease_l2 is not None:
+            return self.cfg.ease_l2, {"mode": "fixed", "l2": self.cfg.ease_l2}
+        users = inner.test[S.USER_ID].unique(maintain_order=True).to_list()
+        scores: dict[float, float] = {}
+        for l2 in self.cfg.ease_l2_grid:
+            model = EASE(l2=l2).fit(inner.train, candidates=self.item_ids_.tolist())
+            per_user = user_metrics(model.recommend(users, k=10), inner.test, ks=(10,))
+            scores[l2] = float(per_user["ndcg@10"].mean() or 0.0)
+        best = max(self.cfg.ease_l2_grid, key=lambda v: (scores[v], -v))
+        table = {str(k): round(v, 6) for k, v in scores.items()}
+        return best, {"mode": "auto", "l2": best, "validation_ndcg@10": table}
+
     def _choose_blend(self, inner: Split) -> tuple[tuple[int, float], dict[str, object]]:
         """(factors, weight) of the EASE + low-pass source: as configured, or chosen on the inner split (nDCG@10 of
         the blend alone on the inner hold-out; never the outer test data)."""
@@ -39,7 +55,7 @@ class ValidationChoices:
         weights = (bc.weight,) if bc.weight is not None else bc.weight_grid
         (f, w), scores = select_ease_lowpass(
             inner,
-            l2=self.cfg.ease_l2,
+            l2=self.ease_l2_,
             factors=factors,
             weights=weights,
             item_norm=bc.item_norm,  # the normalisation the blend source is then built with

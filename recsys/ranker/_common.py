@@ -8,8 +8,8 @@ from recsys.baselines.spectral import zscore_rows
 from recsys.encoder.interest import INTEREST_FEATURES
 
 # Collaborative scores kept as features: EASE, the low-pass filter, their blend (the collaborative candidate source
-# and the ranker's default base margin), SAR and item-kNN.
-CF_SOURCES: tuple[str, ...] = ("ease", "lowpass", "blend", "sar", "itemknn")
+# and the ranker's default base margin), SAR, item-kNN and, when `sequence_features` is on, sequence neighbours.
+CF_SOURCES: tuple[str, ...] = ("ease", "lowpass", "blend", "sar", "itemknn", "seqnb")
 # Scores kept as features (with their within-candidate ranks): the collaborative ones and the prior (the blend plus,
 # in the text pipeline, the weighted interest match; the ranker's default base margin is its rank).
 SCORED: tuple[str, ...] = (*CF_SOURCES, "prior")

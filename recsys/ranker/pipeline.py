@@ -21,7 +21,7 @@ import scipy.sparse as sp
 from pydantic import BaseModel, Field
 
 from features import genre_affinity, item_catalog_features, item_popularity, user_activity, user_genre_shares
-from recsys.baselines import SAR, EASELowPass, ItemKNN, Recommender
+from recsys.baselines import SAR, EASELowPass, ItemKNN, Recommender, SequenceNeighbours
 from recsys.data import schema as S
 from recsys.data.dataset import after_last_event
 from recsys.encoder.cache import ItemEmbeddings
@@ -33,6 +33,7 @@ from recsys.encoder.interest import (
     user_interests,
 )
 from recsys.encoder.recommender import TextRecommender
+from recsys.evaluation.runner import EASE_GRID
 from recsys.evaluation.splits import ProtocolName, Split, validation_split
 from recsys.ranker._choices import ValidationChoices
 from recsys.ranker._common import FEATURE_DECIMALS, SCORED, TEXT_FEATURES, _prior_score, _top
@@ -99,13 +100,26 @@ class PipelineConfig(BaseModel, frozen=True, extra="forbid"):
         "small next to the collaborative order (on ML-100k's random split they did not transfer to the full window)",
     )
     interest: InterestConfig = Field(default_factory=InterestConfig)
-    ease_l2: float = Field(500.0, gt=0)
+    ease_l2: float | None = Field(
+        500.0,
+        gt=0,
+        description="EASE's l2 in the collaborative source; None: chosen among ease_l2_grid on the inner split "
+        "(nDCG@10 of EASE alone on the inner hold-out), as the `ease` row chooses it. Not the default: on "
+        "amazon-scientific's validation split that choice (l2 50) lost 0.0032 nDCG@10 (p 0.007) against 500 for the "
+        "whole pipeline (bench/results/pipeline-validation-l2.json): the ranker wants the smoother source",
+    )
+    ease_l2_grid: tuple[float, ...] = EASE_GRID
     relative_counts: bool = Field(
         True,
         description="count features (item popularity, user activity) divided by their mean over the window's "
         "items / users, so a ranker trained on the inner split's smaller window transfers to the full one",
     )
     popularity_windows: tuple[int, ...] = (7, 30, 90)
+    sequence_features: bool = Field(
+        False,
+        description="sequence neighbours' score and rank as features (recsys.baselines.SequenceNeighbours: items "
+        "near each other in users' time-ordered histories, and what follows the last one)",
+    )
 
 
 @dataclass
@@ -183,11 +197,13 @@ class RankingPipeline(ValidationChoices, OnlineScoring, Recommender):
             self.features_ = list(self.frozen_ranker.features)
             self.label_stats_ = {}
             self.blend_ = self.cfg.blend.resolved()
+            self.ease_l2_ = self.cfg.ease_l2 or 500.0  # bundles store the l2 they were trained with
             self.text_weight_ = self.cfg.text_weight or 0.0
             self.state_ = self._state(train)
             self.last_candidates_ = None
             return
         inner = validation_split(train, self.protocol, seed=self.seed)
+        self.ease_l2_, l2_info = self._choose_ease_l2(inner)
         self.blend_, blend_info = self._choose_blend(inner)
         if self.embedder is not None:
             # Fine-tuned on the inner training part only: the ranker's labels come from the inner hold-out, which the
@@ -206,6 +222,7 @@ class RankingPipeline(ValidationChoices, OnlineScoring, Recommender):
             "label_rows": frame.height,
             "label_positives": int(frame["label"].sum()),
             "inner_candidate_recall": float(frame["label"].sum() / max(1, positives.height)),
+            "ease_l2": l2_info,
             "blend": blend_info,
             "text_weight": text_info,
         }
@@ -233,11 +250,11 @@ class RankingPipeline(ValidationChoices, OnlineScoring, Recommender):
 
     @property
     def resolved_cfg(self) -> PipelineConfig:
-        """The config with the fitted choices filled in (the blend's factors and weight, the text weight): what a
-        bundle stores, so a trained version rebuilds exactly the sources and prior its ranker was trained on."""
+        """The config with the fitted choices filled in (EASE's l2, the blend's factors and weight, the text weight):
+        what a bundle stores, so a trained version rebuilds exactly the sources and prior its ranker was trained on."""
         f, w = self.blend_
         blend = self.cfg.blend.model_copy(update={"factors": f, "weight": w})
-        return self.cfg.model_copy(update={"blend": blend, "text_weight": self.text_weight_})
+        return self.cfg.model_copy(update={"blend": blend, "text_weight": self.text_weight_, "ease_l2": self.ease_l2_})
 
     def _index_embeddings(self) -> None:
         if self.embeddings is not None:  # embedding row of each candidate item (-1: no text)
@@ -256,11 +273,13 @@ class RankingPipeline(ValidationChoices, OnlineScoring, Recommender):
         cands = self.item_ids_.tolist()
         models: dict[str, Recommender] = {
             "blend": EASELowPass(
-                l2=self.cfg.ease_l2, factors=self.blend_[0], weight=self.blend_[1], item_norm=self.cfg.blend.item_norm
+                l2=self.ease_l2_, factors=self.blend_[0], weight=self.blend_[1], item_norm=self.cfg.blend.item_norm
             ).fit(train, candidates=cands),
             "sar": SAR().fit(train, candidates=cands),
             "itemknn": ItemKNN().fit(train, candidates=cands),
         }
+        if self.cfg.sequence_features:
+            models["seqnb"] = SequenceNeighbours().fit(train, candidates=cands)
         interests = (
             user_interests(train, self.embeddings, as_of=as_of, cfg=self.cfg.interest) if self.embeddings else None
         )

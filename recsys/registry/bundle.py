@@ -4,7 +4,8 @@
                          the training window it was fitted on (`trained_until`), data fingerprint, configs
     ranker/              LightGBM text model + features.json (recsys.ranker.LambdaRanker)
     adapter/             the LoRA adapter (peft safetensors + recsys.json); absent when the encoder was not tuned
-    embeddings.parquet   item embeddings made by base + adapter, with the model version
+    head/                the collaborative head (head.npz + head.json); absent when none was trained
+    embeddings.parquet   item embeddings made by base + adapter (+ head), with the model version
     events.parquet       the training window (user_id, item_id, timestamp, rating): sources and features are rebuilt
     items.parquet        from it when the bundle is loaded on its own (MLflow pyfunc, re-ranking)
 
@@ -18,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -27,7 +28,9 @@ import polars as pl
 
 from recsys.data import schema as S
 from recsys.encoder.cache import ItemEmbeddings, embed_items
+from recsys.encoder.collab import CollabHead
 from recsys.encoder.model import EncoderConfig, TextEncoder
+from recsys.encoder.stage import with_head
 from recsys.encoder.text import ItemTextConfig, build_item_text
 from recsys.evaluation.splits import ProtocolName
 from recsys.ranker.model import LambdaRanker
@@ -68,6 +71,12 @@ class ModelBundle:
         return p if p.is_dir() else None
 
     @property
+    def head(self) -> CollabHead | None:
+        """The collaborative head applied on top of the encoder's vectors, if the version has one."""
+        p = self.path / "head"
+        return CollabHead.load(p) if p.is_dir() else None
+
+    @property
     def uses_text(self) -> bool:
         return any(f in TEXT_FEATURES for f in self.ranker.features)
 
@@ -89,8 +98,9 @@ class ModelBundle:
         return cfg.model_copy(update={"adapter_path": str(adapter) if adapter else None})
 
     def embeddings_for(self, items: pl.DataFrame, *, cache_dir: Path | None = None) -> ItemEmbeddings | None:
-        """Embeddings of `items` by this bundle's encoder: the stored vectors when they cover the catalog, else the
-        catalog re-embedded (only new or changed texts are encoded, through the cache)."""
+        """Embeddings of `items` by this bundle's encoder (and head): the stored vectors when they cover the catalog,
+        else the catalog re-embedded (only new or changed texts are encoded, through the cache) and mapped by the
+        head, so new items land in the space the ranker was trained on."""
         if not self.uses_text:
             return None
         stored = self.embeddings
@@ -98,13 +108,15 @@ class ModelBundle:
         if stored is not None and set(wanted) <= set(stored.item_ids):
             return stored
         text_cfg = ItemTextConfig.model_validate(self.meta["text"])
-        return embed_items(build_item_text(items, text_cfg), TextEncoder(self.encoder_config()), cache_dir=cache_dir)
+        emb = embed_items(build_item_text(items, text_cfg), TextEncoder(self.encoder_config()), cache_dir=cache_dir)
+        head = self.head
+        return with_head(emb, head) if head is not None else emb
 
     def pipeline(self, *, embeddings: ItemEmbeddings | None = None, seed: int = 42) -> RankingPipeline:
         """An unfitted pipeline that keeps this bundle's ranker; `fit(events, candidates=..., items=...)` rebuilds
         the sources and features on `events`."""
         # Bundles written before these options were trained with raw counts and EASE as the collaborative source.
-        legacy = {"relative_counts": False, "blend": {"factors": 16, "weight": 0.0}}
+        legacy = {"relative_counts": False, "blend": {"factors": 16, "weight": 0.0}, "ease_l2": 500.0}
         cfg = PipelineConfig.model_validate({**legacy, **self.meta["pipeline"]})
         protocol: ProtocolName = self.meta.get("protocol", "temporal")
         emb = embeddings if embeddings is not None else self.embeddings
@@ -130,6 +142,7 @@ def save_bundle(
     text: ItemTextConfig,
     pipeline: PipelineConfig,
     protocol: str,
+    head: CollabHead | None = None,
     extra: dict[str, Any] | None = None,
 ) -> ModelBundle:
     """Write a bundle into `folder` (replaced if present; written to a sibling temp folder first, then renamed)."""
@@ -140,6 +153,8 @@ def save_bundle(
     ranker.save(tmp / "ranker")
     if adapter is not None:
         shutil.copytree(adapter, tmp / "adapter")
+    if head is not None:
+        head.save(tmp / "head")
     if embeddings is not None:
         embeddings.save(tmp / "embeddings.parquet")
     events.select(S.USER_ID, S.ITEM_ID, S.TIMESTAMP, S.RATING).write_parquet(tmp / "events.parquet")
@@ -157,6 +172,7 @@ def save_bundle(
         "encoder": encoder.model_copy(update={"adapter_path": None}).model_dump(mode="json"),
         "encoder_base_digest": model_digest(base),
         "embeddings_model_version": embeddings.model_version if embeddings is not None else None,
+        "head": {"config": head.cfg.model_dump(mode="json"), "result": asdict(head.result)} if head else None,
         "text": text.model_dump(mode="json"),
         "pipeline": pipeline.model_dump(mode="json"),
         "ranker_features": ranker.features,

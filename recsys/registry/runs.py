@@ -88,6 +88,15 @@ def log_evaluation(registry: Registry, run_id: str, report: EvaluationReport, *,
     return paths
 
 
+def log_metrics(registry: Registry, run_id: str, metrics: dict[str, float]) -> None:
+    from mlflow.entities import Metric
+
+    now = int(time.time() * 1000)
+    items = [Metric(metric_name(k), float(v), now, 0) for k, v in metrics.items()]
+    for start in range(0, len(items), 900):
+        registry.client.log_batch(run_id, metrics=items[start : start + 900])
+
+
 def log_params(registry: Registry, run_id: str, params: dict[str, str]) -> None:
     from mlflow.entities import Param
 

@@ -145,6 +145,16 @@ class Registry:
             known = [v.version for v in self.versions()]
             raise KeyError(f"no version {version} of {self.cfg.model_name!r} in {self.uri}; versions: {known}") from exc
 
+    def resolve(self, ref: str | int) -> VersionInfo:
+        """A version by number or alias ('champion', 'challenger'); KeyError naming what exists when there is none."""
+        if str(ref).isdigit():
+            return self.get(int(ref))
+        info = self.by_alias(str(ref))
+        if info is None:
+            known = [f"{v.version} ({', '.join(v.aliases)})" if v.aliases else str(v.version) for v in self.versions()]
+            raise KeyError(f"no version with alias {ref!r} of {self.cfg.model_name!r} in {self.uri}; versions: {known}")
+        return info
+
     def find_by_input_key(self, key: str) -> VersionInfo | None:
         """The version trained from exactly these inputs (data, config, code), if any: the idempotency check."""
         return next((v for v in self.versions() if v.tags.get(INPUT_KEY_TAG) == key), None)

@@ -165,3 +165,35 @@ def test_evaluate_accepts_the_fixed_and_cold_items_protocols(tmp_path: Path) -> 
     report = json.loads(out.read_text())
     assert report["protocol"]["name"] == "cold-items" and report["protocol"]["split"]["n_cold_items"] > 0
     assert report["models"]["toppop"]["slices"]["cold_only"]["ndcg@10"] == 0.0
+
+
+def test_unknown_model_names_are_refused_before_any_work(tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere.csv"  # would fail on reading if the names were checked after loading
+    result = runner.invoke(
+        app, ["evaluate", "--models", "toppop,foo", "--interactions", str(missing), "--items", str(missing)]
+    )
+    assert result.exit_code == 2
+    assert "unknown model(s) foo" in result.output and "pipeline-no-text" in result.output
+    assert "nowhere.csv" not in result.output
+
+
+def test_help_keeps_bracketed_words() -> None:
+    result = runner.invoke(app, ["run", "nightly", "--help"])
+    assert result.exit_code == 0 and "[data] dataset" in result.output
+
+
+def test_evaluate_says_what_was_quarantined_and_where(tmp_path: Path) -> None:
+    ds = generate_synthetic(n_users=60, n_items=80, mean_events=15, seed=5)
+    write_synthetic_files(ds, str(tmp_path / "ev.csv"), str(tmp_path / "it.csv"))
+    ev = pl.read_csv(tmp_path / "ev.csv")
+    pl.concat([ev, ev.head(2), ev.head(1).with_columns(item_id=pl.lit("not-in-catalog"))]).write_csv(
+        tmp_path / "ev.csv"
+    )
+    args = ["evaluate", "--interactions", str(tmp_path / "ev.csv"), "--items", str(tmp_path / "it.csv")]
+    args += ["--models", "toppop", "--policy", "on_duplicate=drop", "--policy", "on_unknown_item=drop"]
+    result = runner.invoke(app, [*args, "--quarantine-dir", str(tmp_path / "q")])
+    assert result.exit_code == 0, result.output
+    out = " ".join(result.output.split())
+    assert f"{ev.height} of {ev.height + 3} rows kept; quarantined 2 duplicate, 1 unknown_item" in out
+    assert f"3 quarantined row(s): {tmp_path / 'q' / 'quarantine.parquet'}" in out
+    assert pl.read_parquet(tmp_path / "q" / "quarantine.parquet").height == 3

@@ -49,6 +49,7 @@ def test_evaluate_the_pipeline_on_a_click_log_with_no_feedback_settings(
     spec = write_click_log(tmp_path)
     monkeypatch.setenv("RECSYS_ENCODER__MODEL__MODEL_PATH", str(tiny_model))  # a tiny encoder, a few steps
     monkeypatch.setenv("RECSYS_ENCODER__CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("RECSYS_ENCODER__ENABLED_FINE_TUNE", "true")  # off by default: its pairs are tested here
     monkeypatch.setenv("RECSYS_ENCODER__FINE_TUNE__MAX_STEPS", "2")
     monkeypatch.chdir(tmp_path)
     out = tmp_path / "report.json"
@@ -60,3 +61,31 @@ def test_evaluate_the_pipeline_on_a_click_log_with_no_feedback_settings(
     assert 0 < report["models"]["pipeline"]["metrics"]["recall@10"] <= 1
     (adapter,) = (tmp_path / "results" / "pipeline").glob("adapter-*")  # fine-tuned: pairs were found
     assert (adapter / "adapter_model.safetensors").is_file()
+    (head,) = (tmp_path / "results" / "pipeline").glob("head-*")  # the default collaborative head on top
+    assert json.loads((head / "head.json").read_text())["result"]["stopped"] == "completed"
+
+
+def test_the_protocol_defaults_to_the_split_the_data_ships(tmp_path: Path) -> None:
+    """`auto`: a dataset with its own hold-out is judged on it (`fixed`); one without gets `temporal`; a protocol set
+    explicitly stays."""
+    import polars as pl
+
+    from recsys.config import resolve_protocol
+    from recsys.data.dataset import Dataset
+
+    ds = generate_synthetic(n_users=30, n_items=40, seed=1)
+    assert load_settings().evaluation.protocol == "auto"
+    assert resolve_feedback(load_settings(), ds).evaluation.protocol == "temporal"
+    last = ds.interactions.sort("timestamp").group_by("user_id").last().select("user_id", "item_id", "timestamp")
+    shipped = Dataset(
+        ds.name,
+        ds.interactions,
+        ds.items,
+        ds.report,
+        ds.quarantine,
+        holdout=last.with_columns(pl.lit("test").alias("role")),
+    )
+    assert resolve_protocol("auto", shipped) == "fixed"
+    assert resolve_feedback(load_settings(), shipped).evaluation.protocol == "fixed"
+    kept = load_settings(evaluation={"protocol": "leave-last-out"})
+    assert resolve_feedback(kept, shipped).evaluation.protocol == "leave-last-out"

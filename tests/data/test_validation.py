@@ -47,6 +47,36 @@ def test_misnamed_column_error_names_file_and_suggests_mapping(tmp_path: Path) -
     assert ds.interactions["user_id"].to_list() == ["u1", "u1", "u2"]
 
 
+def test_a_typo_in_the_mapping_points_at_the_files_column_not_a_canonical_one(tmp_path: Path) -> None:
+    e, i = write(tmp_path, events=EVENTS.replace("user_id", "customer"))
+    # item_id is present and close to user_id, but it is not the missing column: the hint is the file's 'customer'
+    with pytest.raises(
+        DataValidationError, match=r"--map user_id=custmer: no column 'custmer'.*--map user_id=customer"
+    ):
+        load_files(e, i, mapping={"user_id": "custmer"})
+    with pytest.raises(DataValidationError, match=r"missing required column\(s\) 'user_id' \(did you mean 'customer'"):
+        load_files(e, i)
+
+
+def test_iso_timestamps_without_the_unit_hint_the_unit_flag(tmp_path: Path) -> None:
+    e, i = write(
+        tmp_path,
+        events=EVENTS.replace("1700000000", "2023-11-14T22:13:20")
+        .replace("1700000100", "2023-11-14")
+        .replace("1700000200", "2023-11-15 08:00:00"),
+    )
+    with pytest.raises(DataValidationError, match=r"pass --timestamp-unit iso") as info:
+        load_files(e, i)
+    assert "on_bad_type" not in str(info.value)  # dropping every row is not the fix
+    assert load_files(e, i, timestamp_unit="iso").interactions.height == 3
+
+
+def test_hints_use_the_command_line_flag(tmp_path: Path) -> None:
+    e, i = write(tmp_path, events=EVENTS + "u1,A,1700000000,4\n")
+    with pytest.raises(DataValidationError, match=r"--policy on_duplicate=drop"):
+        load_files(e, i)
+
+
 def test_empty_file_is_an_error(tmp_path: Path) -> None:
     e, i = write(tmp_path, events="user_id,item_id,timestamp,rating\n")
     with pytest.raises(DataValidationError, match=r"events\.csv: no data rows"):

@@ -29,6 +29,15 @@ def test_first_night_registers_promotes_and_publishes(flow_env):
     assert run.info.status == "FINISHED"
     assert len(run.data.params["data.fingerprint"]) == 64
     assert run.data.params["encoder.fine_tune.max_steps"] == "6" and "code.version" in run.data.params
+    # what training did is in the run, not only in the adapter folder
+    assert 1 <= int(run.data.params["trained.fine_tune.steps"]) <= 6 and run.data.params["trained.collab_head"] == "off"
+    assert run.data.params["trained.fine_tune.stopped"] in {"completed", "max_steps", "early_stopping"}
+    # the run covers the whole night, each step's seconds logged as it finished
+    night = {"load_and_validate", "split", "fine_tune", "embed", "train_ranker", "evaluate", "register", "publish"}
+    assert {f"seconds.{s}" for s in night} <= set(run.data.metrics)
+    assert run.info.end_time - run.info.start_time >= 1000 * sum(
+        run.data.metrics[f"seconds.{s}"] for s in night - {"load_and_validate"}
+    )
     assert 0 < run.data.metrics["candidate.ndcg_at_10"] <= 1
     assert "toppop.ndcg_at_10" in run.data.metrics and "candidate.cold_items.recall_at_10" in run.data.metrics
     artifacts = {a.path for a in registry.client.list_artifacts(out["run_id"], "evaluation")}
@@ -136,3 +145,7 @@ def test_rollback_command(flow_env, tmp_path):
     assert listed.exit_code == 0 and "champion" in listed.output
     bad = CliRunner().invoke(app, ["registry", "rollback", "99", "--config", str(config)])
     assert bad.exit_code == 2 and "no version 99" in bad.output
+    # a version that does not exist is refused before any flow starts: one line, exit 2, no traceback
+    missing = CliRunner().invoke(app, ["run", "evaluate", "--version", "99", "--config", str(config)])
+    assert missing.exit_code == 2 and "no version 99" in missing.output
+    assert "Traceback" not in missing.output and "Flow run" not in missing.output

@@ -109,3 +109,50 @@ def test_bundle_keeps_the_fitted_source_choices_and_reads_older_bundles(
         loaded.meta["pipeline"].pop(key)
     legacy = loaded.pipeline().cfg
     assert legacy.relative_counts is False and legacy.blend.weight == 0.0 and legacy.text_weight is None
+
+
+def test_bundle_carries_the_collaborative_head(trained, synthetic, synthetic_embeddings, tmp_path):
+    """A version trained on head-mapped vectors keeps its head: a catalog with new items is re-embedded by the
+    encoder and mapped by the same head, so known items get exactly the vectors the ranker was trained on."""
+    from recsys.encoder.collab import HeadConfig, train_head
+    from recsys.encoder.stage import with_head
+    from recsys.registry import save_bundle
+
+    split, pipe = trained
+    head = train_head(
+        split.train, synthetic_embeddings.item_ids, synthetic_embeddings.vectors, HeadConfig(steps=20), seed=0
+    )
+    headed = with_head(synthetic_embeddings, head)
+    assert "+head-" in headed.model_version
+    bundle = save_test_bundle(tmp_path / "b", pipe, split.train, synthetic, headed, precision="float32")
+    assert bundle.head is None  # saved without its head: nothing invents one
+    from recsys.encoder import EncoderConfig
+    from recsys.encoder.text import ItemTextConfig
+
+    bundle = save_bundle(
+        tmp_path / "h",
+        ranker=pipe.ranker_,
+        embeddings=headed,
+        adapter=None,
+        events=split.train,
+        items=synthetic.items,
+        encoder=EncoderConfig(precision="float32"),
+        text=ItemTextConfig(),
+        pipeline=pipe.resolved_cfg,
+        protocol="temporal",
+        head=head,
+    )
+    loaded = load_bundle(bundle.path)
+    np.testing.assert_array_equal(loaded.head.weight, head.weight)
+    assert loaded.meta["head"]["config"]["objective"] == head.cfg.objective
+    new_item = synthetic.items.head(1).with_columns(pl.lit("new-item").alias("item_id"))
+    catalog = pl.concat([synthetic.items, new_item])
+    emb = loaded.embeddings_for(catalog)
+    assert emb.model_version == headed.model_version  # the same encoder + head
+    rows = {item: r for r, item in enumerate(emb.item_ids)}
+    same = [rows[i] for i in headed.item_ids]
+    np.testing.assert_allclose(emb.vectors[same], headed.vectors, atol=1e-5)
+    # the new item has the first item's text: it lands exactly where that item is
+    np.testing.assert_allclose(
+        emb.vectors[rows["new-item"]], emb.vectors[rows[synthetic.items["item_id"][0]]], atol=1e-5
+    )

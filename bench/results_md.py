@@ -1,0 +1,235 @@
+"""docs/results.md from the benchmark JSON in bench/results/, so the published figures cannot drift from the runs.
+
+    python bench/results_md.py            # writes docs/results.md
+    python bench/results_md.py --check    # exit 1 when docs/results.md differs from what the JSON gives
+
+Every table names its dataset, protocol, seed and metric; numbers are copied from the JSON, never typed in.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+OUT = ROOT / "docs" / "results.md"
+
+ROW_ORDER = ("toppop", "sar", "itemknn", "ease", "ease-lowpass", "seqnb", "als", "bpr", "text-pretrained", "text")
+PROTOCOLS = {
+    "fixed": "the split shipped with the data (leave-one-out: each user's last item is the test, the one before it "
+    "the validation item; input = every earlier item), full ranking over all items",
+    "cold-items": "a seeded 20% of the items held out with all their events; test = those events of users with other "
+    "history; `cold-only` ranks among the held-out items only",
+    "ms-stratified": "Microsoft Recommenders' stratified random 75/25 split (by item, seed 42), every test rating "
+    "relevant, candidates = items seen in training, as in their benchmark notebook",
+    "leave-last-out": "each user's last event by time is the test; full ranking",
+    "temporal": "a global time cutoff; the last 20% of events are the test",
+}
+
+
+def _f(x: Any, digits: int = 4) -> str:
+    return "–" if x is None else f"{x:.{digits}f}"
+
+
+def _p(x: float) -> str:
+    return f"{x:.2g}"
+
+
+def quality_section(data: dict[str, Any]) -> list[str]:
+    lines = ["## Ranking quality (`bench/quality.py`)", ""]
+    stage = data["settings"].get("encoder_stage", {})
+    head = stage.get("head", {})
+    env = data["runs"][0].get("environment", {}) if data.get("runs") else {}
+    lora = stage.get("enabled_fine_tune")
+    if lora == "auto":  # resolved per machine: on only where CUDA is present
+        lora = "cu" in str(env.get("torch", "")) and "+cpu" not in str(env.get("torch", ""))
+        lora_text = f"`auto`, so {'on' if lora else 'off'} here (torch {env.get('torch')})"
+    else:
+        lora_text = "on" if lora else "off"
+    lines += [
+        f"Seed {data['settings']['seed']}. Encoder stage: MiniLM-L6 (pretrained) + collaborative head "
+        f"(`{head.get('objective')}`, {head.get('steps')} steps{'' if head.get('enabled') else ', disabled'}); LoRA "
+        f"fine-tuning {lora_text}. Metrics: binary relevance, seen items "
+        "excluded, ties never favour the target (recsys.evaluation.metrics). p: paired t-test over users. "
+        f"Code {str(env.get('git_sha', '?'))[:10]} (plus uncommitted changes when run during development), "
+        f"CPU {env.get('cpu', '?')}.",
+        "",
+    ]
+    for run in data["runs"]:
+        proto = run["protocol"]["name"]
+        ds = run["dataset"]["name"]
+        split = run["protocol"]["split"]
+        lines += [
+            f"### {ds}, `{proto}`",
+            "",
+            f"{PROTOCOLS.get(proto, proto)}. {split.get('n_test_users', '?')} judged users, "
+            f"{split.get('n_test', '?')} test events.",
+            "",
+        ]
+        models = run["models"]
+        cold = proto == "cold-items"
+        head_cols = ["model", "nDCG@10", "Recall@10", "Recall@20", "nDCG@50", "Recall@50"]
+        if cold:
+            head_cols += ["cold-only Recall@20", "cold-only nDCG@10"]
+        lines += ["| " + " | ".join(head_cols) + " |", "|" + "---|" * len(head_cols)]
+        order = [m for m in ROW_ORDER if m in models] + [m for m in models if m not in ROW_ORDER]
+        for name in order:
+            m = models[name]["metrics"]
+            row = [
+                f"`{name}`",
+                _f(m.get("ndcg@10")),
+                _f(m.get("recall@10")),
+                _f(m.get("recall@20")),
+                _f(m.get("ndcg@50")),
+                _f(m.get("recall@50")),
+            ]
+            if cold:
+                c = models[name]["slices"].get("cold_only", {})
+                row += [_f(c.get("recall@20")), _f(c.get("ndcg@10"))]
+            lines.append("| " + " | ".join(row) + " |")
+        lines.append("")
+        for model, rows in (run.get("reproduction") or {}).items():
+            for metric, r in rows.items():
+                if metric == "published":
+                    published = ", ".join(f"{k} {v}" for k, v in r.items())
+                    lines.append(f"Published on this split: {model} {published} (not run here).")
+                else:
+                    lines.append(
+                        f"Reproduction: {model} {metric} published {r['published']:.6f}, ours {r['ours']:.6f}."
+                    )
+        t = run.get("targets")
+        if t:
+            b, lift = t["pipeline_vs_best_single"], t["text_lift"]
+            lines += [
+                "",
+                f"- `pipeline` vs the best single model (`{b['best']}`): {b['mean_b']:.4f} / {b['mean_a']:.4f} = "
+                f"**×{b['ratio']:.3f}**, diff {b['diff']:+.4f} [{b['ci_low']:+.4f}, {b['ci_high']:+.4f}], "
+                f"p {_p(b['p_ttest'])}.",
+                f"- Text lift, `pipeline` / `pipeline-no-text`: {lift['mean_b']:.4f} / {lift['mean_a']:.4f} = "
+                f"**×{lift['ratio']:.3f}**, diff {lift['diff']:+.4f} [{lift['ci_low']:+.4f}, {lift['ci_high']:+.4f}], "
+                f"p {_p(lift['p_ttest'])}, {lift['n_users']} users.",
+            ]
+            if cold:
+                r = t["cold_only_recall@20"]
+                lines.append(
+                    f"- Cold-only Recall@20: `text` {r['text']:.4f} / `text-pretrained` {r['text-pretrained']:.4f} = "
+                    f"**×{t['cold_text_vs_pretrained']:.3f}**; `pipeline` {r['pipeline']:.4f} = "
+                    f"**×{t['cold_pipeline_vs_text']:.3f}** of `text`."
+                )
+            p = run.get("pipeline", {})
+            feats = ", ".join(f"`{f['feature']}`" for f in p.get("top_features", [])[:8])
+            if feats:
+                lines.append(f"- Ranker's top features by gain: {feats} ({p.get('feature_importance_csv')}).")
+            cr = p.get("candidate_recall") or {}
+            if cr:
+                lines.append(
+                    f"- Candidate recall (test items among the ~{cr.get('mean_candidates_per_user', 0):.0f} candidates "
+                    f"per user): {cr.get('overall', 0):.3f} (text {cr.get('text', 0):.3f}, collaborative "
+                    f"{cr.get('cf', 0):.3f}, trending {cr.get('popular', 0):.3f})."
+                )
+        lines.append("")
+    lines.append(f"Wall time of the whole run: {data.get('wall_seconds', 0):,.0f} s.")
+    lines.append("")
+    return lines
+
+
+def objectives_section(data: dict[str, Any]) -> list[str]:
+    ds = data["dataset"]["name"]
+    lines = [
+        "## Encoder objectives, validation only (`bench/objectives.py`)",
+        "",
+        f"{ds}, seed {data['seed']}; the test events are never read. Scoring: {data['scoring']}. Warm: "
+        f"{data['protocol']['warm']} ({data['protocol']['warm_split']['n_test_users']} users). Cold: "
+        f"{data['protocol']['cold']} ({data['protocol']['cold_split']['n_test_cold_items']} items, "
+        f"{data['protocol']['cold_split']['n_test_users']} users).",
+        "",
+        "| objective | steps | warm nDCG@10 | warm Recall@20 | cold-only Recall@20 | cold-only nDCG@10 |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in data["rows"]:
+        lines.append(
+            f"| {r['objective']} | {r['steps']} | {_f(r['warm']['ndcg@10'])} | {_f(r['warm']['recall@20'])} | "
+            f"{_f(r['cold_only']['recall@20'])} | {_f(r['cold_only']['ndcg@10'])} |"
+        )
+    return [*lines, ""]
+
+
+def validation_section(data: dict[str, Any], name: str) -> list[str]:
+    lines = [
+        f"## Pipeline choices on validation (`bench/pipeline_validation.py`, {name})",
+        "",
+        f"{data['dataset']} `{data['protocol']}`, seed {data['seed']}: {data['judged_on']}.",
+        "",
+        "| variant | settings | nDCG@10 | Recall@50 | diff vs first | p |",
+        "|---|---|---|---|---|---|",
+    ]
+    for row_name, row in data["rows"].items():
+        base = row_name.removesuffix("-no-text")
+        settings = data["variants"].get(base, {}) if row_name != "ease" else {}
+        c = row.get("vs_ref")
+        diff, p = (f"{c['diff']:+.4f}", _p(c["p_ttest"])) if c else ("", "")
+        lines.append(
+            f"| `{row_name}` | `{json.dumps(settings)}` | {_f(row['metrics']['ndcg@10'])} | "
+            f"{_f(row['metrics'].get('recall@50'))} | {diff} | {p} |"
+        )
+    return [*lines, ""]
+
+
+def cli_section(data: dict[str, Any]) -> list[str]:
+    lines = [
+        "## Command-line start-up (`bench/cli.py`)",
+        "",
+        f"{data['what']}; {data['repeats']} runs; `python -c pass`: {data['python_startup_median_s']} s "
+        f"({data['environment']['cpu']}).",
+        "",
+        "| command | median s | target s | × python start-up |",
+        "|---|---|---|---|",
+    ]
+    for r in data["rows"]:
+        lines.append(f"| `{r['command']}` | {r['median_s']:.2f} | {r['target_s']:.1f} | {r['x_python_startup']} |")
+    return [*lines, ""]
+
+
+def render() -> str:
+    lines = [
+        "# Measured results",
+        "",
+        "Generated by `python bench/results_md.py` from the JSON in `bench/results/` (do not edit by hand). Each "
+        "benchmark's command is in its file's docstring; every figure comes with its dataset, protocol and seed.",
+        "",
+    ]
+    q = RESULTS / "quality.json"
+    if q.is_file():
+        lines += quality_section(json.loads(q.read_text()))
+    o = RESULTS / "objectives.json"
+    if o.is_file():
+        lines += objectives_section(json.loads(o.read_text()))
+    for v in sorted(RESULTS.glob("pipeline-validation*.json")):
+        lines += validation_section(json.loads(v.read_text()), v.name)
+    c = RESULTS / "cli.json"
+    if c.is_file():
+        lines += cli_section(json.loads(c.read_text()))
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--check", action="store_true", help="fail when docs/results.md is not what the JSON gives")
+    args = ap.parse_args()
+    text = render()
+    if args.check:
+        if not OUT.is_file() or OUT.read_text() != text:
+            print(f"{OUT} is out of date: run python bench/results_md.py", file=sys.stderr)
+            raise SystemExit(1)
+        return
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    OUT.write_text(text)
+    print(f"wrote {OUT}")
+
+
+if __name__ == "__main__":
+    main()
