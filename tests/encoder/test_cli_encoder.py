@@ -46,6 +46,7 @@ def test_evaluate_adds_the_pipeline_and_its_ablation(tiny_model: Path, tmp_path:
     monkeypatch.setenv("RECSYS_ENCODER__MODEL__MODEL_PATH", str(tiny_model))
     monkeypatch.setenv("RECSYS_ENCODER__CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("RECSYS_ENCODER__FINE_TUNE__MAX_STEPS", "2")
+    monkeypatch.setenv("RECSYS_ENCODER__ENABLED_FINE_TUNE", "true")  # "auto" is off without CUDA
     monkeypatch.chdir(tmp_path)
     out = tmp_path / "report.json"
     res = runner.invoke(

@@ -1,0 +1,24 @@
+"""The published documents stay honest: results.md is what the benchmark JSON gives, the README stays short."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_results_md_is_generated_from_the_benchmark_json() -> None:
+    spec = importlib.util.spec_from_file_location("results_md", ROOT / "bench" / "results_md.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    expected = module.render()
+    assert "amazon-scientific" in expected  # the quality JSON is there and rendered
+    assert (ROOT / "docs" / "results.md").read_text() == expected, "run: python bench/results_md.py"
+
+
+def test_readme_is_for_users() -> None:
+    text = (ROOT / "README.md").read_text()
+    assert len(text.encode()) <= 10 * 1024
+    assert "make demo" in text and "make test" in text and "docs/results.md" in text
