@@ -19,6 +19,7 @@ import orjson
 from fastapi import FastAPI, Header, HTTPException, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from fastapi_offline import FastAPIOffline
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from pydantic import BaseModel, Field, model_validator
 
@@ -93,7 +94,8 @@ def create_app(service: RankingService, *, start_reloader: bool = True) -> FastA
         if limits is not None:
             limits.restore_original_limits()
 
-    app = FastAPI(
+    # Swagger UI (/docs) and ReDoc (/redoc) from assets installed with the package, not a CDN: they work offline.
+    app = FastAPIOffline(
         title="recsys",
         version="1",
         summary="Ranked lists and on-demand re-ranking from the champion model.",

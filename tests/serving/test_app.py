@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 import threading
 import time
 
@@ -240,3 +242,38 @@ def test_service_over_the_redis_store(published, redis_url):
     ].head(10).to_list()
     assert service.recommendations("nobody", 3)["fallback"] is True
     assert not service.reload()  # nothing new
+
+
+def test_docs_render_offline_in_a_real_browser(published, tmp_path):
+    """/docs (Swagger UI) and /redoc render in headless Chromium with every host but loopback unresolvable."""
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.fail("chromium not found: `apt-get install chromium` (.ci/run installs it)")
+    with Server(create_app(service_for(published))) as http:
+        page = http.get("/docs").text
+        assert "/static-offline-docs/swagger-ui-bundle.js" in page and "cdn." not in page
+        assert http.get("/static-offline-docs/swagger-ui-bundle.js").status_code == 200
+        rendered = {}
+        for path in ("/docs", "/redoc"):
+            run = subprocess.run(
+                [
+                    chromium,
+                    "--headless",
+                    "--no-sandbox",
+                    "--disable-gpu",
+                    "--disable-dev-shm-usage",
+                    f"--user-data-dir={tmp_path / 'profile'}",
+                    "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1",  # offline: no CDN could answer
+                    "--virtual-time-budget=20000",
+                    "--dump-dom",
+                    f"http://127.0.0.1:{http.base_url.port}{path}",
+                ],
+                capture_output=True,
+                text=True,
+                timeout=180,
+                check=False,
+            )
+            rendered[path] = run.stdout
+        # the DOM after the scripts ran: operation blocks built by Swagger UI, the operation list built by ReDoc
+        assert 'class="opblock' in rendered["/docs"] and "/v1/users/{user_id}/recommendations" in rendered["/docs"]
+        assert "A user's ranked list" in rendered["/redoc"] and "<redoc" in rendered["/redoc"].lower()
