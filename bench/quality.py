@@ -124,7 +124,7 @@ def main() -> None:
                 seed=args.seed,
                 progress=lambda m: console.log(m),
             )
-        console.print(render_report(report))
+        console.print(render_report(report, width=console.width))
         entry = report.to_dict()
         if not args.no_pipeline:
             entry["targets"] = targets(report, console)

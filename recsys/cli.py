@@ -231,7 +231,7 @@ def evaluate(
 
     for line in ds.report.summary_lines():
         console.print(f"data: {escape(line)}", soft_wrap=True)
-    console.print(render_report(report))
+    console.print(render_report(report, width=console.width))
     if out:
         report.write_json(out)
         console.print(f"report: {out}")

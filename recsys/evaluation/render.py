@@ -22,30 +22,49 @@ SHOWN = (
 )
 
 
-def render_report(report: EvaluationReport) -> Group:
-    """Side-by-side table (best value per accuracy column in bold), cold-item slices and paired comparisons."""
+def render_report(report: EvaluationReport, *, width: int | None = None) -> Group:
+    """Side-by-side table (best value per accuracy column in bold), cold-item slices and paired comparisons.
+
+    With `width` (the terminal's columns), the metric columns are split over as many tables as needed so that no
+    number is ever truncated (an 80-column terminal gets two or three narrower tables instead of `0.2…`)."""
     ds = report.dataset
     title = (
         f"{ds['name']} | protocol {report.protocol} | seed {report.seed} | "
         f"{report.split_stats['n_test_users']} test users | fingerprint {str(ds['fingerprint'])[:12]}"
     )
-    table = Table(title=title)
-    table.add_column("model")
     cols = [c.format(k=report.k) for c in SHOWN]
     for extra in report.ks[1:]:
         cols += [f"ndcg@{extra}", f"recall@{extra}"]
+    cols.append("fit s")
+    best = {c: max(m.metrics.get(c, 0.0) for m in report.models) for c in cols if c != "fit s"}
+    name_width = max([len("model"), *(len(m.name) for m in report.models)]) + 4  # borders and padding
+    groups: list[list[str]] = [[]]
+    used = name_width
     for c in cols:
-        table.add_column(c, justify="right")
-    table.add_column("fit s", justify="right")
-    best = {c: max(m.metrics.get(c, 0.0) for m in report.models) for c in cols}
-    for m in report.models:
-        cells = []
-        for c in cols:
-            v = m.metrics.get(c, float("nan"))
-            bold = v == best[c] and not c.startswith(("novelty", "ild"))
-            cells.append(f"[bold]{v:.4f}[/bold]" if bold else f"{v:.4f}")
-        table.add_row(m.name, *cells, f"{m.fit_seconds:.2f}")
-    lines: list[Text | Table] = [table]
+        need = max(len(c), 7) + 3
+        if width is not None and groups[-1] and used + need > width:
+            groups.append([])
+            used = name_width
+        groups[-1].append(c)
+        used += need
+    tables: list[Text | Table] = []
+    for i, group in enumerate(groups):
+        table = Table(title=title if i == 0 else None)
+        table.add_column("model", no_wrap=True)
+        for c in group:
+            table.add_column(c, justify="right", no_wrap=True)
+        for m in report.models:
+            cells = []
+            for c in group:
+                if c == "fit s":
+                    cells.append(f"{m.fit_seconds:.2f}")
+                    continue
+                v = m.metrics.get(c, float("nan"))
+                bold = v == best[c] and not c.startswith(("novelty", "ild"))
+                cells.append(f"[bold]{v:.4f}[/bold]" if bold else f"{v:.4f}")
+            table.add_row(m.name, *cells)
+        tables.append(table)
+    lines: list[Text | Table] = tables
     k = report.k
     for m in report.models:
         if "cold_items" in m.slices:

@@ -162,3 +162,23 @@ def test_cold_only_lists_hold_only_unseen_held_out_items(synthetic) -> None:
     assert set(recs["item_id"]) <= set(split.held_out_items)
     expected = user_metrics(recs, split.test, ks=(10,))
     assert sl["ndcg@10"] == pytest.approx(float(expected["ndcg@10"].mean()))
+
+
+def test_the_table_fits_an_80_column_terminal_without_truncating_numbers(synthetic) -> None:
+    from rich.console import Console
+
+    from recsys.evaluation.render import render_report
+
+    report = evaluate(synthetic, protocol="leave-last-out", models=["toppop", "itemknn"], k=10, extra_ks=(50,))
+    for width in (80, 200):
+        console = Console(width=width, record=True, color_system=None)
+        console.print(render_report(report, width=width))
+        text = console.export_text()
+        assert "…" not in text and max(len(line) for line in text.splitlines()) <= width
+        for name in ("toppop", "itemknn"):  # every metric of every row is printed in full
+            for metric, value in report.model(name).metrics.items():
+                if metric in {"ndcg@10", "recall@50", "coverage@10", "mrr"}:
+                    assert f"{value:.4f}" in text, (width, name, metric)
+    narrow = Console(width=80, record=True, color_system=None)
+    narrow.print(render_report(report, width=80))
+    assert narrow.export_text().count("┃ model") >= 2  # split over several tables rather than squeezed
