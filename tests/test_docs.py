@@ -22,3 +22,9 @@ def test_readme_is_for_users() -> None:
     text = (ROOT / "README.md").read_text()
     assert len(text.encode()) <= 10 * 1024
     assert "make demo" in text and "make test" in text and "docs/results.md" in text
+
+
+def test_the_example_settings_file_is_the_defaults() -> None:
+    from recsys.config import Settings, load_settings
+
+    assert load_settings(ROOT / "recsys.example.toml").model_dump() == Settings().model_dump()

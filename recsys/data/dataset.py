@@ -224,6 +224,15 @@ def validate_dataset(
 
     q = quarantine_frame(quarantined)
     qpath = str(write_quarantine(q, quarantine_dir / "quarantine.parquet")) if quarantine_dir else None
+    read = raw_interactions.height
+    if ev.height == 0 or ev.height < policy.min_kept_share * read:
+        reasons = ", ".join(f"{n} {r}" for r, n in sorted(count_reasons(q).get(interactions_source, {}).items()))
+        where = f"; they are in {qpath}" if qpath else "; give --quarantine-dir to see them"
+        raise DataValidationError(
+            f"{interactions_source}: only {ev.height} of {read} events kept ({reasons or 'none quarantined'}){where}. "
+            f"Less than {policy.min_kept_share:.0%} kept usually means a wrong column mapping, timestamp unit or "
+            "file; lower --policy min_kept_share only if that many bad rows is expected"
+        )
     report = ValidationReport(
         rows_read={interactions_source: raw_interactions.height, items_source: raw_items.height},
         rows_kept={interactions_source: ev.height, items_source: items.height},

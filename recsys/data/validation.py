@@ -42,6 +42,13 @@ class ValidationPolicy(BaseModel, frozen=True, extra="forbid"):
     on_unknown_event_type: OnProblem = "error"
     min_timestamp: datetime = Field(datetime(1990, 1, 1), description="earlier events are absurd")
     max_timestamp: datetime | None = Field(None, description="later events are absurd; None = now + 1 day")
+    min_kept_share: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="drop policies may quarantine rows, but a load that keeps less than this share of the events "
+        "(or none) is an error: it points at a wrong mapping, unit or file, not at a few bad rows",
+    )
 
 
 @dataclass(frozen=True)

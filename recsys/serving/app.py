@@ -13,6 +13,7 @@ from __future__ import annotations
 import hmac
 import re
 import time
+from collections.abc import Callable
 from contextlib import asynccontextmanager
 
 import orjson
@@ -61,6 +62,50 @@ def _respond(body: dict, status: int = 200) -> Response:
     if body.get("model_version"):
         headers = {"X-Model-Version": body["model_version"], "X-Snapshot-Id": body["snapshot_id"]}
     return _Json(body, status_code=status, headers=headers)
+
+
+class BodyLimit:
+    """ASGI middleware: a request body larger than `limit` bytes gets 413 with the service's JSON error body, decided
+    from Content-Length before reading, or while reading a chunked body (at most `limit` bytes are ever buffered)."""
+
+    def __init__(self, app, *, limit: int, version: Callable[[], str | None]) -> None:
+        self.app, self.limit, self.version = app, limit, version
+
+    async def _too_large(self, send) -> None:
+        body = orjson.dumps({"error": f"request body larger than {self.limit} bytes", "model_version": self.version()})
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        await send({"type": "http.response.start", "status": 413, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
+            await self.app(scope, receive, send)
+            return
+        length = dict(scope["headers"]).get(b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > self.limit):
+            await self._too_large(send)
+            return
+        chunks, size, more = [], 0, True
+        while more:  # buffer the body (bounded by the limit), then hand it to the app in one message
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            chunks.append(message.get("body", b""))
+            size += len(chunks[-1])
+            if size > self.limit:
+                await self._too_large(send)
+                return
+            more = message.get("more_body", False)
+        replayed = False
+
+        async def replay():
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
 
 
 def create_app(service: RankingService, *, start_reloader: bool = True) -> FastAPI:
@@ -211,4 +256,9 @@ def create_app(service: RankingService, *, start_reloader: bool = True) -> FastA
         body = {"error": "invalid request", "errors": errors, "model_version": cur.info.model_version if cur else None}
         return JSONResponse(body, status_code=422)
 
+    app.add_middleware(
+        BodyLimit,
+        limit=cfg.max_body_bytes,
+        version=lambda: service.loaded.info.model_version if service.loaded else None,
+    )
     return app

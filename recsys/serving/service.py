@@ -38,6 +38,12 @@ class ServingConfig(BaseModel, frozen=True, extra="forbid"):
     max_candidates: int = Field(1000, ge=1, description="largest candidate list of POST /v1/rank")
     max_exclude: int = Field(500, ge=0)
     max_recent_items: int = Field(100, ge=1)
+    max_body_bytes: int = Field(
+        1 << 20,
+        ge=1024,
+        description="largest request body (POST /v1/rank); larger ones get 413 before any parsing. 1 MiB holds "
+        "max_candidates ids of several hundred characters each",
+    )
     reload_interval_s: float = Field(5.0, gt=0, description="how often the store's pointer is checked")
     load_model: bool = Field(True, description="load the champion's ranker for POST /v1/rank")
     blas_threads: int | None = Field(

@@ -26,6 +26,7 @@ def drop_all() -> ValidationPolicy:
         on_duplicate="drop",
         on_unknown_item="drop",
         on_bad_timestamp="drop",
+        min_kept_share=0.0,  # these tests quarantine most of a few rows on purpose
     )
 
 
@@ -75,6 +76,18 @@ def test_hints_use_the_command_line_flag(tmp_path: Path) -> None:
     e, i = write(tmp_path, events=EVENTS + "u1,A,1700000000,4\n")
     with pytest.raises(DataValidationError, match=r"--policy on_duplicate=drop"):
         load_files(e, i)
+
+
+def test_a_load_that_keeps_too_few_events_is_an_error_that_says_so(tmp_path: Path) -> None:
+    e, i = write(tmp_path, events=EVENTS.replace("u1,A", "u1,Z").replace("u2,A", "u2,Z"))  # 2 of 3 unknown items
+    policy = ValidationPolicy(on_unknown_item="drop")
+    with pytest.raises(DataValidationError, match=r"events\.csv: only 1 of 3 events kept \(2 unknown_item\)"):
+        load_files(e, i, policy=policy, quarantine_dir=tmp_path / "q")
+    assert pl.read_parquet(tmp_path / "q" / "quarantine.parquet").height == 2  # still written, for inspection
+    assert load_files(e, i, policy=policy.model_copy(update={"min_kept_share": 0.3})).interactions.height == 1
+    e, i = write(tmp_path, events=EVENTS.replace(",A,", ",Z,").replace(",B,", ",Z,"))  # every event unknown
+    with pytest.raises(DataValidationError, match=r"only 0 of 3 events kept"):
+        load_files(e, i, policy=policy.model_copy(update={"min_kept_share": 0.0}))
 
 
 def test_empty_file_is_an_error(tmp_path: Path) -> None:

@@ -277,3 +277,33 @@ def test_docs_render_offline_in_a_real_browser(published, tmp_path):
         # the DOM after the scripts ran: operation blocks built by Swagger UI, the operation list built by ReDoc
         assert 'class="opblock' in rendered["/docs"] and "/v1/users/{user_id}/recommendations" in rendered["/docs"]
         assert "A user's ranked list" in rendered["/redoc"] and "<redoc" in rendered["/redoc"].lower()
+
+
+def test_oversized_bodies_get_413_before_parsing(published):
+    lists: pl.DataFrame = published["lists"]
+    user = lists["user_id"][0]
+    candidates = lists.filter(pl.col("user_id") == user)["item_id"].head(5).to_list()
+    with Server(create_app(service_for(published, max_body_bytes=4096))) as http:
+        ok = http.post("/v1/rank", json={"user_id": user, "candidates": candidates})
+        assert ok.status_code == 200 and len(ok.json()["items"]) == 5
+        big = orjson_bytes({"user_id": user, "candidates": ["x" * 100] * 100})  # ~10 KB, declared length
+        r = http.post("/v1/rank", content=big, headers={"content-type": "application/json"})
+        assert r.status_code == 413 and "larger than 4096 bytes" in r.json()["error"]
+        assert r.json()["model_version"] == "recsys/1"
+
+        def chunks():  # no Content-Length: the limit holds while reading
+            for _ in range(100):
+                yield b" " * 1024
+
+        r = http.post("/v1/rank", content=chunks(), headers={"content-type": "application/json"})
+        assert r.status_code == 413 and "transfer-encoding" not in r.headers
+        # the service is unharmed, and a small chunked body still works
+        small = orjson_bytes({"user_id": user, "candidates": candidates})
+        r = http.post("/v1/rank", content=iter([small[:10], small[10:]]), headers={"content-type": "application/json"})
+        assert r.status_code == 200 and len(r.json()["items"]) == 5
+
+
+def orjson_bytes(payload: dict) -> bytes:
+    import orjson
+
+    return orjson.dumps(payload)
