@@ -21,7 +21,7 @@ from recsys.data._readers import read_table
 from recsys.data._recbole import map_index, read_recbole_index, read_recbole_sequences
 from recsys.data.dataset import Dataset, validate_dataset
 from recsys.data.errors import DataValidationError
-from recsys.data.validation import KNOWN_COLUMNS, ROW, ValidationPolicy
+from recsys.data.validation import KNOWN_COLUMNS, ROW, ValidationPolicy, check_timestamp_unit
 
 ML100K_GENRES = (
     "unknown", "Action", "Adventure", "Animation", "Children's", "Comedy", "Crime", "Documentary", "Drama", "Fantasy",
@@ -201,6 +201,7 @@ def load_files(
     event's weight, and `positive_threshold` sets which ratings or weights count as positives (see
     `validate_dataset`).
     """
+    check_timestamp_unit(timestamp_unit)
     mapping = dict(mapping or {})
     unknown = set(mapping) - set(S.INTERACTION_SCHEMA) - set(S.ITEM_SCHEMA) - {S.EVENT_TYPE}
     if unknown:

@@ -139,7 +139,19 @@ def require_rows(df: pl.DataFrame, *, source: str) -> None:
         raise DataValidationError(f"{source}: no data rows (empty file or header only); check the path and export.")
 
 
+TIMESTAMP_UNITS = ("s", "ms", "us", "iso")
+
+
+def check_timestamp_unit(unit: str) -> None:
+    """An unknown unit is refused (never silently read as ISO)."""
+    if unit not in TIMESTAMP_UNITS:
+        raise DataValidationError(
+            f"timestamp unit {unit!r} is not one of {', '.join(TIMESTAMP_UNITS)} (--timestamp-unit)"
+        )
+
+
 def _parse_timestamp(raw: pl.Expr, unit: str) -> pl.Expr:
+    check_timestamp_unit(unit)
     if unit in ("s", "ms", "us"):
         return pl.from_epoch(raw.str.strip_chars().cast(pl.Int64, strict=False), time_unit=unit).cast(S.TIMESTAMP_DTYPE)
     # ISO-8601 (date or datetime, optional zone): zone-aware values are converted to UTC, then made naive.
@@ -337,6 +349,8 @@ def count_reasons(quarantine: pl.DataFrame) -> dict[str, dict[str, int]]:
 
 def write_quarantine(quarantine: pl.DataFrame, path: Path) -> Path:
     """Write the quarantine as Parquet (created even when empty, so its absence never means 'nothing dropped')."""
+    if path.parent.exists() and not path.parent.is_dir():
+        raise DataValidationError(f"quarantine folder {path.parent} is a file: give a folder (--quarantine-dir)")
     path.parent.mkdir(parents=True, exist_ok=True)
     quarantine.write_parquet(path)
     return path

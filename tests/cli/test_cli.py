@@ -197,3 +197,15 @@ def test_evaluate_says_what_was_quarantined_and_where(tmp_path: Path) -> None:
     assert f"{ev.height} of {ev.height + 3} rows kept; quarantined 2 duplicate, 1 unknown_item" in out
     assert f"3 quarantined row(s): {tmp_path / 'q' / 'quarantine.parquet'}" in out
     assert pl.read_parquet(tmp_path / "q" / "quarantine.parquet").height == 3
+
+
+def test_bad_unit_and_a_quarantine_file_are_one_line_errors(tmp_path: Path) -> None:
+    (tmp_path / "ev.csv").write_text("user_id,item_id,timestamp\nu,i,2020-01-01\nv,i,2020-01-02\n")
+    (tmp_path / "it.csv").write_text("item_id,title\ni,T\n")
+    files = ["--interactions", str(tmp_path / "ev.csv"), "--items", str(tmp_path / "it.csv")]
+    unit = runner.invoke(app, ["validate", *files, "--timestamp-unit", "foo"])
+    assert unit.exit_code == 2 and "timestamp unit 'foo' is not one of s, ms, us, iso" in " ".join(unit.output.split())
+    (tmp_path / "q").write_text("a file")
+    q = runner.invoke(app, ["validate", *files, "--timestamp-unit", "iso", "--quarantine-dir", str(tmp_path / "q")])
+    assert q.exit_code == 2 and "is a file: give a folder" in " ".join(q.output.split())
+    assert "Traceback" not in q.output
