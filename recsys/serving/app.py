@@ -36,6 +36,9 @@ class RankRequest(BaseModel):
     user_id: str | None = Field(None, pattern=ID_PATTERN, examples=["u0001"])
     recent_items: list[str] | None = Field(None, description="item ids the session engaged with, most recent last")
     candidates: list[str] = Field(..., min_length=1, description="item ids to order")
+    include_seen: bool = Field(
+        False, description="keep items the user (or the session's recent_items) already engaged with; default: left out"
+    )
 
     @model_validator(mode="after")
     def _check(self) -> RankRequest:
@@ -191,7 +194,9 @@ def create_app(service: RankingService, *, start_reloader: bool = True) -> FastA
             observe("rank", 422, started)
             raise HTTPException(422, f"recent_items: at most {cfg.max_recent_items} item ids")
         try:
-            body = service.rank(req.candidates, user_id=req.user_id, recent_items=req.recent_items)
+            body = service.rank(
+                req.candidates, user_id=req.user_id, recent_items=req.recent_items, include_seen=req.include_seen
+            )
         except NotReady as exc:
             observe("rank", 503, started)
             raise HTTPException(503, str(exc)) from exc

@@ -158,17 +158,38 @@ class RankingService:
             "snapshot_id": cur.info.snapshot_id,
         }
 
-    def rank(self, candidates: list[str], *, user_id: str | None, recent_items: list[str] | None) -> dict:
+    def rank(
+        self,
+        candidates: list[str],
+        *,
+        user_id: str | None,
+        recent_items: list[str] | None,
+        include_seen: bool = False,
+    ) -> dict:
         """Re-rank `candidates` for a known user with the champion's ranker; for an unknown user with recent items,
-        by interest match of the candidates' texts to those items; otherwise by trending order."""
+        by interest match of the candidates' texts to those items; otherwise by trending order.
+
+        Items the user already interacted with (a known user's training events, a session's `recent_items`) are left
+        out, as in the published lists, and reported in `excluded_seen`, unless `include_seen`. `unknown_items` are
+        the candidates absent from the version's catalog."""
         cur = self.loaded
         if cur is None:
             raise NotReady("no snapshot loaded yet")
         pipe = cur.model
         if pipe is None:
             raise NotReady("no model loaded for re-ranking")
-        known = user_id is not None and user_id in pipe.state_.seen  # type: ignore[attr-defined]
-        if known:
+        seen_by = pipe.state_.seen  # type: ignore[attr-defined]
+        known = user_id is not None and user_id in seen_by
+        excluded: list[str] = []
+        if not include_seen:
+            seen = set(seen_by[user_id]) if known else set(recent_items or ())
+            excluded = [c for c in candidates if c in seen]
+            candidates = [c for c in candidates if c not in seen]
+        catalog = pipe.item_index_  # type: ignore[attr-defined]
+        if not candidates:
+            scores: list[float | None] = []
+            method = "ranker" if known else "interest-match" if recent_items else "trending"
+        elif known:
             frame = pl.DataFrame({S.USER_ID: [user_id] * len(candidates), S.ITEM_ID: candidates})
             scored = pipe.rank_candidates(frame)  # type: ignore[attr-defined]
             scores = scored[S.SCORE].to_list()
@@ -192,7 +213,8 @@ class RankingService:
             "user_id": user_id,
             "method": method,
             "items": ranked,
-            "unknown_items": [candidates[i] for i in order if scores[i] is None],
+            "unknown_items": [candidates[i] for i in order if candidates[i] not in catalog],
+            "excluded_seen": excluded,
             "model_version": cur.info.model_version,
             "snapshot_id": cur.info.snapshot_id,
         }

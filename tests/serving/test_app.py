@@ -123,13 +123,29 @@ def test_rank_endpoint(published):
     candidates = rng.choice(catalog, 150, replace=False).tolist()
     service = service_for(published)
     with Server(create_app(service)) as http:
-        r = http.post("/v1/rank", json={"user_id": user, "candidates": [*candidates, "not-in-catalog"]})
+        seen = service.loaded.model.state_.seen[user]
+        assert 0 < len(set(candidates) & seen) < 150  # the draw holds items the user already engaged with
+        # by default, items the user already engaged with are left out (as in the published lists) and named
+        default = http.post("/v1/rank", json={"user_id": user, "candidates": [*candidates, "not-in-catalog"]}).json()
+        assert sorted(default["excluded_seen"]) == sorted(set(candidates) & seen)
+        assert {i["item_id"] for i in default["items"]} == set(candidates) - seen | {"not-in-catalog"}
+        r = http.post(
+            "/v1/rank", json={"user_id": user, "candidates": [*candidates, "not-in-catalog"], "include_seen": True}
+        )
         assert r.status_code == 200, r.text
         body = r.json()
-        assert body["method"] == "ranker" and body["model_version"] == "recsys/1"
+        assert body["method"] == "ranker" and body["model_version"] == "recsys/1" and body["excluded_seen"] == []
         scores = [i["score"] for i in body["items"] if i["score"] is not None]
         assert len(scores) == 150 and scores == sorted(scores, reverse=True)
         assert body["unknown_items"] == ["not-in-catalog"] and body["items"][-1]["item_id"] == "not-in-catalog"
+        # the default scores are the pipeline's on the unseen candidates (features are relative to the list)
+        unseen = [c for c in candidates if c not in seen]
+        offline_unseen = service.loaded.model.rank_candidates(
+            pl.DataFrame({"user_id": [user] * len(unseen), "item_id": unseen})
+        )
+        expected = dict(zip(offline_unseen["item_id"], offline_unseen["score"], strict=True))
+        for i in default["items"][: len(unseen)]:
+            assert i["score"] == pytest.approx(expected[i["item_id"]], rel=1e-9)
         # the same scores as the champion pipeline computes offline for those pairs
         offline = service.loaded.model.rank_candidates(pl.DataFrame({"user_id": [user] * 150, "item_id": candidates}))
         by_item = dict(zip(offline["item_id"], offline["score"], strict=True))
@@ -138,7 +154,14 @@ def test_rank_endpoint(published):
 
         session = http.post("/v1/rank", json={"recent_items": catalog[:3], "candidates": candidates[:20]}).json()
         assert session["method"] == "interest-match" and session["user_id"] is None
-        assert len([i for i in session["items"] if i["score"] is not None]) == 20
+        assert set(session["excluded_seen"]) == set(candidates[:20]) & set(catalog[:3])
+        assert len([i for i in session["items"] if i["score"] is not None]) == 20 - len(session["excluded_seen"])
+        # a session's recent items are its seen items; catalog items are never reported unknown
+        again = http.post("/v1/rank", json={"recent_items": catalog[:3], "candidates": catalog[:6]}).json()
+        assert again["excluded_seen"] == catalog[:3] and [i["item_id"] for i in again["items"]] != []
+        assert {i["item_id"] for i in again["items"]} == set(catalog[3:6]) and again["unknown_items"] == []
+        trend = http.post("/v1/rank", json={"user_id": "nobody-new", "candidates": catalog[:50]}).json()
+        assert trend["method"] == "trending" and trend["unknown_items"] == []
 
         bad = [
             {"candidates": candidates[:5]},  # neither user nor recent items
