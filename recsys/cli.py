@@ -41,10 +41,17 @@ def _load(
     timestamp_unit: str,
     policy: list[str],
     quarantine_dir: Path | None,
+    data=None,  # the settings' [data] (DataConfig): its policy and quarantine folder unless flags say otherwise
 ):
     from recsys.data import ValidationPolicy, load_dataset, load_files
 
-    pol = ValidationPolicy(**_parse_pairs(policy, "--policy")) if policy else None
+    base = data.policy if data is not None else None
+    if policy:  # --policy flags override single keys of the settings' policy
+        pol = ValidationPolicy(**((base.model_dump() if base else {}) | _parse_pairs(policy, "--policy")))
+    else:
+        pol = base  # None: a dataset spec's own [policy], else strict defaults
+    if quarantine_dir is None and data is not None:
+        quarantine_dir = data.quarantine_dir
     if interactions or items:
         if not (interactions and items):
             raise typer.BadParameter("give both --interactions and --items (or --dataset)")
@@ -195,7 +202,7 @@ def evaluate(
         err.print("[red]error:[/red]", escape(f"unknown model(s) {', '.join(unknown)}; available: {', '.join(known)}"))
         raise typer.Exit(2)
     with _user_errors():
-        ds = _load(dataset, interactions, items, mapping, timestamp_unit, policy, quarantine_dir)
+        ds = _load(dataset, interactions, items, mapping, timestamp_unit, policy, quarantine_dir, settings.data)
         settings = resolve_feedback(settings, ds)  # "auto" thresholds: the dataset's explicit/implicit feedback
         cfg = cfg.model_copy(update={"protocol": resolve_protocol(cfg.protocol, ds)})  # auto: the shipped split
         n_steps = 2 * len(names) + ("ease" in names)
@@ -296,7 +303,14 @@ def finetune(
     settings = _settings(config)
     with _user_errors():
         ds = _load(
-            dataset or settings.data.dataset, interactions, items, mapping, timestamp_unit, policy, quarantine_dir
+            dataset or settings.data.dataset,
+            interactions,
+            items,
+            mapping,
+            timestamp_unit,
+            policy,
+            quarantine_dir,
+            settings.data,
         )
         enc = resolve_feedback(settings, ds).encoder
         cutoff = _parse_time(as_of, "--as-of") if as_of else after_last_event(ds.interactions)
@@ -341,7 +355,14 @@ def embed(
     model_cfg = enc.model.model_copy(update={"adapter_path": str(adapter)}) if adapter else enc.model
     with _user_errors():
         ds = _load(
-            dataset or settings.data.dataset, interactions, items, mapping, timestamp_unit, policy, quarantine_dir
+            dataset or settings.data.dataset,
+            interactions,
+            items,
+            mapping,
+            timestamp_unit,
+            policy,
+            quarantine_dir,
+            settings.data,
         )
         item_text = build_item_text(ds.items, enc.text)
         encoder = TextEncoder(model_cfg)

@@ -26,7 +26,9 @@ class DataConfig(BaseModel, frozen=True, extra="forbid"):
     """Which dataset (registered name or spec .toml) and what to do with bad rows."""
 
     dataset: str = "synthetic"
-    policy: ValidationPolicy = Field(default_factory=ValidationPolicy)
+    policy: ValidationPolicy | None = Field(
+        None, description="what to do with bad rows; None: the dataset spec's [policy], else every problem an error"
+    )
     quarantine_dir: Path | None = None
 
 

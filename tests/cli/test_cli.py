@@ -209,3 +209,20 @@ def test_bad_unit_and_a_quarantine_file_are_one_line_errors(tmp_path: Path) -> N
     q = runner.invoke(app, ["validate", *files, "--timestamp-unit", "iso", "--quarantine-dir", str(tmp_path / "q")])
     assert q.exit_code == 2 and "is a file: give a folder" in " ".join(q.output.split())
     assert "Traceback" not in q.output
+
+
+def test_evaluate_applies_the_settings_files_data_policy_and_quarantine(tmp_path: Path) -> None:
+    ds = generate_synthetic(n_users=60, n_items=80, mean_events=15, seed=5)
+    write_synthetic_files(ds, str(tmp_path / "ev.csv"), str(tmp_path / "it.csv"))
+    ev = pl.read_csv(tmp_path / "ev.csv")
+    pl.concat([ev, ev.head(1)]).write_csv(tmp_path / "ev.csv")
+    cfg = tmp_path / "settings.toml"
+    cfg.write_text(f'[data]\nquarantine_dir = "{tmp_path / "q"}"\n[data.policy]\non_duplicate = "drop"\n')
+    args = ["evaluate", "--interactions", str(tmp_path / "ev.csv"), "--items", str(tmp_path / "it.csv")]
+    result = runner.invoke(app, [*args, "--models", "toppop", "--config", str(cfg)])
+    assert result.exit_code == 0, result.output
+    assert "quarantined 1 duplicate" in " ".join(result.output.split())
+    assert pl.read_parquet(tmp_path / "q" / "quarantine.parquet").height == 1
+    # a flag overrides one key of the file's policy
+    strict = runner.invoke(app, [*args, "--models", "toppop", "--config", str(cfg), "--policy", "on_duplicate=error"])
+    assert strict.exit_code == 2 and "duplicate" in strict.output
