@@ -8,12 +8,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+if TYPE_CHECKING:
+    from recsys.config import DataConfig
 
 app = typer.Typer(
     add_completion=False, no_args_is_help=True, rich_markup_mode=None, help="recsys: LLM-enhanced recommender pipeline."
@@ -41,8 +44,10 @@ def _load(
     timestamp_unit: str,
     policy: list[str],
     quarantine_dir: Path | None,
-    data=None,  # the settings' [data] (DataConfig): its policy and quarantine folder unless flags say otherwise
+    data: DataConfig | None = None,
 ):
+    """The dataset the flags name, else the settings' [data] (its dataset, policy and quarantine folder); flags win,
+    each --policy flag overriding one key of the settings' policy."""
     from recsys.data import ValidationPolicy, load_dataset, load_files
 
     base = data.policy if data is not None else None
@@ -63,7 +68,8 @@ def _load(
             policy=pol,
             quarantine_dir=quarantine_dir,
         )
-    return load_dataset(dataset or "synthetic", policy=pol, quarantine_dir=quarantine_dir)
+    name = dataset or (data.dataset if data is not None else None) or "synthetic"
+    return load_dataset(name, policy=pol, quarantine_dir=quarantine_dir)
 
 
 @contextmanager
@@ -302,16 +308,7 @@ def finetune(
 
     settings = _settings(config)
     with _user_errors():
-        ds = _load(
-            dataset or settings.data.dataset,
-            interactions,
-            items,
-            mapping,
-            timestamp_unit,
-            policy,
-            quarantine_dir,
-            settings.data,
-        )
+        ds = _load(dataset, interactions, items, mapping, timestamp_unit, policy, quarantine_dir, settings.data)
         enc = resolve_feedback(settings, ds).encoder
         cutoff = _parse_time(as_of, "--as-of") if as_of else after_last_event(ds.interactions)
         pairs = build_pairs(
@@ -354,16 +351,7 @@ def embed(
     enc = settings.encoder
     model_cfg = enc.model.model_copy(update={"adapter_path": str(adapter)}) if adapter else enc.model
     with _user_errors():
-        ds = _load(
-            dataset or settings.data.dataset,
-            interactions,
-            items,
-            mapping,
-            timestamp_unit,
-            policy,
-            quarantine_dir,
-            settings.data,
-        )
+        ds = _load(dataset, interactions, items, mapping, timestamp_unit, policy, quarantine_dir, settings.data)
         item_text = build_item_text(ds.items, enc.text)
         encoder = TextEncoder(model_cfg)
         with count_bar("embedding", item_text.height, console=err) as advance:

@@ -225,8 +225,9 @@ def validate_dataset(
     q = quarantine_frame(quarantined)
     qpath = str(write_quarantine(q, quarantine_dir / "quarantine.parquet")) if quarantine_dir else None
     read = raw_interactions.height
+    counts = count_reasons(q)
     if ev.height == 0 or ev.height < policy.min_kept_share * read:
-        reasons = ", ".join(f"{n} {r}" for r, n in sorted(count_reasons(q).get(interactions_source, {}).items()))
+        reasons = ", ".join(f"{n} {r}" for r, n in sorted(counts.get(interactions_source, {}).items()))
         where = f"; they are in {qpath}" if qpath else "; give --quarantine-dir to see them"
         raise DataValidationError(
             f"{interactions_source}: only {ev.height} of {read} events kept ({reasons or 'none quarantined'}){where}. "
@@ -236,7 +237,7 @@ def validate_dataset(
     report = ValidationReport(
         rows_read={interactions_source: raw_interactions.height, items_source: raw_items.height},
         rows_kept={interactions_source: ev.height, items_source: items.height},
-        quarantined=count_reasons(q),
+        quarantined=counts,
         fixed={k: v for k, v in (fixed or {}).items() if any(v.values())},
         quarantine_path=qpath,
     )
