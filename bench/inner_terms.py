@@ -35,13 +35,13 @@ from rich.console import Console
 from rich.table import Table
 
 from recsys.baselines import EASELowPass, SequenceNeighbours
-from recsys.baselines.spectral import zscore_rows
 from recsys.data import load_dataset
 from recsys.data import schema as S
 from recsys.evaluation.metrics import user_metrics
 from recsys.evaluation.runner import environment_info
 from recsys.evaluation.splits import make_split, validation_split
 from recsys.progress import count_bar
+from recsys.scoring.sources import zscore_rows
 
 K = 10
 BASE = {"l2": 500.0, "factors": 16, "weight": 0.5}

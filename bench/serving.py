@@ -103,8 +103,8 @@ def prepare(work: Path, dataset: str, console: Console) -> tuple[Path, list[str]
     from recsys.encoder import EncoderConfig, TextEncoder, build_item_text, embed_items
     from recsys.encoder.text import ItemTextConfig
     from recsys.evaluation.splits import make_split
-    from recsys.nightly import publish, ranked_lists
-    from recsys.ranker import PipelineConfig, RankingPipeline
+    from recsys.nightly.steps import publish, ranked_lists
+    from recsys.ranker import RankingPipeline
     from recsys.registry import save_bundle
     from recsys.serving import SQLiteSnapshotStore
 
@@ -123,13 +123,23 @@ def prepare(work: Path, dataset: str, console: Console) -> tuple[Path, list[str]
         items=ds.items,
         encoder=EncoderConfig(),
         text=ItemTextConfig(),
-        pipeline=PipelineConfig(),
+        pipeline=pipe.resolved_cfg,
         protocol="temporal",
+        state=pipe.state_,
     )
     settings = load_settings()
-    lists, fallback = ranked_lists(bundle, ds, settings, k=100)
+    lists, fallback, model = ranked_lists(bundle, ds, settings, k=100)
     store = SQLiteSnapshotStore(work / "serving.db")
-    publish(store, lists, fallback, model_version="bench/1", bundle=bundle, dataset=ds, work_dir=work / "nightly")
+    publish(
+        store,
+        lists,
+        fallback,
+        model_version="bench/1",
+        bundle=bundle,
+        model=model,
+        dataset=ds,
+        work_dir=work / "nightly",
+    )
     config = work / "recsys.toml"
     config.write_text(f'[serving]\nstore_path = "{work / "serving.db"}"\nreload_interval_s = 30\n')
     return config, lists["user_id"].unique().sort().to_list(), catalog

@@ -5,8 +5,25 @@ Imports nothing of ours but `recsys.data.schema`, so training and serving comput
 
 from __future__ import annotations
 
-from features.affinity import genre_affinity, user_genre_shares
+from features.affinity import (
+    AFFINITY_FEATURES,
+    affinity_from_arrays,
+    genre_affinity,
+    item_genre_counts,
+    user_genre_shares,
+    user_share_matrix,
+)
 from features.items import item_catalog_features, item_popularity
 from features.users import user_activity
 
-__all__ = ["genre_affinity", "item_catalog_features", "item_popularity", "user_activity", "user_genre_shares"]
+__all__ = [
+    "AFFINITY_FEATURES",
+    "affinity_from_arrays",
+    "genre_affinity",
+    "item_catalog_features",
+    "item_genre_counts",
+    "item_popularity",
+    "user_activity",
+    "user_genre_shares",
+    "user_share_matrix",
+]

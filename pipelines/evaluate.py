@@ -11,10 +11,10 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from recsys import nightly as steps
 from recsys.config import load_settings, resolve_feedback
 from recsys.data import load_dataset
 from recsys.evaluation.render import markdown_report
+from recsys.nightly import steps
 from recsys.registry import Registry, load_bundle
 from recsys.registry import runs as mlrun
 

@@ -13,11 +13,11 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from recsys import nightly as steps
 from recsys.config import Settings, load_settings, resolve_feedback
 from recsys.data import load_dataset
 from recsys.data.dataset import Dataset
 from recsys.encoder.stage import with_head
+from recsys.nightly import steps
 from recsys.registry import CHALLENGER, CHAMPION, Registry, load_bundle
 from recsys.registry import runs as mlrun
 from recsys.serving import SnapshotStore, open_store
@@ -106,13 +106,14 @@ def build_lists(bundle, dataset: Dataset, settings: Settings):
 
 
 @task(retries=2, retry_delay_seconds=2, timeout_seconds=600, **_task)
-def publish(store: SnapshotStore, lists, fallback, model_version: str, bundle, dataset, work_dir, meta: dict):
+def publish(store: SnapshotStore, lists, fallback, model_version: str, bundle, model, dataset, work_dir, meta: dict):
     return steps.publish(
         store,
         lists,
         fallback,
         model_version=model_version,
         bundle=bundle,
+        model=model,
         dataset=dataset,
         work_dir=work_dir,
         meta=meta,
@@ -284,13 +285,13 @@ def _night(
     snapshot_id = None
     if serving is not None and label is not None:
         with step("build_lists"):
-            lists, fallback = build_lists(serving, dataset, settings)
+            lists, fallback, model = build_lists(serving, dataset, settings)
         if decision.promote:
             registry.set_alias(CHAMPION, version.version)
             logger.info("promoted %s to champion", version.label)
         reason = {"input_key": key, "run_id": run_id, "reason": "promoted" if decision.promote else "refresh"}
         with step("publish"):
-            snapshot = publish(store, lists, fallback, label, serving, dataset, cfg.work_dir, reason)
+            snapshot = publish(store, lists, fallback, label, serving, model, dataset, cfg.work_dir, reason)
         snapshot_id = snapshot.snapshot_id
     mlrun.log_json(registry, run_id, "timings.json", seconds)
     mlrun.end_run(registry, run_id)

@@ -11,13 +11,13 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from recsys.data.dataset import Dataset
 from recsys.data.validation import ValidationPolicy
+from recsys.encoder.config import EncoderStageConfig, fine_tune_enabled
 from recsys.encoder.interest import InterestConfig
 from recsys.encoder.pairs import PairConfig
-from recsys.encoder.stage import EncoderStageConfig, fine_tune_enabled
-from recsys.evaluation.runner import EASE_GRID
+from recsys.evaluation.grids import EASE_GRID
 from recsys.evaluation.splits import ProtocolName
-from recsys.nightly import NightlyConfig
-from recsys.ranker.pipeline import PipelineConfig
+from recsys.nightly.config import NightlyConfig
+from recsys.ranker.config import PipelineConfig
 from recsys.registry.tracking import TrackingConfig
 from recsys.serving.service import ServingConfig
 

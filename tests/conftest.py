@@ -137,5 +137,6 @@ def save_test_bundle(
         text=ItemTextConfig(),
         pipeline=pipe.resolved_cfg,  # the fitted choices (blend, text weight), as the nightly flow stores them
         protocol="temporal",
+        state=pipe.state_,
         extra=extra,
     )

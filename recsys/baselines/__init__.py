@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from recsys.baselines._base import Recommender
+from recsys.baselines._base import Recommender, top_k_frame
 from recsys.baselines.factorization import ALS, BPR
 from recsys.baselines.neighbourhood import EASE, SAR, ItemKNN, TopPop
 from recsys.baselines.sequential import SequenceNeighbours
@@ -24,4 +24,5 @@ __all__ = [
     "Recommender",
     "SequenceNeighbours",
     "TopPop",
+    "top_k_frame",
 ]

@@ -99,19 +99,24 @@ class Recommender(ABC):
         return pl.concat(parts)
 
     def _top_k(self, users: Sequence[str], scores: np.ndarray, k: int) -> pl.DataFrame:
-        k_eff = min(k, scores.shape[1])
-        # Stable sort: score descending, ties by candidate order (exact, also at the K boundary).
-        idx = np.argsort(-scores, axis=1, kind="stable")[:, :k_eff]
-        sc = np.take_along_axis(scores, idx, axis=1)
-        valid = np.isfinite(sc)
-        user_col = np.repeat(np.asarray(users, dtype=object), k_eff).reshape(len(users), k_eff)
-        ranks = np.tile(np.arange(1, k_eff + 1, dtype=np.int32), (len(users), 1))
-        return pl.DataFrame(
-            {
-                S.USER_ID: user_col[valid].tolist(),
-                S.ITEM_ID: self.item_ids_[idx[valid]].tolist(),
-                S.RANK: ranks[valid],
-                S.SCORE: sc[valid],
-            },
-            schema=S.RECOMMENDATION_SCHEMA,
-        )
+        return top_k_frame(users, scores, self.item_ids_, k)
+
+
+def top_k_frame(users: Sequence[str], scores: np.ndarray, item_ids: np.ndarray, k: int) -> pl.DataFrame:
+    """Each row's top-k columns of `scores` (users x items in `item_ids` order) as a recommendation frame; -inf never
+    listed; ties break by column order (exact, also at the k boundary)."""
+    k_eff = min(k, scores.shape[1])
+    idx = np.argsort(-scores, axis=1, kind="stable")[:, :k_eff]
+    sc = np.take_along_axis(scores, idx, axis=1)
+    valid = np.isfinite(sc)
+    user_col = np.repeat(np.asarray(users, dtype=object), k_eff).reshape(len(users), k_eff)
+    ranks = np.tile(np.arange(1, k_eff + 1, dtype=np.int32), (len(users), 1))
+    return pl.DataFrame(
+        {
+            S.USER_ID: user_col[valid].tolist(),
+            S.ITEM_ID: item_ids[idx[valid]].tolist(),
+            S.RANK: ranks[valid],
+            S.SCORE: sc[valid],
+        },
+        schema=S.RECOMMENDATION_SCHEMA,
+    )

@@ -11,6 +11,7 @@ import scipy.sparse as sp
 
 from recsys.baselines._base import Recommender
 from recsys.data import schema as S
+from recsys.scoring.sources import EaseWeights, ItemSimilarity
 
 
 class TopPop(Recommender):
@@ -70,8 +71,13 @@ class SAR(Recommender):
             vals = np.where(denom > 0, c.data / denom, 0.0)
         self.similarity_ = sp.csr_matrix((vals, (c.row, c.col)), shape=cooc.shape)
 
+    @property
+    def arrays(self) -> ItemSimilarity:
+        """The fitted similarity (scored against the users' affinities, `affinity_`)."""
+        return ItemSimilarity(self.similarity_)
+
     def _score(self, rows: np.ndarray) -> np.ndarray:
-        return (self.affinity_[rows] @ self.similarity_).toarray()
+        return self.arrays.score(self.affinity_[rows])
 
 
 class ItemKNN(Recommender):
@@ -97,8 +103,13 @@ class ItemKNN(Recommender):
         s = sp.csr_matrix((sim, (r, col)), shape=cooc.shape)
         self.similarity_ = _top_n_per_column(s, self.neighbours)
 
+    @property
+    def arrays(self) -> ItemSimilarity:
+        """The fitted similarity (what a saved ranking state keeps to score without refitting)."""
+        return ItemSimilarity(self.similarity_)
+
     def _score(self, rows: np.ndarray) -> np.ndarray:
-        return (self.seen_[rows] @ self.similarity_).toarray()
+        return self.arrays.score(self.seen_[rows])
 
 
 def _top_n_per_column(s: sp.csr_matrix, n: int) -> sp.csr_matrix:
@@ -141,7 +152,10 @@ class EASE(Recommender):
         # C order: sparse x dense products read it row-wise (a Fortran-ordered matrix is copied on every call)
         self.weights_ = np.ascontiguousarray(b)
 
+    @property
+    def arrays(self) -> EaseWeights:
+        """The fitted weights (what a saved ranking state keeps to score without refitting)."""
+        return EaseWeights(self.active_, self.weights_)
+
     def _score(self, rows: np.ndarray) -> np.ndarray:
-        out = np.zeros((len(rows), len(self.item_ids_)))
-        out[:, self.active_] = self.seen_[rows][:, self.active_] @ self.weights_
-        return out
+        return self.arrays.score(self.seen_[rows], len(self.item_ids_))

@@ -30,9 +30,7 @@ import scipy.sparse as sp
 
 from recsys.baselines._base import Recommender
 from recsys.data import schema as S
-
-# Gaps scored at once: bounds the sparse products' memory (a gap's row holds every item near its two neighbours).
-_GAP_CHUNK = 8192
+from recsys.scoring.sources import SequenceGraph
 
 
 class SequenceNeighbours(Recommender):
@@ -81,32 +79,10 @@ class SequenceNeighbours(Recommender):
         self.starts_ = np.concatenate([[0], np.cumsum(counts)])
         self.sequence_ = codes
 
-    def _gaps(self, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(left, right, owner) item codes of every consecutive pair of the users' histories, plus (last, last) for
-        the tail; owner = position of the user in `rows`."""
-        left, right, owner = [], [], []
-        for pos, r in enumerate(rows):
-            s = self.sequence_[self.starts_[r] : self.starts_[r + 1]]
-            if len(s) == 0:
-                continue
-            left.append(np.append(s[:-1], s[-1]))
-            right.append(np.append(s[1:], s[-1]))
-            owner.append(np.full(len(s), pos))
-        if not left:
-            empty = np.zeros(0, dtype=np.int64)
-            return empty, empty, empty
-        return np.concatenate(left), np.concatenate(right), np.concatenate(owner)
+    @property
+    def arrays(self) -> SequenceGraph:
+        """The fitted graph and histories (what a saved ranking state keeps to score without refitting)."""
+        return SequenceGraph(self.adjacency_, self.starts_, self.sequence_)
 
     def _score(self, rows: np.ndarray) -> np.ndarray:
-        left, right, owner = self._gaps(rows)
-        out = np.zeros((len(rows), len(self.item_ids_)))
-        for start in range(0, len(left), _GAP_CHUNK):
-            sl = slice(start, start + _GAP_CHUNK)
-            # sqrt(A[l, j] * A[j, r]) per gap (A is symmetric); for the tail (l = r) that is A[l, j] itself
-            both = self.adjacency_[left[sl]].multiply(self.adjacency_[right[sl]]).tocsr()
-            both.data = np.sqrt(both.data)
-            to_user = sp.csr_matrix(
-                (np.ones(len(owner[sl])), (owner[sl], np.arange(len(owner[sl])))), shape=(len(rows), len(owner[sl]))
-            )
-            out += (to_user @ both).toarray()
-        return out
+        return self.arrays.score(rows, len(self.item_ids_))

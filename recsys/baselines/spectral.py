@@ -23,6 +23,7 @@ import scipy.sparse as sp
 
 from recsys.baselines._base import Recommender
 from recsys.baselines.neighbourhood import EASE
+from recsys.scoring.sources import BlendParts, LowPassFactors
 
 _R = TypeVar("_R", bound=Recommender)
 
@@ -58,25 +59,16 @@ class LowPass(Recommender):
         self.components_ = np.ascontiguousarray(vectors[:, ::-1])  # largest first, so [:, :f] is the top f
         self.item_scale_ = item_deg**self.item_norm
 
+    @property
+    def arrays(self) -> LowPassFactors:
+        """The fitted components (what a saved ranking state keeps to score without refitting)."""
+        return LowPassFactors(self.active_, self.components_, self.item_scale_)
+
     def _score_with(self, rows: np.ndarray, factors: int) -> np.ndarray:
-        v = self.components_[:, :factors]
-        x = self.seen_[rows][:, self.active_] @ sp.diags(1.0 / self.item_scale_)
-        out = np.zeros((len(rows), len(self.item_ids_)))
-        out[:, self.active_] = ((x @ v) @ v.T) * self.item_scale_
-        return out
+        return self.arrays.score(self.seen_[rows], len(self.item_ids_), factors)
 
     def _score(self, rows: np.ndarray) -> np.ndarray:
         return self._score_with(rows, self.factors)
-
-
-def zscore_rows(scores: np.ndarray, valid: np.ndarray) -> np.ndarray:
-    """Each row minus its mean over `valid` entries, divided by their standard deviation (rows with fewer than two
-    valid entries are only centred)."""
-    n = np.maximum(valid.sum(axis=1, keepdims=True), 1)
-    mean = np.where(valid, scores, 0.0).sum(axis=1, keepdims=True) / n
-    var = np.where(valid, (scores - mean) ** 2, 0.0).sum(axis=1, keepdims=True) / n
-    sd = np.sqrt(var)
-    return (scores - mean) / np.where(sd > 0, sd, 1.0)
 
 
 class EASELowPass(Recommender):
@@ -105,19 +97,17 @@ class EASELowPass(Recommender):
         model._fit(events, seen, items)
         return model
 
+    @property
+    def parts(self) -> BlendParts:
+        """The fitted EASE weights and low-pass components with this blend's factors and weight (what a saved
+        ranking state keeps to score without refitting)."""
+        return BlendParts(self.ease_.arrays, self.lowpass_.arrays, self.factors, self.weight, self.has_train_events_)
+
     def components(self, rows: np.ndarray) -> dict[str, np.ndarray]:
         """Raw EASE and low-pass scores and the blend, for user rows of the fit-time index."""
         if self.factors > self.lowpass_.factors:
             raise ValueError(f"factors={self.factors}, but the fit kept {self.lowpass_.factors} components; refit")
-        ease = np.asarray(self.ease_._score(rows))
-        low = self.lowpass_._score_with(rows, self.factors)
-        valid = np.broadcast_to(self.has_train_events_, ease.shape) & ~self.seen_[rows].toarray().astype(bool)
-        blend = zscore_rows(ease, valid)
-        if self.weight > 0:
-            blend = blend + self.weight * zscore_rows(low, valid)
-        # items without training events: neither model knows them, so the blend is neutral (the mean z) there
-        blend = np.where(self.has_train_events_, blend, 0.0)
-        return {"ease": ease, "lowpass": low, "blend": blend}
+        return self.parts.components(self.seen_[rows])
 
     def component_scores(self, users: list[str]) -> dict[str, np.ndarray]:
         """`components` by user id (len(users) x n_candidates each); unknown users get NaN rows, as `score`."""

@@ -22,11 +22,11 @@ _EXPORTS = {
     "text_hash": "cache",
     "ItemTextConfig": "text",
     "build_item_text": "text",
-    "FineTuneConfig": "finetune",
+    "FineTuneConfig": "config",
     "FineTuneResult": "finetune",
     "FineTuneStatus": "finetune",
-    "LoRAConfig": "finetune",
-    "PairSet": "finetune",
+    "LoRAConfig": "config",
+    "PairSet": "pairs",
     "fine_tune": "finetune",
     "PairConfig": "pairs",
     "TrainingPairs": "pairs",
@@ -39,7 +39,7 @@ _EXPORTS = {
     "user_interests": "interest",
     "TextRecommender": "recommender",
     "read_adapter_meta": "adapter",
-    "EncoderStageConfig": "stage",
+    "EncoderStageConfig": "config",
     "TextEmbedder": "stage",
 }
 
@@ -79,7 +79,8 @@ __all__ = [
 if TYPE_CHECKING:
     from recsys.encoder.adapter import read_adapter_meta
     from recsys.encoder.cache import ItemEmbeddings, embed_items, text_hash
-    from recsys.encoder.finetune import FineTuneConfig, FineTuneResult, FineTuneStatus, LoRAConfig, PairSet, fine_tune
+    from recsys.encoder.config import EncoderStageConfig, FineTuneConfig, LoRAConfig
+    from recsys.encoder.finetune import FineTuneResult, FineTuneStatus, fine_tune
     from recsys.encoder.interest import (
         INTEREST_FEATURES,
         InterestConfig,
@@ -96,9 +97,9 @@ if TYPE_CHECKING:
         mean_pool,
         select_device,
     )
-    from recsys.encoder.pairs import PairConfig, TrainingPairs, build_pairs
+    from recsys.encoder.pairs import PairConfig, PairSet, TrainingPairs, build_pairs
     from recsys.encoder.recommender import TextRecommender
-    from recsys.encoder.stage import EncoderStageConfig, TextEmbedder
+    from recsys.encoder.stage import TextEmbedder
     from recsys.encoder.text import ItemTextConfig, build_item_text
 
 

@@ -11,7 +11,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from recsys.encoder.model import model_digest
+from recsys.encoder.digest import model_digest
 
 if TYPE_CHECKING:
     import torch

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,12 @@ class ItemEmbeddings:
     vectors: np.ndarray
     model_version: str
     n_encoded: int  # texts embedded in this call (the rest came from the cache)
+
+    @cached_property
+    def vectors64(self) -> np.ndarray:
+        """The vectors as float64 (made once): products of float32 values are exact there, so sums of them do not
+        depend on how a BLAS call is blocked."""
+        return self.vectors.astype(np.float64)
 
     def save(self, path: Path) -> Path:
         """Parquet: item_id, vector (float32), with the model version in the file's metadata. Written atomically."""

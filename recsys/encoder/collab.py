@@ -27,38 +27,20 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, TypeAlias
+from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
 import scipy.sparse as sp
-from pydantic import BaseModel, Field
 
 from recsys.data import schema as S
+from recsys.encoder.config import OBJECTIVES, HeadConfig, Objective
 
 if TYPE_CHECKING:
     import torch
 
-Objective: TypeAlias = Literal["elsa", "cf-distill", "next-item"]
-OBJECTIVES: tuple[Objective, ...] = ("elsa", "cf-distill", "next-item")
+__all__ = ["HEAD_FILE", "OBJECTIVES", "CollabHead", "HeadConfig", "HeadResult", "Objective", "train_head"]
 HEAD_FILE = "head.npz"
-
-
-class HeadConfig(BaseModel, frozen=True, extra="forbid"):
-    """The collaborative head's objective and training budget (in steps, so runs repeat)."""
-
-    enabled: bool = Field(True, description="train a head on top of the encoder's item embeddings")
-    objective: Objective = Field(
-        "cf-distill",
-        description="chosen on amazon-scientific's validation data (bench/objectives.py): best warm and cold",
-    )
-    steps: int = Field(150, ge=1, description="optimiser steps (a fixed budget: results do not depend on load)")
-    batch_users: int = Field(1024, ge=1, description="elsa: users per step; others: query items per step")
-    learning_rate: float = Field(0.01, gt=0, le=1)
-    identity_weight: float = Field(0.001, ge=0, description="penalty on ||W - I||^2: stays near the pretrained space")
-    temperature: float = Field(0.05, gt=0, le=1, description="cf-distill and next-item softmax temperature")
-    neighbours: int = Field(20, ge=1, description="cf-distill: EASE neighbours per item in the target")
-    ease_l2: float = Field(100.0, gt=0, description="cf-distill: EASE's l2 for the teacher")
 
 
 @dataclass(frozen=True)

@@ -17,14 +17,14 @@ import math
 import shutil
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 import numpy as np
-from pydantic import BaseModel, Field
 
 from recsys.encoder.adapter import ADAPTER_META, check_base
+from recsys.encoder.config import FineTuneConfig, LoRAConfig
 from recsys.encoder.model import (
     EncoderConfig,
     default_model_path,
@@ -33,85 +33,10 @@ from recsys.encoder.model import (
     model_digest,
     select_device,
 )
+from recsys.encoder.pairs import PairSet
 
 if TYPE_CHECKING:
     import torch
-
-
-class LoRAConfig(BaseModel, frozen=True, extra="forbid"):
-    """Which projections get low-rank adapters, and how big."""
-
-    method: Literal["lora", "adalora"] = "lora"
-    r: int = Field(16, ge=1, le=512, description="rank (AdaLoRA: initial rank)")
-    alpha: int = Field(32, ge=1)
-    dropout: float = Field(0.0, ge=0, lt=1, description="LoRA dropout (costly on CPUs: 0 by default)")
-    target_modules: tuple[str, ...] = ("query", "key", "value", "dense")
-    adalora_target_r: int = Field(8, ge=1, description="AdaLoRA: average rank after budget allocation")
-
-
-class FineTuneConfig(BaseModel, frozen=True, extra="forbid"):
-    """Hyper-parameters of the contrastive fine-tuning (run context such as seed and time budget stays apart)."""
-
-    lora: LoRAConfig = LoRAConfig()
-    learning_rate: float = Field(5e-4, gt=0, le=1)
-    weight_decay: float = Field(0.0, ge=0)
-    batch_size: int = Field(64, ge=2, description="pairs per step; the other targets are the negatives")
-    epochs: int = Field(1, ge=1)
-    max_steps: int | None = Field(200, ge=1, description="step budget (runs repeat); None: `epochs` full passes")
-    warmup_fraction: float = Field(0.1, ge=0, lt=1)
-    temperature: float = Field(0.05, gt=0, le=1)
-    learn_temperature: bool = False
-    symmetric: bool = Field(True, description="also score queries given targets (both directions of InfoNCE)")
-    logq_correction: bool = Field(
-        True,
-        description="subtract log(sampling frequency) from in-batch logits (Yi et al. 2019): without it, popular "
-        "items are over-used as negatives and the encoder learns to rank them down",
-    )
-    logq_strength: float = Field(
-        1.0,
-        ge=0,
-        le=1,
-        description="share of the correction applied: 1 = full sampled-softmax correction (scores learn item "
-        "popularity), 0 = none (scores learn popularity-discounted affinity, which favours rare and new items)",
-    )
-    max_length: int = Field(128, ge=8, le=8192, description="tokens per query and per target text")
-    eval_every: int = Field(50, ge=1, description="steps between validation passes")
-    patience: int = Field(3, ge=1, description="validation passes without improvement before stopping")
-    min_delta: float = Field(1e-4, ge=0)
-    model_dropout: bool = Field(
-        False, description="keep the base model's own dropout on while training (off: ~2x faster on CPUs)"
-    )
-
-
-@dataclass(frozen=True)
-class PairSet:
-    """Training or validation pairs. Keys identify the item(s) behind a text, for false-negative masking."""
-
-    queries: list[str]
-    targets: list[str]
-    query_keys: list[str]
-    target_keys: list[str]
-    negatives: list[str | None] = field(default_factory=list)  # optional hard negative text per pair
-
-    def __post_init__(self) -> None:
-        n = len(self.queries)
-        lengths = {len(self.targets), len(self.query_keys), len(self.target_keys)}
-        if self.negatives:
-            lengths.add(len(self.negatives))
-        if lengths != {n}:
-            raise ValueError(f"PairSet columns differ in length: queries {n}, others {sorted(lengths)}")
-
-    def __len__(self) -> int:
-        return len(self.queries)
-
-    def take(self, idx: Sequence[int]) -> PairSet:
-        return PairSet(
-            [self.queries[i] for i in idx],
-            [self.targets[i] for i in idx],
-            [self.query_keys[i] for i in idx],
-            [self.target_keys[i] for i in idx],
-            [self.negatives[i] for i in idx] if self.negatives else [],
-        )
 
 
 @dataclass(frozen=True)

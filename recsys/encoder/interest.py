@@ -114,11 +114,15 @@ def user_interests(
 
 
 def profile_scores(interests: UserInterests, embeddings: ItemEmbeddings, users: Sequence[str]) -> np.ndarray:
-    """Dense im_profile scores (len(users) x n_items, embedding order); users without history get zeros."""
+    """Dense im_profile scores (len(users) x n_items, embedding order, float32); users without history get zeros.
+
+    The product runs in float64 (float32 inputs multiply exactly there) and is rounded to float32 once: a float32
+    product's last bits depend on how many users BLAS gets at once, which made a user's text scores (and the
+    candidates and ranks that follow from them) differ between the nightly batch and an online request of one."""
     rows = interests.rows(users)
-    prof = np.zeros((len(users), interests.profile.shape[1]), dtype=np.float32)
+    prof = np.zeros((len(users), interests.profile.shape[1]), dtype=np.float64)
     prof[rows >= 0] = interests.profile[rows[rows >= 0]]
-    return prof @ embeddings.vectors.T
+    return (prof @ embeddings.vectors64.T).astype(np.float32)
 
 
 def user_interest_scores(
@@ -144,6 +148,23 @@ def user_interest_scores(
     return {name: values.astype(np.float32) for name, values in out.items()}
 
 
+def interest_feature_arrays(
+    interests: UserInterests, vectors: np.ndarray, user_rows: np.ndarray, item_rows: np.ndarray
+) -> dict[str, np.ndarray]:
+    """The INTEREST_FEATURES of pairs given as rows of `interests` and embedding rows of `vectors` (-1 on either
+    side: no history or no text, features 0), float32."""
+    out = {name: np.zeros(len(user_rows), dtype=np.float32) for name in INTEREST_FEATURES}
+    ok = np.flatnonzero((user_rows >= 0) & (item_rows >= 0))
+    # One user at a time: their candidates against their profile and recent items as small matrix products (the
+    # recent items' vectors are read once per user, not once per candidate).
+    order = ok[np.argsort(user_rows[ok], kind="stable")]
+    bounds = np.flatnonzero(np.diff(user_rows[order])) + 1
+    for idx in np.split(order, bounds) if order.size else []:
+        for name, values in user_interest_scores(interests, vectors, int(user_rows[idx[0]]), item_rows[idx]).items():
+            out[name][idx] = values
+    return out
+
+
 def interest_features(interests: UserInterests, embeddings: ItemEmbeddings, pairs: pl.DataFrame) -> pl.DataFrame:
     """`pairs` (user_id, item_id, ...) with the INTEREST_FEATURES columns added (float32; 0 where undefined)."""
     item_row = {item: i for i, item in enumerate(embeddings.item_ids)}
@@ -153,15 +174,5 @@ def interest_features(interests: UserInterests, embeddings: ItemEmbeddings, pair
         if pairs.height
         else np.zeros(0, dtype=np.int64)
     )
-    out = {name: np.zeros(pairs.height, dtype=np.float32) for name in INTEREST_FEATURES}
-    ok = np.flatnonzero((u_rows >= 0) & (i_rows >= 0))
-    # One user at a time: their candidates against their profile and recent items as small matrix products (the
-    # recent items' vectors are read once per user, not once per candidate).
-    order = ok[np.argsort(u_rows[ok], kind="stable")]
-    bounds = np.flatnonzero(np.diff(u_rows[order])) + 1
-    for idx in np.split(order, bounds) if order.size else []:
-        for name, values in user_interest_scores(
-            interests, embeddings.vectors, int(u_rows[idx[0]]), i_rows[idx]
-        ).items():
-            out[name][idx] = values
+    out = interest_feature_arrays(interests, embeddings.vectors, u_rows, i_rows)
     return pairs.with_columns(pl.Series(name, values) for name, values in out.items())

@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING, Literal, TypeAlias
 import numpy as np
 from pydantic import BaseModel, Field
 
+from recsys.encoder.digest import model_digest
+
 if TYPE_CHECKING:  # torch is imported lazily: nothing heavy at import time
     import torch
 
@@ -80,18 +82,6 @@ def select_device(name: DeviceName = "auto", precision: Precision = "auto") -> t
     if precision == "float32" or (precision == "auto" and not fast_bf16):
         return device, torch.float32
     return device, torch.bfloat16
-
-
-def model_digest(path: Path) -> str:
-    """sha256 over the config, vocabulary and weight files of a model or adapter folder: its identity."""
-    h = hashlib.sha256()
-    for f in sorted(Path(path).iterdir()):
-        if f.is_file() and f.suffix in (".json", ".safetensors", ".bin", ".txt", ".model") and f.name != "recsys.json":
-            h.update(f.name.encode())
-            with f.open("rb") as fh:
-                for chunk in iter(lambda fh=fh: fh.read(1 << 20), b""):
-                    h.update(chunk)
-    return h.hexdigest()
 
 
 def load_base_model(path: Path, dtype: torch.dtype, *, attn_implementation: str | None = None) -> torch.nn.Module:

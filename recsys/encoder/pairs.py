@@ -12,7 +12,8 @@ range are the validation set (early stopping), so validation is always later tha
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
@@ -22,7 +23,37 @@ from pydantic import BaseModel, Field
 
 from recsys.data import schema as S
 from recsys.data.feedback import PositiveThreshold, resolve_threshold
-from recsys.encoder.finetune import PairSet
+
+
+@dataclass(frozen=True)
+class PairSet:
+    """Training or validation pairs. Keys identify the item(s) behind a text, for false-negative masking."""
+
+    queries: list[str]
+    targets: list[str]
+    query_keys: list[str]
+    target_keys: list[str]
+    negatives: list[str | None] = field(default_factory=list)  # optional hard negative text per pair
+
+    def __post_init__(self) -> None:
+        n = len(self.queries)
+        lengths = {len(self.targets), len(self.query_keys), len(self.target_keys)}
+        if self.negatives:
+            lengths.add(len(self.negatives))
+        if lengths != {n}:
+            raise ValueError(f"PairSet columns differ in length: queries {n}, others {sorted(lengths)}")
+
+    def __len__(self) -> int:
+        return len(self.queries)
+
+    def take(self, idx: Sequence[int]) -> PairSet:
+        return PairSet(
+            [self.queries[i] for i in idx],
+            [self.targets[i] for i in idx],
+            [self.query_keys[i] for i in idx],
+            [self.target_keys[i] for i in idx],
+            [self.negatives[i] for i in idx] if self.negatives else [],
+        )
 
 
 class PairConfig(BaseModel, frozen=True, extra="forbid"):

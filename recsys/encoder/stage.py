@@ -5,53 +5,18 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import polars as pl
-from pydantic import BaseModel, Field
 
 from recsys.data.dataset import after_last_event
 from recsys.encoder.cache import ItemEmbeddings, embed_items
-from recsys.encoder.collab import CollabHead, HeadConfig, train_head
-from recsys.encoder.finetune import FineTuneConfig, FineTuneResult, FineTuneStatus, fine_tune
-from recsys.encoder.interest import InterestConfig
-from recsys.encoder.model import EncoderConfig, TextEncoder
-from recsys.encoder.pairs import PairConfig, TrainingPairs, build_pairs
-from recsys.encoder.text import ItemTextConfig, build_item_text
-
-
-class EncoderStageConfig(BaseModel, frozen=True, extra="forbid"):
-    """The text encoder stage: model, item text, training pairs, fine-tuning, interest scores, and its run budget."""
-
-    model: EncoderConfig = Field(default_factory=EncoderConfig)
-    text: ItemTextConfig = Field(default_factory=ItemTextConfig)
-    pairs: PairConfig = Field(default_factory=PairConfig)
-    fine_tune: FineTuneConfig = Field(default_factory=FineTuneConfig)
-    interest: InterestConfig = Field(default_factory=InterestConfig)
-    head: HeadConfig = Field(default_factory=HeadConfig)
-    enabled_fine_tune: bool | Literal["auto"] = Field(
-        "auto",
-        description="LoRA fine-tuning of the encoder on next-item pairs (budget: [encoder.fine_tune] max_steps). auto: "
-        "on when a CUDA device is present, off on CPUs, where it costs minutes per night and, measured, lifted no "
-        "ranking; the collaborative head ([encoder.head]) carries the interaction signal there "
-        "(docs/decisions/collaborative-head.md)",
-    )
-    time_budget_s: float | None = Field(
-        None,
-        gt=0,
-        description="optional wall-time cap of fine-tuning; results then depend on the machine's load (use max_steps)",
-    )
-    cache_dir: Path = Field(Path("results/embeddings"), description="embedding cache (model version x text hash)")
-
-
-def fine_tune_enabled(cfg: EncoderStageConfig) -> bool:
-    """`enabled_fine_tune` resolved: "auto" is on where a CUDA device is present."""
-    if cfg.enabled_fine_tune == "auto":
-        import torch
-
-        return bool(torch.cuda.is_available())
-    return cfg.enabled_fine_tune
+from recsys.encoder.collab import CollabHead, train_head
+from recsys.encoder.config import EncoderStageConfig, fine_tune_enabled
+from recsys.encoder.finetune import FineTuneResult, FineTuneStatus, fine_tune
+from recsys.encoder.model import TextEncoder
+from recsys.encoder.pairs import TrainingPairs, build_pairs
+from recsys.encoder.text import build_item_text
 
 
 def _fingerprint(train: pl.DataFrame) -> str:

@@ -19,13 +19,10 @@ from recsys.data import schema as S
 from recsys.data.dataset import Dataset
 from recsys.evaluation.compare import PairedComparison, paired_comparison
 from recsys.evaluation.metrics import coverage, intra_list_diversity, mean_metrics, novelty, user_metrics
+from recsys.evaluation.selection import EASE_GRID, select_by_validation, select_ease_lowpass
 from recsys.evaluation.splits import ProtocolName, Split, make_split, validation_split
 
 ProgressFn = Callable[[str], None]
-EASE_GRID: tuple[float, ...] = (50.0, 100.0, 200.0, 500.0, 1000.0, 2000.0, 5000.0)
-# EASELowPass: low-pass factors and blend weights tried on the validation split (weight 0 = EASE alone).
-LOWPASS_FACTORS: tuple[int, ...] = (8, 16, 32)
-LOWPASS_WEIGHTS: tuple[float, ...] = (0.0, 0.25, 0.5, 1.0)
 
 
 @dataclass(frozen=True)
@@ -168,56 +165,6 @@ def _cpu_model() -> str:
 
 def _candidates(split: Split, dataset: Dataset) -> list[str] | None:
     return dataset.items[S.ITEM_ID].to_list() if split.candidate_items == "catalog" else None
-
-
-def select_by_validation(
-    make: Callable[[float], Recommender],
-    grid: Sequence[float],
-    train: pl.DataFrame,
-    *,
-    protocol: ProtocolName,
-    seed: int = 42,
-    k: int = 10,
-    candidates: Sequence[str] | None = None,
-) -> tuple[float, dict[float, float]]:
-    """Pick the hyper-parameter with the best nDCG@k on an inner split of `train` (never on test data)."""
-    inner = validation_split(train, protocol, seed=seed)
-    users = inner.test[S.USER_ID].unique(maintain_order=True).to_list()
-    scores: dict[float, float] = {}
-    for value in grid:
-        model = make(value).fit(inner.train, candidates=candidates if inner.candidate_items == "catalog" else None)
-        per_user = user_metrics(model.recommend(users, k=k), inner.test, ks=(k,))
-        scores[value] = float(per_user[f"ndcg@{k}"].mean() or 0.0)
-    best = max(grid, key=lambda v: (scores[v], -v))
-    return best, scores
-
-
-def select_ease_lowpass(
-    inner: Split,
-    *,
-    l2: float,
-    factors: Sequence[int] = LOWPASS_FACTORS,
-    weights: Sequence[float] = LOWPASS_WEIGHTS,
-    item_norm: float = 0.35,
-    k: int = 10,
-    candidates: Sequence[str] | None = None,
-) -> tuple[tuple[int, float], dict[str, float]]:
-    """(factors, weight) of `EASELowPass(l2=l2, item_norm=item_norm)` with the best nDCG@k on `inner` (a split of
-    the training data, never the test data). One fit with the most factors serves every combination (fewer factors
-    = the leading columns); ties go to fewer factors, then the lower weight (weight 0 = EASE alone)."""
-    model = EASELowPass(l2=l2, factors=max(factors), weight=0.0, item_norm=item_norm)
-    model.fit(inner.train, candidates=candidates if inner.candidate_items == "catalog" else None)
-    users = inner.test[S.USER_ID].unique(maintain_order=True).to_list()
-    scores: dict[tuple[int, float], float] = {}
-    # weight 0 is EASE alone, the same for every factor count: scored once, with the fewest factors
-    combos = [(min(factors), 0.0)] if 0 in weights else []
-    combos += [(f, w) for f in factors for w in weights if w > 0]
-    for f, w in combos:
-        model.factors, model.weight = f, w
-        per_user = user_metrics(model.recommend(users, k=k), inner.test, ks=(k,))
-        scores[(f, w)] = float(per_user[f"ndcg@{k}"].mean() or 0.0)
-    best = max(scores, key=lambda fw: (scores[fw], -fw[1], -fw[0]))
-    return best, {f"{f}x{w}": round(v, 6) for (f, w), v in scores.items()}
 
 
 def build_model(name: str, *, seed: int) -> Recommender:

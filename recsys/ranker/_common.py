@@ -1,11 +1,11 @@
-"""Constants and small helpers shared by the nightly (polars) and online (numpy) feature paths of the pipeline."""
+"""Constants and small helpers of the ranking stage's candidates and features."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from recsys.baselines.spectral import zscore_rows
 from recsys.encoder.interest import INTEREST_FEATURES
+from recsys.scoring.sources import zscore_rows
 
 # Collaborative scores kept as features: EASE, the low-pass filter, their blend (the collaborative candidate source
 # and the ranker's default base margin), SAR, item-kNN and, when `sequence_features` is on, sequence neighbours.
@@ -18,20 +18,12 @@ SCORED: tuple[str, ...] = (*CF_SOURCES, "prior")
 # score is `im_profile` itself, so no `score_text` column is kept beside it.)
 TEXT_FEATURES: tuple[str, ...] = (*INTEREST_FEATURES, "rank_text", "is_from_text")
 
-# Decimals float features are rounded to (the frame and the online path alike): see `_candidate_frame`.
+# Decimals float features are rounded to: polars' parallel aggregations may differ in the last bits between
+# processes; rounded, the same data gives the same features, hence the same ranker and metrics, in every run.
 FEATURE_DECIMALS = 9
 
 
-def _ordinal_rank_desc(values: np.ndarray) -> np.ndarray:
-    """1-based ranks, largest first, ties by position; NaN ranks above every number (as polars sorts NaN)."""
-    key = np.where(np.isnan(values), np.inf, values)
-    order = np.argsort(-key, kind="stable")
-    ranks = np.empty(len(values), dtype=np.float64)
-    ranks[order] = np.arange(1, len(values) + 1)
-    return ranks
-
-
-def _top(scores: np.ndarray, n: int) -> np.ndarray:
+def top_mask(scores: np.ndarray, n: int) -> np.ndarray:
     """Boolean mask of each row's top-n finite entries."""
     mask = np.zeros(scores.shape, dtype=bool)
     if n <= 0 or scores.shape[1] == 0:
@@ -42,11 +34,12 @@ def _top(scores: np.ndarray, n: int) -> np.ndarray:
     return mask & np.isfinite(scores)
 
 
-def _prior_score(src: dict[str, np.ndarray], seen: np.ndarray | None, text_weight: float) -> np.ndarray:
+def prior_score(src: dict[str, np.ndarray], seen: np.ndarray | None, text_weight: float) -> np.ndarray:
     """The prior: the blend, plus `text_weight` * z(interest match) over the unseen items with text. Items without
     training events have a neutral blend (0), so there the interest match alone orders them."""
     if text_weight <= 0 or "text" not in src:
         return src["blend"]
+    assert seen is not None, "the text prior needs the users' seen mask"
     text = src["text"]
     valid = np.isfinite(text) & ~seen
     return src["blend"] + text_weight * np.where(valid, zscore_rows(np.where(valid, text, 0.0), valid), 0.0)

@@ -16,22 +16,14 @@ Two pieces of prior knowledge keep the ranker from doing worse than its stronges
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import polars as pl
-from pydantic import BaseModel, Field
-
-from recsys.data import schema as S
 
 MODEL_FILE = "ranker.txt"
 FEATURES_FILE = "features.json"
-# Collaborative sources: a higher score / better (smaller) rank never makes a candidate worse.
-MONOTONE_DEFAULT: dict[str, int] = {
-    **{f"score_{s}": 1 for s in ("ease", "lowpass", "blend", "prior", "sar", "itemknn")},
-    **{f"rank_{s}": -1 for s in ("ease", "lowpass", "blend", "prior", "sar", "itemknn")},
-}
 # Ranks past the end of any candidate list (a missing rank): the lowest margin.
 _MISSING_RANK = 1e6
 
@@ -40,36 +32,6 @@ def rank_margin(ranks: np.ndarray, weight: float) -> np.ndarray:
     """The base margin of rows from their rank (1 = best): -weight * log2(1 + rank); a missing rank is the worst."""
     r = np.where(np.isnan(ranks), _MISSING_RANK, np.maximum(ranks, 0.0))
     return -weight * np.log2(1.0 + r)
-
-
-class RankerConfig(BaseModel, frozen=True, extra="forbid"):
-    """LightGBM lambdarank hyper-parameters and the ablation switch."""
-
-    num_leaves: int = Field(31, gt=1)
-    learning_rate: float = Field(0.05, gt=0, le=1)
-    n_estimators: int = Field(600, ge=1)
-    min_data_in_leaf: int = Field(50, ge=1)
-    feature_fraction: float = Field(0.8, gt=0, le=1)
-    bagging_fraction: float = Field(0.8, gt=0, le=1)
-    lambda_l2: float = Field(1.0, ge=0)
-    truncation_level: int = Field(20, ge=1, description="lambdarank_truncation_level: positions that matter")
-    early_stopping_rounds: int = Field(50, ge=1)
-    early_stopping_min_delta: float = Field(
-        1e-4, ge=0, description="smallest validation nDCG gain that counts as better (a flat curve is not noise-led)"
-    )
-    eval_at: int = Field(10, ge=1)
-    validation_fraction: float = Field(0.2, gt=0, lt=1, description="share of label users for early stopping")
-    margin_feature: str | None = Field(
-        "rank_prior",
-        description="rank feature whose -log2(1 + rank) is the base margin boosting starts from (default: the "
-        "rank of the pipeline's prior score, the EASE + low-pass blend plus the weighted interest match); None: 0",
-    )
-    margin_weight: float = Field(1.0, ge=0)
-    monotone: dict[str, int] = Field(
-        default_factory=lambda: dict(MONOTONE_DEFAULT),
-        description="feature -> +1 (score never decreases with it) or -1 (never increases); others free",
-    )
-    use_text_features: bool = True  # False is the no-text ablation
 
 
 @dataclass(frozen=True)
@@ -83,6 +45,10 @@ class LambdaRanker:
     margin_feature: str | None = None
     margin_weight: float = 0.0
     use_trees: bool = True  # False: the base margin's order alone (chosen when the trees did not help on validation)
+
+    def with_trees(self, use_trees: bool) -> LambdaRanker:
+        """This ranker with its trees switched on or off (off: the base margin's order alone)."""
+        return replace(self, use_trees=use_trees)
 
     def margin(self, x: np.ndarray) -> np.ndarray:
         """The base margin of rows of a feature matrix (zeros without a margin feature)."""
@@ -151,85 +117,3 @@ class LambdaRanker:
             margin.get("weight", 0.0),
             meta.get("use_trees", True),
         )
-
-
-def train_ranker(
-    frame: pl.DataFrame, features: list[str], *, label: str = "label", cfg: RankerConfig | None = None, seed: int = 42
-) -> LambdaRanker:
-    """Fit lambdarank on `frame` (user_id, features, label), grouped by user; users whose candidates hold no positive
-    carry no ranking signal and are left out. Early stopping on nDCG@eval_at over a seeded hold-out of users.
-    Boosting starts from the base margin of `cfg.margin_feature` when that feature is among `features`, and the
-    features named in `cfg.monotone` are constrained (see the module docstring).
-    Deterministic for the same frame, config and seed (LightGBM's deterministic mode, fixed threads).
-    """
-    import lightgbm as lgb
-
-    cfg = cfg or RankerConfig()
-    margin_feature = cfg.margin_feature if cfg.margin_weight > 0 else None
-    if margin_feature is not None and margin_feature not in features:
-        raise ValueError(f"margin feature {margin_feature!r} is not among the ranker's features {features}")
-    sort_by = [S.USER_ID, S.ITEM_ID] if S.ITEM_ID in frame.columns else [S.USER_ID]
-    useful = frame.filter(pl.col(label).max().over(S.USER_ID) > 0).sort(sort_by, maintain_order=True)
-    if useful.height == 0:
-        raise ValueError("no user has a positive among their candidates: nothing to learn a ranking from")
-    users = useful[S.USER_ID].unique(maintain_order=True).to_numpy()
-    rng = np.random.default_rng(seed)
-    n_val = max(1, round(cfg.validation_fraction * len(users))) if len(users) > 4 else 0
-    val_users = set(rng.choice(users, n_val, replace=False).tolist()) if n_val else set()
-    is_val = useful[S.USER_ID].is_in(list(val_users))
-
-    def dataset(part: pl.DataFrame, reference: lgb.Dataset | None = None) -> lgb.Dataset:
-        groups = part.group_by(S.USER_ID, maintain_order=True).len()["len"].to_numpy()
-        x = part.select(pl.col(f).cast(pl.Float64) for f in features).to_numpy()
-        init = None
-        if margin_feature is not None:
-            init = rank_margin(part[margin_feature].cast(pl.Float64).to_numpy(), cfg.margin_weight)
-        return lgb.Dataset(
-            x,
-            label=part[label].to_numpy(),
-            group=groups,
-            init_score=init,
-            feature_name=features,
-            reference=reference,
-            free_raw_data=False,
-        )
-
-    train_part, val_part = useful.filter(~is_val), useful.filter(is_val)
-    dtrain = dataset(train_part)
-    params = {
-        "objective": "lambdarank",
-        "metric": "ndcg",
-        "eval_at": [cfg.eval_at],
-        "num_leaves": cfg.num_leaves,
-        "learning_rate": cfg.learning_rate,
-        "min_data_in_leaf": cfg.min_data_in_leaf,
-        "feature_fraction": cfg.feature_fraction,
-        "bagging_fraction": cfg.bagging_fraction,
-        "bagging_freq": 1,
-        "lambda_l2": cfg.lambda_l2,
-        "lambdarank_truncation_level": cfg.truncation_level,
-        "monotone_constraints": [cfg.monotone.get(f, 0) for f in features],
-        "seed": seed,
-        "deterministic": True,
-        "force_row_wise": True,
-        "num_threads": 2,
-        "verbosity": -1,
-    }
-    callbacks = []
-    valid_sets = []
-    if val_part.height:
-        valid_sets = [dataset(val_part, dtrain)]
-        callbacks.append(
-            lgb.early_stopping(cfg.early_stopping_rounds, verbose=False, min_delta=cfg.early_stopping_min_delta)
-        )
-    booster = lgb.train(params, dtrain, num_boost_round=cfg.n_estimators, valid_sets=valid_sets, callbacks=callbacks)
-    best = int(booster.best_iteration or cfg.n_estimators)
-    score = booster.best_score.get("valid_0", {}).get(f"ndcg@{cfg.eval_at}") if valid_sets else None
-    return LambdaRanker(
-        booster,
-        list(features),
-        best,
-        float(score) if score is not None else None,
-        margin_feature,
-        cfg.margin_weight if margin_feature else 0.0,
-    )

@@ -6,12 +6,17 @@
     adapter/             the LoRA adapter (peft safetensors + recsys.json); absent when the encoder was not tuned
     head/                the collaborative head (head.npz + head.json); absent when none was trained
     embeddings.parquet   item embeddings made by base + adapter (+ head), with the model version
-    events.parquet       the training window (user_id, item_id, timestamp, rating): sources and features are rebuilt
-    items.parquet        from it when the bundle is loaded on its own (MLflow pyfunc, re-ranking)
+    state/               the training window's fitted state (recsys.ranker.RankingState): `model()` scores with it
+                         as trained, without fitting anything (MLflow pyfunc)
+    events.parquet       the training window (user_id, item_id, timestamp, rating) and the catalog: a night
+    items.parquet        rebuilds the sources and features on another window from them (`pipeline(...).fit`)
 
 A bundle's ranker and encoder stay fixed; the collaborative sources and point-in-time features are rebuilt on
 whatever events a caller passes (`pipeline(...).fit(events, ...)`): the split under evaluation, or all events up
-to publishing time.
+to publishing time (the night then saves that `RankingModel` for the service).
+
+Formats: 2 adds `state/`. A format-1 bundle still evaluates and publishes (its metadata is migrated on load by
+`_migrate_v1`); `model()` refuses it with a message, since it has no saved state.
 """
 
 from __future__ import annotations
@@ -33,10 +38,11 @@ from recsys.encoder.model import EncoderConfig, TextEncoder
 from recsys.encoder.stage import with_head
 from recsys.encoder.text import ItemTextConfig, build_item_text
 from recsys.evaluation.splits import ProtocolName
+from recsys.ranker import TEXT_FEATURES, PipelineConfig, RankingModel, RankingPipeline, RankingState
 from recsys.ranker.model import LambdaRanker
-from recsys.ranker.pipeline import TEXT_FEATURES, PipelineConfig, RankingPipeline
 
-BUNDLE_FORMAT = 1
+BUNDLE_FORMAT = 2
+READABLE_FORMATS = (1, 2)
 BUNDLE_FILE = "bundle.json"
 
 
@@ -91,9 +97,7 @@ class ModelBundle:
         return pl.read_parquet(self.path / "items.parquet")
 
     def encoder_config(self) -> EncoderConfig:
-        # Bundles written before `adapter_scale` existed merged their adapter at full scale: keep that, so their
-        # ranker sees the embeddings it was trained on.
-        cfg = EncoderConfig.model_validate({"adapter_scale": 1.0, **self.meta["encoder"]})
+        cfg = EncoderConfig.model_validate(self.meta["encoder"])
         adapter = self.adapter_path
         return cfg.model_copy(update={"adapter_path": str(adapter) if adapter else None})
 
@@ -112,12 +116,23 @@ class ModelBundle:
         head = self.head
         return with_head(emb, head) if head is not None else emb
 
+    def model(self) -> RankingModel:
+        """The version as trained: its ranker over the saved state of its training window (nothing is fitted)."""
+        state = self.path / "state"
+        if not state.is_dir():
+            raise ValueError(
+                f"{self.path}: bundle format {self.meta['format']} has no saved state; score it through "
+                "`pipeline().fit(...)` or retrain it with this version of recsys"
+            )
+        cfg = PipelineConfig.model_validate(self.meta["pipeline"])
+        return RankingModel(
+            RankingState.load(state), self.ranker, cfg, embeddings=self.embeddings, use_text=self.uses_text
+        )
+
     def pipeline(self, *, embeddings: ItemEmbeddings | None = None, seed: int = 42) -> RankingPipeline:
         """An unfitted pipeline that keeps this bundle's ranker; `fit(events, candidates=..., items=...)` rebuilds
         the sources and features on `events`."""
-        # Bundles written before these options were trained with raw counts and EASE as the collaborative source.
-        legacy = {"relative_counts": False, "blend": {"factors": 16, "weight": 0.0}, "ease_l2": 500.0}
-        cfg = PipelineConfig.model_validate({**legacy, **self.meta["pipeline"]})
+        cfg = PipelineConfig.model_validate(self.meta["pipeline"])
         protocol: ProtocolName = self.meta.get("protocol", "temporal")
         emb = embeddings if embeddings is not None else self.embeddings
         return RankingPipeline(
@@ -142,6 +157,7 @@ def save_bundle(
     text: ItemTextConfig,
     pipeline: PipelineConfig,
     protocol: str,
+    state: RankingState | None = None,
     head: CollabHead | None = None,
     extra: dict[str, Any] | None = None,
 ) -> ModelBundle:
@@ -151,6 +167,8 @@ def save_bundle(
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     ranker.save(tmp / "ranker")
+    if state is not None:
+        state.save(tmp / "state")
     if adapter is not None:
         shutil.copytree(adapter, tmp / "adapter")
     if head is not None:
@@ -192,11 +210,26 @@ def load_bundle(folder: Path) -> ModelBundle:
     if not meta_path.is_file():
         raise FileNotFoundError(f"{folder}: not a model bundle (no {BUNDLE_FILE}); bundles come from save_bundle")
     meta = json.loads(meta_path.read_text())
-    if meta.get("format") != BUNDLE_FORMAT:
-        raise ValueError(f"{folder}: bundle format {meta.get('format')!r}, this code reads {BUNDLE_FORMAT}")
+    if meta.get("format") not in READABLE_FORMATS:
+        raise ValueError(
+            f"{folder}: bundle format {meta.get('format')!r}; this code reads formats {READABLE_FORMATS} (a newer "
+            "recsys wrote it: upgrade)"
+        )
     if _digest_tree(folder) != meta["digest"]:
         raise ValueError(f"{folder}: contents do not match the digest in {BUNDLE_FILE} (modified or incomplete)")
+    if meta["format"] == 1:
+        meta = _migrate_v1(meta)
     ranker = LambdaRanker.load(folder / "ranker")
     emb_path = folder / "embeddings.parquet"
     embeddings = ItemEmbeddings.load(emb_path) if emb_path.is_file() else None
     return ModelBundle(folder, meta, ranker, embeddings)
+
+
+def _migrate_v1(meta: dict[str, Any]) -> dict[str, Any]:
+    """Format-1 metadata as format 2 reads it. Format-1 bundles came from code where some options did not exist yet:
+    their adapter was merged at full scale (`adapter_scale` 1), their ranker was trained on raw counts with EASE
+    (l2 500) alone as the collaborative source, and their ranker config carried the unused `use_text_features`."""
+    pipeline = {"relative_counts": False, "blend": {"factors": 16, "weight": 0.0}, "ease_l2": 500.0}
+    pipeline |= meta["pipeline"]
+    pipeline["ranker"] = {k: v for k, v in pipeline.get("ranker", {}).items() if k != "use_text_features"}
+    return {**meta, "encoder": {"adapter_scale": 1.0, **meta["encoder"]}, "pipeline": pipeline}

@@ -1,8 +1,9 @@
 """MLflow "model from code" for a registered recsys version (no cloudpickle: MLflow runs this file to load it).
 
-`predict` takes a table of (user_id, item_id) candidate rows and returns them with the version's `score`, the
-sources and features rebuilt from the bundle's own training window. Product traffic goes through `recsys serve`;
-this makes every registered version loadable and checkable with plain `mlflow.pyfunc.load_model`.
+`predict` takes a table of (user_id, item_id) candidate rows and returns them with the version's `score`, computed
+from the state of the bundle's own training window as the night saved it (nothing is fitted when loading). Product
+traffic goes through `recsys serve`; this makes every registered version loadable and checkable with plain
+`mlflow.pyfunc.load_model`.
 """
 
 from __future__ import annotations
@@ -16,11 +17,7 @@ class RecsysVersion(PythonModel):
     def load_context(self, context) -> None:
         from recsys.registry.bundle import load_bundle
 
-        self.bundle = load_bundle(context.artifacts["bundle"])
-        items = self.bundle.items()
-        self.pipeline = self.bundle.pipeline().fit(
-            self.bundle.events(), candidates=items["item_id"].to_list(), items=items
-        )
+        self.model = load_bundle(context.artifacts["bundle"]).model()
 
     def predict(self, context, model_input, params=None):  # a pandas DataFrame with user_id, item_id columns
         import pandas as pd
@@ -29,7 +26,7 @@ class RecsysVersion(PythonModel):
         frame = pl.from_pandas(pd.DataFrame(model_input)).select(
             pl.col("user_id").cast(pl.String), pl.col("item_id").cast(pl.String)
         )
-        scored = self.pipeline.rank_candidates(frame)
+        scored = self.model.rank_candidates(frame)
         return scored.to_pandas()
 
 

@@ -19,6 +19,8 @@ import polars as pl
 from pydantic import BaseModel, Field, SecretStr
 
 from recsys.data import schema as S
+from recsys.encoder.cache import ItemEmbeddings
+from recsys.ranker.scoring import RankingModel
 from recsys.serving.store import SnapshotInfo, SnapshotStore
 
 log = logging.getLogger("recsys.serving")
@@ -64,26 +66,24 @@ class LoadedSnapshot:
     info: SnapshotInfo
     lists: dict[str, tuple[list[str], list[float]]]
     fallback: tuple[list[str], list[float]]
-    model: object | None  # a fitted RankingPipeline of the champion (None: re-ranking unavailable)
+    model: RankingModel | None  # the champion's ranking model (None: re-ranking unavailable)
     model_key: str | None
     loaded_at: float = field(default_factory=time.time)
 
 
-def _load_model(meta: dict) -> object | None:
-    """The champion's pipeline as published: its bundle (ranker + encoder embeddings) with sources and features
-    rebuilt on the events the lists were computed from. Paths come from the store's metadata, written by the
-    nightly flow; nothing a request sends is ever used as a path."""
-    bundle_path, events_path = meta.get("bundle"), meta.get("events")
-    if not bundle_path or not events_path:
+def _load_model(meta: dict) -> RankingModel | None:
+    """The champion's ranking model as published: the ranker, item embeddings and the state (sources and features)
+    the night built on the events the lists came from, read from disk, never fitted here. The path comes from the
+    store's metadata, written by the nightly flow; nothing a request sends is ever used as a path."""
+    path = meta.get("model")
+    if not path:
+        if meta.get("bundle"):
+            raise ValueError(
+                "this snapshot was published before ranking models were saved with it (bundle format 1): publish "
+                "again (`recsys registry republish` or the next night) to enable re-ranking"
+            )
         return None
-    from recsys.registry.bundle import load_bundle
-
-    bundle = load_bundle(Path(bundle_path))
-    events = pl.read_parquet(events_path)
-    items = pl.read_parquet(meta["items"]) if meta.get("items") else bundle.items()
-    pipe = bundle.pipeline(embeddings=bundle.embeddings).fit(events, candidates=items[S.ITEM_ID].to_list(), items=items)
-    pipe.warm_online()  # the per-window lookups are built now, not by the first re-rank request
-    return pipe
+    return RankingModel.load(Path(path))
 
 
 class RankingService:
@@ -112,7 +112,7 @@ class RankingService:
 
             fallback = lists.pop(FALLBACK_USER, ([], []))
             model, key = (old.model, old.model_key) if old is not None else (None, None)
-            wanted = f"{info.meta.get('bundle_digest')}:{info.meta.get('events')}"
+            wanted = str(info.meta.get("model"))
             if self.cfg.load_model and (model is None or key != wanted or force):
                 try:
                     model = _load_model(info.meta)
@@ -175,27 +175,26 @@ class RankingService:
         cur = self.loaded
         if cur is None:
             raise NotReady("no snapshot loaded yet")
-        pipe = cur.model
-        if pipe is None:
+        model = cur.model
+        if model is None:
             raise NotReady("no model loaded for re-ranking")
-        seen_by = pipe.state_.seen  # type: ignore[attr-defined]
-        known = user_id is not None and user_id in seen_by
+        known = user_id is not None and model.knows(user_id)
         excluded: list[str] = []
         if not include_seen:
-            seen = set(seen_by[user_id]) if known else set(recent_items or ())
+            seen = model.state.seen_items(user_id) if known and user_id else set(recent_items or ())
             excluded = [c for c in candidates if c in seen]
             candidates = [c for c in candidates if c not in seen]
-        catalog = pipe.item_index_  # type: ignore[attr-defined]
+        catalog = model.state.item_index
         if not candidates:
             scores: list[float | None] = []
             method = "ranker" if known else "interest-match" if recent_items else "trending"
         elif known:
             frame = pl.DataFrame({S.USER_ID: [user_id] * len(candidates), S.ITEM_ID: candidates})
-            scored = pipe.rank_candidates(frame)  # type: ignore[attr-defined]
+            scored = model.rank_candidates(frame)
             scores = scored[S.SCORE].to_list()
             method = "ranker"
-        elif recent_items and pipe.embeddings is not None:  # type: ignore[attr-defined]
-            scores = self._interest_scores(pipe, recent_items, candidates)
+        elif recent_items and model.embeddings is not None:
+            scores = self._interest_scores(model.embeddings, recent_items, candidates)
             method = "interest-match"
         else:
             pop = dict(zip(*cur.fallback, strict=True))
@@ -220,8 +219,7 @@ class RankingService:
         }
 
     @staticmethod
-    def _interest_scores(pipe, recent: list[str], candidates: list[str]) -> list[float | None]:
-        emb = pipe.embeddings
+    def _interest_scores(emb: ItemEmbeddings, recent: list[str], candidates: list[str]) -> list[float | None]:
         row = {item: i for i, item in enumerate(emb.item_ids)}
         hist = [row[i] for i in recent if i in row]
         if not hist:

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from recsys.baselines import EASE, EASELowPass, LowPass
-from recsys.baselines.spectral import zscore_rows
 from recsys.evaluation import select_ease_lowpass, split_ms_stratified, split_temporal, user_metrics, validation_split
+from recsys.scoring.sources import zscore_rows
 
 
 @pytest.fixture(scope="module")

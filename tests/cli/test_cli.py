@@ -6,7 +6,7 @@ from pathlib import Path
 import polars as pl
 from typer.testing import CliRunner
 
-from recsys.cli import app
+from pipelines.cli import app
 from recsys.data import generate_synthetic, write_synthetic_files
 
 runner = CliRunner()

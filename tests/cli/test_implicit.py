@@ -9,7 +9,7 @@ import polars as pl
 import pytest
 from typer.testing import CliRunner
 
-from recsys.cli import app
+from pipelines.cli import app
 from recsys.config import load_settings, resolve_feedback
 from recsys.data import generate_synthetic, load_dataset
 

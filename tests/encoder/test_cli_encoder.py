@@ -8,7 +8,7 @@ import polars as pl
 import pytest
 from typer.testing import CliRunner
 
-from recsys.cli import app
+from pipelines.cli import app
 
 runner = CliRunner()
 

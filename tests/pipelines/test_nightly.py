@@ -101,12 +101,12 @@ def test_sabotaged_ranker_is_registered_but_not_promoted(flow_env, monkeypatch):
 
 
 def test_failure_midway_leaves_champion_and_lists(flow_env, monkeypatch):
-    import recsys.nightly
+    import recsys.nightly.steps
 
     def broken(*args, **kwargs):
         raise RuntimeError("disk full while building the lists")
 
-    monkeypatch.setattr(recsys.nightly, "ranked_lists", broken)
+    monkeypatch.setattr(recsys.nightly.steps, "ranked_lists", broken)
     _, registry, store = _env(flow_env)
     champion, snapshot = registry.champion().version, store.current()
     with pytest.raises(RuntimeError, match="disk full"):
@@ -122,7 +122,7 @@ def test_failure_midway_leaves_champion_and_lists(flow_env, monkeypatch):
 def test_rollback_command(flow_env, tmp_path):
     from typer.testing import CliRunner
 
-    from recsys.cli import app
+    from pipelines.cli import app
 
     _, registry, store = _env(flow_env)
     # say version 2 had been promoted and published by mistake

@@ -200,9 +200,9 @@ def test_ranker_prior_is_chosen_on_a_nested_validation_split(synthetic, syntheti
 def test_prior_score_is_the_blend_plus_the_interest_match_weighted_as_validation_chose(
     synthetic, synthetic_embeddings
 ) -> None:
-    from recsys.baselines.spectral import zscore_rows
     from recsys.evaluation import split_temporal
     from recsys.ranker import PipelineConfig
+    from recsys.scoring.sources import zscore_rows
 
     split = split_temporal(synthetic.interactions)
     cands = synthetic.items["item_id"].to_list()
@@ -218,9 +218,10 @@ def test_prior_score_is_the_blend_plus_the_interest_match_weighted_as_validation
     assert scores[pipe.text_weight_] > scores[0.0]
     assert pipe.resolved_cfg.text_weight == pipe.text_weight_ and pipe.resolved_cfg.blend.factors in (8, 16, 32)
 
-    users = sorted(pipe.state_.seen)[:15]
-    src = pipe._source_scores(pipe.state_, users)
-    valid = np.isfinite(src["text"]) & ~pipe._seen_mask(pipe.state_, users)
+    state = pipe.state_
+    users = sorted(state.user_ids)[:15]
+    src = pipe.model_.candidates.source_scores(users)
+    valid = np.isfinite(src["text"]) & ~state.seen_mask(state.rows(users))
     z_text = np.where(valid, zscore_rows(np.where(valid, src["text"], 0.0), valid), 0.0)
     assert np.allclose(src["prior"], src["blend"] + pipe.text_weight_ * z_text)
     # prior-only: the lists are the candidates in the prior's order
@@ -234,7 +235,7 @@ def test_prior_score_is_the_blend_plus_the_interest_match_weighted_as_validation
         split.train, candidates=cands, items=synthetic.items
     )
     assert no_text.text_weight_ == 0.0 and no_text.label_stats_["text_weight"] == {"mode": "no text"}
-    src = no_text._source_scores(no_text.state_, users)
+    src = no_text.model_.candidates.source_scores(users)
     assert np.array_equal(src["prior"], src["blend"])
 
 

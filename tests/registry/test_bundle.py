@@ -5,7 +5,7 @@ import polars as pl
 import pytest
 
 from recsys.evaluation.splits import make_split
-from recsys.ranker import RankingPipeline
+from recsys.ranker import PipelineConfig, RankingPipeline
 from recsys.registry import load_bundle
 from tests.conftest import save_test_bundle
 
@@ -36,8 +36,6 @@ def test_bundle_round_trip_reproduces_the_pipeline(trained, synthetic, synthetic
     assert loaded.adapter_path is None
     loaded.meta["encoder"]["adapter_scale"] = 0.25
     assert loaded.encoder_config().adapter_scale == 0.25  # the scale it was saved with
-    loaded.meta["encoder"].pop("adapter_scale")  # a bundle written before the option: merged at full scale
-    assert loaded.encoder_config().adapter_scale == 1.0
     assert loaded.embeddings.model_version == synthetic_embeddings.model_version
     np.testing.assert_array_equal(loaded.embeddings.vectors, synthetic_embeddings.vectors)
     assert loaded.events().height == split.train.height
@@ -76,25 +74,51 @@ def test_frozen_ranker_needs_its_embeddings(trained):
         RankingPipeline(None, use_text=False, ranker=pipe.ranker_)
 
 
-def test_online_fast_path_equals_the_frame_path(trained, synthetic):
-    """Online re-ranking computes one user's features with numpy; they must equal the polars frame's, feature by
-    feature, for random users and extra candidates (including seen and cold items)."""
+def test_one_feature_path_whatever_the_batch(trained):
+    """Online re-ranking is a batch of one through the nightly feature path: a user's rows (with extra requested
+    candidates, seen and cold items among them) are identical alone and within a batch of users."""
     _, pipe = trained
+    model = pipe.model_
     rng = np.random.default_rng(1)
-    users = sorted(pipe.state_.seen)[:25]
-    n = len(pipe.item_ids_)
-    for user in users:
-        include = sorted(rng.choice(n, 40, replace=False).tolist())
-        frame = pipe._candidate_frame(pipe.state_, [user], include={user: include})
-        cols, feats = pipe._user_features_fast(user, include)
-        assert pipe.item_ids_[cols].tolist() == frame["item_id"].to_list()
-        for f in pipe.ranker_.features:
-            expected = frame[f].cast(pl.Float64).fill_null(np.nan).to_numpy()
-            np.testing.assert_allclose(
-                np.asarray(feats[f], dtype=np.float64), expected, rtol=1e-9, atol=1e-12, err_msg=f
-            )
-        x = np.column_stack([np.asarray(feats[f], dtype=np.float64) for f in pipe.ranker_.features])
-        np.testing.assert_allclose(pipe.ranker_.predict_matrix(x), pipe.ranker_.predict(frame), rtol=1e-9)
+    users = sorted(model.state.user_ids)[:25]
+    n = len(model.item_ids)
+    include = {u: sorted(rng.choice(n, 40, replace=False).tolist()) for u in users}
+    batch = model.frame(users, include=include)
+    alone = pl.concat([model.frame([u], include={u: include[u]}) for u in users])
+    assert batch.columns == alone.columns and batch.height == alone.height
+    assert batch.equals(alone)
+    np.testing.assert_array_equal(model.ranker.predict(batch), model.ranker.predict(alone))
+
+
+def test_bundle_model_scores_as_trained_without_fitting(trained, synthetic, synthetic_embeddings, tmp_path):
+    """A format-2 bundle carries its training window's state: `model()` ranks exactly as the trained pipeline; a
+    format-1 bundle (no state) is refused by `model()` with a message, and its metadata is migrated on load."""
+    import json
+    import shutil
+
+    from recsys.registry.bundle import BUNDLE_FILE, _digest_tree
+
+    split, pipe = trained
+    bundle = save_test_bundle(tmp_path / "b", pipe, split.train, synthetic, synthetic_embeddings)
+    model = load_bundle(bundle.path).model()
+    users = split.test["user_id"].unique().sort().head(20).to_list()
+    frame = pipe.candidates(users)
+    assert model.frame(users).equals(frame)
+    np.testing.assert_array_equal(model.ranker.predict(model.frame(users)), pipe.ranker_.predict(frame))
+    old = tmp_path / "v1"
+    shutil.copytree(bundle.path, old)
+    shutil.rmtree(old / "state")
+    meta = json.loads((old / BUNDLE_FILE).read_text())
+    meta["encoder"].pop("adapter_scale")
+    meta["pipeline"]["ranker"]["use_text_features"] = True
+    (old / BUNDLE_FILE).write_text(json.dumps({**meta, "format": 1, "digest": _digest_tree(old)}))
+    v1 = load_bundle(old)
+    assert v1.encoder_config().adapter_scale == 1.0 and v1.pipeline().cfg == pipe.resolved_cfg
+    with pytest.raises(ValueError, match="no saved state"):
+        v1.model()
+    (old / BUNDLE_FILE).write_text(json.dumps({**meta, "format": 99, "digest": _digest_tree(old)}))
+    with pytest.raises(ValueError, match="upgrade"):
+        load_bundle(old)
 
 
 def test_bundle_keeps_the_fitted_source_choices_and_reads_older_bundles(
@@ -104,10 +128,14 @@ def test_bundle_keeps_the_fitted_source_choices_and_reads_older_bundles(
     loaded = load_bundle(save_test_bundle(tmp_path / "b", pipe, split.train, synthetic, synthetic_embeddings).path)
     cfg = loaded.pipeline().cfg
     assert (cfg.blend.factors, cfg.blend.weight) == pipe.blend_ and cfg.text_weight == pipe.text_weight_
-    # a bundle written before these options: raw counts, EASE alone as the collaborative source, no text in the prior
-    for key in ("blend", "relative_counts", "text_weight"):
-        loaded.meta["pipeline"].pop(key)
-    legacy = loaded.pipeline().cfg
+    # a format-1 bundle written before these options: raw counts, EASE alone as the collaborative source, no text
+    from recsys.registry.bundle import _migrate_v1
+
+    meta = dict(loaded.meta)
+    meta["pipeline"] = {
+        k: v for k, v in meta["pipeline"].items() if k not in ("blend", "relative_counts", "text_weight")
+    }
+    legacy = PipelineConfig.model_validate(_migrate_v1(meta)["pipeline"])
     assert legacy.relative_counts is False and legacy.blend.weight == 0.0 and legacy.text_weight is None
 
 

@@ -7,6 +7,12 @@ import time
 
 import pytest
 
+from recsys.evaluation.splits import make_split
+from recsys.nightly.steps import publish, ranked_lists
+from recsys.ranker import RankingPipeline
+from recsys.serving import SQLiteSnapshotStore
+from tests.conftest import save_test_bundle
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -42,3 +48,39 @@ def redis_url(tmp_path_factory):
     yield f"redis://127.0.0.1:{port}/0"
     proc.terminate()
     proc.wait(10)
+
+
+@pytest.fixture(scope="module")
+def published(synthetic, synthetic_embeddings, tmp_path_factory):
+    """A bundle trained on the synthetic data and its lists published, as the nightly flow does."""
+    root = tmp_path_factory.mktemp("serving")
+    split = make_split(synthetic.interactions, "temporal")
+    items = synthetic.items
+    pipe = RankingPipeline(synthetic_embeddings, protocol="temporal").fit(
+        split.train, candidates=items["item_id"].to_list(), items=items
+    )
+    bundle = save_test_bundle(root / "bundle", pipe, split.train, synthetic, synthetic_embeddings, precision="float32")
+    store = SQLiteSnapshotStore(root / "serving.db", retention=5)
+    from recsys.config import load_settings
+
+    settings = load_settings(nightly={"serving_k": 50})
+    lists, fallback, model = ranked_lists(bundle, synthetic, settings, k=50)
+    info = publish(
+        store,
+        lists,
+        fallback,
+        model_version="recsys/1",
+        bundle=bundle,
+        model=model,
+        dataset=synthetic,
+        work_dir=root / "work",
+    )
+    return {
+        "root": root,
+        "store": store,
+        "bundle": bundle,
+        "model": model,
+        "lists": lists,
+        "info": info,
+        "dataset": synthetic,
+    }

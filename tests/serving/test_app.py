@@ -13,12 +13,9 @@ import polars as pl
 import pytest
 import uvicorn
 
-from recsys.evaluation.splits import make_split
-from recsys.nightly import publish, ranked_lists, trending
-from recsys.ranker import RankingPipeline
+from recsys.nightly.steps import publish, trending
 from recsys.serving import RankingService, ServingConfig, SQLiteSnapshotStore
 from recsys.serving.app import create_app
-from tests.conftest import save_test_bundle
 from tests.serving.conftest import free_port
 
 TOKEN = "s3cret-token"
@@ -46,27 +43,6 @@ class Server:
         self.thread.join(10)
 
 
-@pytest.fixture(scope="module")
-def published(synthetic, synthetic_embeddings, tmp_path_factory):
-    """A bundle trained on the synthetic data and its lists published, as the nightly flow does."""
-    root = tmp_path_factory.mktemp("serving")
-    split = make_split(synthetic.interactions, "temporal")
-    items = synthetic.items
-    pipe = RankingPipeline(synthetic_embeddings, protocol="temporal").fit(
-        split.train, candidates=items["item_id"].to_list(), items=items
-    )
-    bundle = save_test_bundle(root / "bundle", pipe, split.train, synthetic, synthetic_embeddings, precision="float32")
-    store = SQLiteSnapshotStore(root / "serving.db", retention=5)
-    from recsys.config import load_settings
-
-    settings = load_settings(nightly={"serving_k": 50})
-    lists, fallback = ranked_lists(bundle, synthetic, settings, k=50)
-    info = publish(
-        store, lists, fallback, model_version="recsys/1", bundle=bundle, dataset=synthetic, work_dir=root / "work"
-    )
-    return {"root": root, "store": store, "bundle": bundle, "lists": lists, "info": info, "dataset": synthetic}
-
-
 def republish(published, store, frame: pl.DataFrame, fallback: pl.DataFrame, version: str):
     return publish(
         store,
@@ -74,6 +50,7 @@ def republish(published, store, frame: pl.DataFrame, fallback: pl.DataFrame, ver
         fallback,
         model_version=version,
         bundle=published["bundle"],
+        model=published["model"],
         dataset=published["dataset"],
         work_dir=published["root"] / "work",
     )
@@ -123,7 +100,7 @@ def test_rank_endpoint(published):
     candidates = rng.choice(catalog, 150, replace=False).tolist()
     service = service_for(published)
     with Server(create_app(service)) as http:
-        seen = service.loaded.model.state_.seen[user]
+        seen = service.loaded.model.state.seen_items(user)
         assert 0 < len(set(candidates) & seen) < 150  # the draw holds items the user already engaged with
         # by default, items the user already engaged with are left out (as in the published lists) and named
         default = http.post("/v1/rank", json={"user_id": user, "candidates": [*candidates, "not-in-catalog"]}).json()
@@ -151,6 +128,12 @@ def test_rank_endpoint(published):
         by_item = dict(zip(offline["item_id"], offline["score"], strict=True))
         for i in body["items"][:150]:
             assert i["score"] == pytest.approx(by_item[i["item_id"]], rel=1e-9)
+
+        # nightly and online are one feature path: re-ranking a user's published list gives its published scores
+        mine = lists.filter(pl.col("user_id") == user).sort("rank")
+        body = http.post("/v1/rank", json={"user_id": user, "candidates": mine["item_id"].to_list()[::-1]}).json()
+        assert [i["item_id"] for i in body["items"]] == mine["item_id"].to_list()
+        assert [i["score"] for i in body["items"]] == mine["score"].to_list()
 
         session = http.post("/v1/rank", json={"recent_items": catalog[:3], "candidates": candidates[:20]}).json()
         assert session["method"] == "interest-match" and session["user_id"] is None

@@ -1,4 +1,5 @@
 """The steps of the nightly run as plain library functions; `pipelines/nightly.py` wires them into a Prefect flow.
+(`NightlyConfig` lives in `recsys.nightly.config`.)
 
 Semantics of one night (all times from the data, so a re-run on the same data is the same night):
 
@@ -27,7 +28,6 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
-from pydantic import BaseModel, Field
 
 from features import item_popularity
 from recsys.data import schema as S
@@ -41,7 +41,7 @@ from recsys.encoder.stage import fine_tune_enabled, tune_on_window
 from recsys.encoder.text import build_item_text
 from recsys.evaluation.runner import EvaluationReport, environment_info, evaluate
 from recsys.evaluation.splits import Split, make_split, validation_split
-from recsys.ranker.pipeline import RankingPipeline
+from recsys.ranker import RankingModel, RankingPipeline
 from recsys.registry.bundle import ModelBundle, load_bundle, save_bundle
 from recsys.registry.gate import GateConfig, GateDecision, decide
 from recsys.registry.tracking import Registry
@@ -49,22 +49,6 @@ from recsys.serving.store import SnapshotInfo, SnapshotStore
 
 CANDIDATE = "candidate"
 CHAMPION = "champion"
-
-
-class NightlyConfig(BaseModel, frozen=True, extra="forbid"):
-    """What the nightly flow does besides the stages' own settings."""
-
-    work_dir: Path = Field(Path("results/nightly"), description="adapters, bundles and reports, content-addressed")
-    store_path: Path = Field(Path("results/serving/snapshots.db"), description="the published lists (SQLite, WAL)")
-    retention: int = Field(3, ge=1, description="published snapshots kept for rollback")
-    serving_k: int = Field(100, ge=1, le=1000, description="length of each published list")
-    baselines: tuple[str, ...] = Field(
-        ("toppop", "ease", "ease-lowpass"), description="evaluated beside the candidate and champion"
-    )
-    warm_start: bool = Field(True, description="fine-tuning starts from the champion's adapter when there is one")
-    gate: GateConfig = Field(default_factory=GateConfig)
-    cron: str = Field("0 2 * * *", description="schedule of the nightly deployment")
-    timezone: str = Field("UTC", description="IANA time zone of the cron schedule")
 
 
 def _sha(*parts: object) -> str:
@@ -210,6 +194,7 @@ def train_version(
         text=settings.encoder.text,
         pipeline=pipe.resolved_cfg,
         protocol=settings.evaluation.protocol,
+        state=pipe.state_,
         head=head,
         extra={"label_stats": pipe.label_stats_, **(extra_meta or {})},
     )
@@ -263,8 +248,11 @@ def gate(report: EvaluationReport, cfg: GateConfig, *, seed: int = 42) -> GateDe
 
 
 # -- publishing -------------------------------------------------------------------------------------------------
-def ranked_lists(bundle: ModelBundle, dataset: Dataset, settings: Any, *, k: int) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """Every user's top-k by the bundle, sources and features rebuilt on all events; and the trending fallback."""
+def ranked_lists(
+    bundle: ModelBundle, dataset: Dataset, settings: Any, *, k: int
+) -> tuple[pl.DataFrame, pl.DataFrame, RankingModel]:
+    """Every user's top-k by the bundle with the state (sources and features) rebuilt on all events, the trending
+    fallback, and that ranking model (what the service loads to re-rank exactly as the lists were made)."""
     emb = bundle.embeddings_for(dataset.items, cache_dir=settings.encoder.cache_dir)
     pipe = bundle.pipeline(embeddings=emb, seed=settings.evaluation.seed).fit(
         dataset.interactions, candidates=dataset.items[S.ITEM_ID].to_list(), items=dataset.items
@@ -272,7 +260,7 @@ def ranked_lists(bundle: ModelBundle, dataset: Dataset, settings: Any, *, k: int
     users = dataset.interactions[S.USER_ID].unique(maintain_order=True).to_list()
     lists = pipe.recommend(users, k=k)
     fallback = trending(dataset.interactions, k=k, window_days=settings.ranker.candidates.popular_window_days)
-    return lists, fallback
+    return lists, fallback, pipe.model_
 
 
 def trending(events: pl.DataFrame, *, k: int, window_days: int = 30) -> pl.DataFrame:
@@ -294,34 +282,21 @@ def publish(
     *,
     model_version: str,
     bundle: ModelBundle,
+    model: RankingModel,
     dataset: Dataset,
     work_dir: Path,
     meta: dict | None = None,
 ) -> SnapshotInfo:
-    """Publish the lists as a new snapshot. Its metadata names what the service needs to re-rank online exactly as
-    the lists were made: a content-addressed copy of the bundle and the events and catalog the lists came from."""
-    served = Path(work_dir).resolve() / "served"
-    bundle_dir = served / "bundles" / bundle.digest[:24]
-    if not bundle_dir.is_dir():
-        tmp = bundle_dir.with_name(bundle_dir.name + ".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        shutil.copytree(bundle.path, tmp)
-        tmp.rename(bundle_dir)
-    data_dir = served / "data" / dataset.fingerprint[:24]
-    if not (data_dir / "items.parquet").is_file():
-        tmp = data_dir.with_name(data_dir.name + ".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-        dataset.interactions.select(S.USER_ID, S.ITEM_ID, S.TIMESTAMP, S.RATING).write_parquet(tmp / "events.parquet")
-        dataset.items.write_parquet(tmp / "items.parquet")
-        shutil.rmtree(data_dir, ignore_errors=True)
-        tmp.rename(data_dir)
+    """Publish the lists as a new snapshot. The ranking model they were made with (ranker, embeddings and the state
+    built on this data) is saved first under `work_dir/served/models/`, content-addressed by version and data, and
+    the snapshot's metadata names it: the service loads it to re-rank exactly as the lists were made."""
+    served = Path(work_dir).resolve() / "served" / "models" / _sha(bundle.digest, dataset.fingerprint)[:24]
+    if not (served / "model.json").is_file():
+        model.save(served)
     full = {
         **(meta or {}),
-        "bundle": str(bundle_dir),
+        "model": str(served),
         "bundle_digest": bundle.digest,
-        "events": str(data_dir / "events.parquet"),
-        "items": str(data_dir / "items.parquet"),
         "data_fingerprint": dataset.fingerprint,
     }
     return store.publish(lists, model_version=model_version, fallback=fallback, meta=full)
@@ -355,13 +330,14 @@ def republish_champion(
     if dataset is None:
         d = settings.data
         dataset = load_dataset(d.dataset, policy=d.policy, quarantine_dir=d.quarantine_dir)
-    lists, fallback = ranked_lists(bundle, dataset, settings, k=settings.nightly.serving_k)
+    lists, fallback, model = ranked_lists(bundle, dataset, settings, k=settings.nightly.serving_k)
     snap = publish(
         store,
         lists,
         fallback,
         model_version=champ.label,
         bundle=bundle,
+        model=model,
         dataset=dataset,
         work_dir=settings.nightly.work_dir,
         meta={"reason": "republish"},

@@ -1,0 +1,103 @@
+"""Building a window's `RankingState`: fit the collaborative sources and compute the point-in-time features on the
+window's events (training-time code; the serving process loads saved states instead)."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import polars as pl
+
+from features import (
+    item_catalog_features,
+    item_genre_counts,
+    item_popularity,
+    user_activity,
+    user_genre_shares,
+    user_share_matrix,
+)
+from recsys.baselines import SAR, EASELowPass, ItemKNN, SequenceNeighbours
+from recsys.data import schema as S
+from recsys.data.dataset import after_last_event
+from recsys.encoder.cache import ItemEmbeddings
+from recsys.encoder.interest import user_interests
+from recsys.ranker.config import PipelineConfig
+from recsys.ranker.state import RankingState, check_alignment
+
+# Count features: their scale grows with the window, so the inner split's ranker would read the full window's
+# counts as ~4/3 larger than anything it was trained on (ms-stratified keeps 75% of the events in each split).
+ITEM_COUNTS = re.compile(r"^item_(pop_.*|users_all|rating_count)$")
+USER_COUNTS = re.compile(r"^user_n_events.*$")
+
+
+def _relative(frame: pl.DataFrame, pattern: re.Pattern[str]) -> pl.DataFrame:
+    """Columns of `frame` matching `pattern` divided by their mean over the frame's rows (0 where the mean is 0)."""
+    cols = [c for c in frame.columns if pattern.match(c)]
+    return frame.with_columns(
+        pl.when(pl.col(c).mean() > 0).then(pl.col(c) / pl.col(c).mean()).otherwise(0.0).alias(c) for c in cols
+    )
+
+
+def build_state(
+    train: pl.DataFrame,
+    items: pl.DataFrame,
+    item_ids: list[str],
+    cfg: PipelineConfig,
+    *,
+    ease_l2: float,
+    blend: tuple[int, float],
+    embeddings: ItemEmbeddings | None,
+) -> RankingState:
+    """The state of the window `train` over the candidate `item_ids` (catalog `items` with genres): EASE + low-pass
+    with `ease_l2` and `blend` = (factors, weight), SAR, item-kNN (and sequence neighbours when configured), the
+    interest vectors when `embeddings` are given, popularity, user and item features as of the window's end."""
+    as_of = after_last_event(train)
+    source = EASELowPass(l2=ease_l2, factors=blend[0], weight=blend[1], item_norm=cfg.blend.item_norm)
+    source.fit(train, candidates=item_ids)
+    sar = SAR().fit(train, candidates=item_ids)
+    knn = ItemKNN().fit(train, candidates=item_ids)
+    seqnb = SequenceNeighbours().fit(train, candidates=item_ids) if cfg.sequence_features else None
+    users = list(source.user_index_)
+    if list(sar.user_index_) != users or list(knn.user_index_) != users:
+        raise AssertionError("the sources index the window's users differently")
+    interests = user_interests(train, embeddings, as_of=as_of, cfg=cfg.interest) if embeddings else None
+
+    frame_ids = pl.DataFrame({S.ITEM_ID: item_ids})
+    windows = tuple(sorted({*cfg.popularity_windows, cfg.candidates.popular_window_days}))
+    pop = item_popularity(train, as_of=as_of, windows=windows)
+    item_features = (
+        frame_ids.join(pop, on=S.ITEM_ID, how="left", maintain_order="left")
+        .join(item_catalog_features(items, as_of=as_of), on=S.ITEM_ID, how="left", maintain_order="left")
+        .with_columns(pl.col("item_pop_all").is_null().alias("is_cold_item"))
+        .with_columns(pl.col(c).fill_null(0) for c in pop.columns if c.startswith("item_pop_") or c == "item_users_all")
+    )
+    window = item_features[f"item_pop_{cfg.candidates.popular_window_days}d"].to_numpy().astype(float)
+    popular = window + 1e-6 * item_features["item_pop_all"].to_numpy().astype(float)
+    user_features = user_activity(train, as_of=as_of)
+    if cfg.relative_counts:
+        item_features, user_features = _relative(item_features, ITEM_COUNTS), _relative(user_features, USER_COUNTS)
+    user_features = pl.DataFrame({S.USER_ID: users}).join(
+        user_features, on=S.USER_ID, how="left", maintain_order="left"
+    )
+    genres, counts = item_genre_counts(items, item_ids)
+    shares = user_share_matrix(user_genre_shares(train, items, as_of=as_of), users, genres)
+    state = RankingState(
+        as_of=as_of,
+        item_ids=np.asarray(item_ids, dtype=object),
+        user_ids=users,
+        seen=source.seen_,
+        blend=source.parts,
+        sar_affinity=sar.affinity_,
+        sar=sar.arrays,
+        itemknn=knn.arrays,
+        seqnb=seqnb.arrays if seqnb is not None else None,
+        popular=popular,
+        user_features=user_features,
+        item_features=item_features,
+        genres=genres,
+        genre_shares=shares,
+        genre_counts=counts,
+        interests=interests,
+    )
+    check_alignment(state)
+    return state
