@@ -37,8 +37,13 @@ demo-evaluate: $(STAMP)
 		--models toppop,sar,ease,als,pipeline,pipeline-no-text --extra-k 50 \
 		--out results/demo/report.json --export-dir results/demo/topk
 
+# Style, the import contracts in pyproject.toml (no cycles; the library never imports the flows; serving never imports
+# fitting code) and static types.
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
+	$(VENV)/bin/mypy
 
 test: lint
 	$(PY) -m pytest

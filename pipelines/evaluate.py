@@ -11,31 +11,38 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from recsys.config import load_settings, resolve_feedback
+from recsys.config import Settings, load_settings, resolve_feedback
 from recsys.data import load_dataset
+from recsys.data.dataset import Dataset
 from recsys.evaluation.render import markdown_report
+from recsys.evaluation.runner import EvaluationReport
+from recsys.evaluation.splits import Split
 from recsys.nightly import steps
 from recsys.registry import Registry, load_bundle
 from recsys.registry import runs as mlrun
+from recsys.registry.bundle import ModelBundle
+from recsys.registry.tracking import VersionInfo
 
-_task = {"persist_result": False, "cache_policy": NO_CACHE}
+_task: dict[str, Any] = {"persist_result": False, "cache_policy": NO_CACHE}
 
 
 @task(retries=2, retry_delay_seconds=5, timeout_seconds=600, **_task)
-def fetch(registry: Registry, ref: str, work_dir: Path):
+def fetch(registry: Registry, ref: str, work_dir: Path) -> tuple[VersionInfo, ModelBundle]:
     """A version by number or alias ('champion', 'challenger'), downloaded and loaded."""
     info = registry.resolve(ref)
     return info, load_bundle(registry.download(info.version, work_dir / "evaluate" / str(info.version)))
 
 
 @task(retries=2, retry_delay_seconds=5, timeout_seconds=900, **_task)
-def load(settings):
+def load(settings: Settings) -> Dataset:
     d = settings.data
     return load_dataset(d.dataset, policy=d.policy, quarantine_dir=d.quarantine_dir)
 
 
 @task(**_task)
-def run_evaluation(dataset, split, bundles, settings, baselines):
+def run_evaluation(
+    dataset: Dataset, split: Split, bundles: dict[str, ModelBundle], settings: Settings, baselines: tuple[str, ...]
+) -> EvaluationReport:
     return steps.evaluate_bundles(
         dataset, split, bundles, settings, baselines=baselines, progress=get_run_logger().info
     )

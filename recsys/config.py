@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
 from recsys.data.dataset import Dataset
@@ -16,8 +16,8 @@ from recsys.encoder.interest import InterestConfig
 from recsys.encoder.pairs import PairConfig
 from recsys.evaluation.grids import EASE_GRID
 from recsys.evaluation.splits import ProtocolName
-from recsys.nightly.config import NightlyConfig
 from recsys.ranker.config import PipelineConfig
+from recsys.registry.gate import GateConfig
 from recsys.registry.tracking import TrackingConfig
 from recsys.serving.service import ServingConfig
 
@@ -44,14 +44,63 @@ class EvaluationConfig(BaseModel, frozen=True, extra="forbid"):
     models: tuple[str, ...] = ("toppop", "sar", "itemknn", "ease", "als")
     k: int = Field(10, ge=1, le=1000)
     extra_ks: tuple[int, ...] = ()
-    seed: int = 42
     ease_grid: tuple[float, ...] = EASE_GRID
+
+    @model_validator(mode="before")
+    @classmethod
+    def _seed_moved(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "seed" in data:
+            raise ValueError("[evaluation] seed moved to [run] seed (one root seed for the split, models and gate)")
+        return data
+
+    @property
+    def resolved_protocol(self) -> ProtocolName:
+        """The protocol once `auto` was resolved for a dataset (`resolve_feedback`); an unresolved `auto` is a bug."""
+        if self.protocol == "auto":
+            raise ValueError("evaluation.protocol is still 'auto': resolve it for the dataset first (resolve_feedback)")
+        return self.protocol
 
     def protocol_params(self) -> dict[str, object]:
         """Split arguments of the chosen protocol."""
         if self.protocol in ("temporal", "auto"):  # auto resolves to temporal for data without a shipped split
             return {"cutoff": self.cutoff, "test_fraction": self.test_fraction}
         return {}
+
+
+class NightlyConfig(BaseModel, frozen=True, extra="forbid"):
+    """What the nightly flow does besides the stages' own settings."""
+
+    work_dir: Path = Field(Path("results/nightly"), description="adapters, bundles and reports, content-addressed")
+    store_path: Path = Field(Path("results/serving/snapshots.db"), description="the published lists (SQLite, WAL)")
+    retention: int = Field(3, ge=1, description="published snapshots kept for rollback")
+    serving_k: int = Field(100, ge=1, le=1000, description="length of each published list")
+    baselines: tuple[str, ...] = Field(
+        ("toppop", "ease", "ease-lowpass"), description="evaluated beside the candidate and champion"
+    )
+    warm_start: bool = Field(True, description="fine-tuning starts from the champion's adapter when there is one")
+    gate: GateConfig = Field(default_factory=GateConfig)
+    cron: str = Field("0 2 * * *", description="schedule of the nightly deployment")
+    timezone: str = Field("UTC", description="IANA time zone of the cron schedule")
+
+
+Stage = Literal["split", "encoder", "head", "ranker", "gate"]
+
+
+class RunContext(BaseModel, frozen=True, extra="forbid"):
+    """What one run needs besides the stages' settings: one root seed from which every stage's seed derives, and
+    where ad-hoc work (the evaluate command's encoder) goes. Assembled at the edge (CLI, flows) with the settings."""
+
+    seed: int = Field(42, description="root seed: the split, models, encoder, head, ranker and the gate's bootstrap")
+    seeds: dict[Stage, int] = Field(
+        default_factory=dict,
+        description="per-stage overrides (split, encoder, head, ranker, gate); a stage not named uses the root seed, "
+        "so one number reproduces a run and every published figure keeps its seed",
+    )
+    work_dir: Path = Field(Path("results/pipeline"), description="`recsys evaluate`: fine-tuned adapters and heads")
+
+    def seed_for(self, stage: Stage) -> int:
+        """The seed of one stage: its override, else the root seed."""
+        return self.seeds.get(stage, self.seed)
 
 
 class Settings(BaseSettings):
@@ -66,6 +115,7 @@ class Settings(BaseSettings):
     tracking: TrackingConfig = Field(default_factory=TrackingConfig)
     nightly: NightlyConfig = Field(default_factory=NightlyConfig)
     serving: ServingConfig = Field(default_factory=ServingConfig)
+    run: RunContext = Field(default_factory=RunContext)
 
     @classmethod
     def settings_customise_sources(
@@ -79,7 +129,7 @@ class Settings(BaseSettings):
         return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
 
 
-def load_settings(path: Path | None = None, **overrides: object) -> Settings:
+def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
     """Settings from `path` (TOML, optional) and the environment, with `overrides` on top."""
     if path is not None and not Path(path).is_file():
         raise FileNotFoundError(f"{path}: settings file not found")

@@ -28,3 +28,18 @@ def test_the_example_settings_file_is_the_defaults() -> None:
     from recsys.config import Settings, load_settings
 
     assert load_settings(ROOT / "recsys.example.toml").model_dump() == Settings().model_dump()
+
+
+def test_every_registered_model_is_documented_and_offered_by_the_cli() -> None:
+    """The baselines registry is the one list: the guide's model table and `recsys evaluate --models` name each."""
+    from typer.testing import CliRunner
+
+    from pipelines.cli import app
+    from recsys.baselines import BASELINES
+    from recsys.ranker import PIPELINE_MODELS, TEXT_MODELS
+
+    guide = (ROOT / "docs" / "guide.md").read_text()
+    help_text = " ".join(CliRunner().invoke(app, ["evaluate", "--help"], terminal_width=400).output.split())
+    for name in (*BASELINES, *TEXT_MODELS, *PIPELINE_MODELS):
+        assert f"`{name}`" in guide, f"docs/guide.md: no row for model {name!r}"
+        assert name in help_text, f"recsys evaluate --help does not offer {name!r}"

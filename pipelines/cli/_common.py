@@ -49,6 +49,7 @@ def _load(
     from recsys.data import ValidationPolicy, load_dataset, load_files
 
     base = data.policy if data is not None else None
+    pol: ValidationPolicy | None
     if policy:  # --policy flags override single keys of the settings' policy
         pol = ValidationPolicy(**((base.model_dump() if base else {}) | _parse_pairs(policy, "--policy")))
     else:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, cast
 
 import typer
 from rich.markup import escape
@@ -27,6 +27,13 @@ from pipelines.cli._common import (
     console,
     err,
 )
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from recsys.baselines import Recommender
+    from recsys.config import Settings
+    from recsys.evaluation.splits import ProtocolName
 
 
 @app.command()
@@ -86,13 +93,15 @@ def evaluate(
     flags = {
         "protocol": protocol,
         "k": k,
-        "seed": seed,
         "extra_ks": tuple(extra_k) or None,
         "cutoff": cutoff,
         "test_fraction": test_fraction,
         "models": tuple(m.strip() for m in models.split(",") if m.strip()) if models else None,
     }
     settings = _settings(config)
+    if seed is not None:
+        settings = settings.model_copy(update={"run": settings.run.model_copy(update={"seed": seed})})
+    run = settings.run
     try:
         cfg = settings.evaluation.model_validate(
             {**settings.evaluation.model_dump(), **{f: v for f, v in flags.items() if v is not None}}
@@ -128,7 +137,7 @@ def evaluate(
             def step(msg: str) -> None:
                 bar.update(task, description=msg, advance=1)
 
-            extra = _pipeline_models(names, settings, cfg.protocol, cfg.seed, bar)
+            extra = _pipeline_models(names, settings, cfg.protocol, bar)
             report = run_evaluation(
                 ds,
                 protocol=cfg.protocol,
@@ -136,7 +145,7 @@ def evaluate(
                 extra_models=extra,
                 k=cfg.k,
                 extra_ks=cfg.extra_ks,
-                seed=cfg.seed,
+                seed=run.seed_for("split"),
                 ease_grid=cfg.ease_grid,
                 protocol_params=cfg.protocol_params(),
                 progress=step,
@@ -155,7 +164,9 @@ def evaluate(
         console.print(f"top-{max(report.ks)} lists: {', '.join(str(p) for p in paths)}")
 
 
-def _pipeline_models(names: list[str], settings, protocol: str, seed: int, bar: Progress) -> dict:
+def _pipeline_models(
+    names: list[str], settings: Settings, protocol: str, bar: Progress
+) -> dict[str, Callable[[], Recommender]]:
     """Factories of the full pipeline (and its no-text ablation) named in `names`, sharing one fine-tuning whose
     progress shows as a task of `bar`."""
     from recsys.encoder import FineTuneStatus, TextEmbedder
@@ -175,13 +186,20 @@ def _pipeline_models(names: list[str], settings, protocol: str, seed: int, bar: 
             description=f"fine-tuning: loss {status.loss:.3f}, {status.pairs_per_second:.1f} pairs/s",
         )
 
-    embedder = TextEmbedder(settings.encoder, work_dir=Path("results/pipeline"), seed=seed, training_progress=training)
+    run = settings.run
+    seed = run.seed_for("encoder")
+    embedder = TextEmbedder(settings.encoder, work_dir=run.work_dir, seed=seed, training_progress=training)
     plain = settings.encoder.model_copy(
         update={"enabled_fine_tune": False, "head": settings.encoder.head.model_copy(update={"enabled": False})}
     )
-    pretrained = TextEmbedder(plain, work_dir=Path("results/pipeline"), seed=seed)
+    pretrained = TextEmbedder(plain, work_dir=run.work_dir, seed=seed)
     return pipeline_factories(
-        wanted, embedder=embedder, cfg=settings.ranker, protocol=protocol, seed=seed, pretrained=pretrained
+        wanted,
+        embedder=embedder,
+        cfg=settings.ranker,
+        protocol=cast("ProtocolName", protocol),
+        seed=run.seed_for("ranker"),
+        pretrained=pretrained,
     )
 
 
@@ -192,7 +210,9 @@ def finetune(
     as_of: Annotated[str | None, typer.Option(help="Use only events before this time (ISO); default: all")] = None,
     init_adapter: Annotated[Path | None, typer.Option(help="Warm start from this adapter")] = None,
     time_budget: Annotated[float | None, typer.Option(help="Wall seconds; default from settings")] = None,
-    seed: Annotated[int, typer.Option(help="Seed of pair sampling, LoRA init and shuffling")] = 42,
+    seed: Annotated[
+        int | None, typer.Option(help="Seed of pair sampling, LoRA init and shuffling; default: [run] seeds")
+    ] = None,
     config: Annotated[Path | None, typer.Option(help="Settings TOML ([encoder.*] sections)")] = None,
     interactions: InteractionsOpt = None,
     items: ItemsOpt = None,
@@ -209,6 +229,7 @@ def finetune(
     from recsys.progress import training_bar
 
     settings = _settings(config)
+    seed = settings.run.seed_for("encoder") if seed is None else seed
     with _user_errors():
         ds = _load(dataset, interactions, items, mapping, timestamp_unit, policy, quarantine_dir, settings.data)
         enc = resolve_feedback(settings, ds).encoder

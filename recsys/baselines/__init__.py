@@ -2,15 +2,29 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from recsys.baselines._base import Recommender, top_k_frame
 from recsys.baselines.factorization import ALS, BPR
 from recsys.baselines.neighbourhood import EASE, SAR, ItemKNN, TopPop
 from recsys.baselines.sequential import SequenceNeighbours
 from recsys.baselines.spectral import EASELowPass, LowPass
 
+# The one list of baselines: `recsys evaluate --models`, the evaluation runner, `[nightly] baselines`, the contract
+# tests (tests/baselines/test_contract.py) and the docs' model table (checked by tests/test_docs.py) read it. A new
+# baseline is one module with a `Recommender` subclass plus one entry here.
 BASELINES: dict[str, type[Recommender]] = {
     m.name: m for m in (TopPop, SAR, ItemKNN, EASE, LowPass, EASELowPass, SequenceNeighbours, ALS, BPR)
 }
+
+
+def build_baseline(name: str, *, seed: int, **params: Any) -> Recommender:
+    """A baseline by name with its documented defaults (`params` override them), seeded where it has randomness."""
+    if name not in BASELINES:
+        raise ValueError(f"unknown model {name!r}; available: {', '.join(BASELINES)}")
+    cls = BASELINES[name]
+    return cls(**({"seed": seed} if cls.seeded else {}), **params)
+
 
 __all__ = [
     "ALS",
@@ -24,5 +38,6 @@ __all__ = [
     "Recommender",
     "SequenceNeighbours",
     "TopPop",
+    "build_baseline",
     "top_k_frame",
 ]

@@ -23,6 +23,7 @@ class Recommender(ABC):
 
     name: ClassVar[str] = "recommender"
     scores_cold_items: ClassVar[bool] = False  # collaborative models cannot rank items without training events
+    seeded: ClassVar[bool] = False  # True: the constructor takes `seed` (the model has randomness)
 
     def fit(
         self, train: pl.DataFrame, *, candidates: Sequence[str] | None = None, items: pl.DataFrame | None = None

@@ -16,6 +16,8 @@ from recsys.baselines._base import Recommender
 class _Factorisation(Recommender):
     """Fits an `implicit` model on the binary user x item matrix; scores are user . item factors."""
 
+    seeded: ClassVar[bool] = True
+
     @abstractmethod
     def _model(self) -> Any: ...
 

@@ -60,10 +60,10 @@ def read_recbole_sequences(root: Path, name: str, *, max_history: int = RECBOLE_
     )
     bad = per_user.filter((pl.col("n_valid") != 1) | (pl.col("n_test") != 1)).sort("user")
     if bad.height:
-        first = bad.row(0, named=True)
+        bad_row = bad.row(0, named=True)
         raise DataValidationError(
             f"{root / name}.{{valid,test}}.inter: {bad.height} user(s) without exactly one valid and one test row, "
-            f"first user {first['user']} ({first['n_valid']} valid, {first['n_test']} test); "
+            f"bad_row user {bad_row['user']} ({bad_row['n_valid']} valid, {bad_row['n_test']} test); "
             "the files are not one leave-one-out split: re-copy them (see SOURCE.md)"
         )
     # train rows are written longest prefix first: the latest comes first, so a higher file row is earlier

@@ -90,4 +90,4 @@ def resolve_threshold(threshold: PositiveThreshold, interactions: pl.DataFrame) 
     """A stage's threshold with "auto" decided from `interactions` (see `infer_feedback`); numbers and None as is."""
     if threshold == "auto":
         return infer_feedback(interactions).positive_threshold
-    return threshold  # type: ignore[return-value]
+    return threshold

@@ -153,7 +153,8 @@ def check_timestamp_unit(unit: str) -> None:
 def _parse_timestamp(raw: pl.Expr, unit: str) -> pl.Expr:
     check_timestamp_unit(unit)
     if unit in ("s", "ms", "us"):
-        return pl.from_epoch(raw.str.strip_chars().cast(pl.Int64, strict=False), time_unit=unit).cast(S.TIMESTAMP_DTYPE)
+        seconds = raw.str.strip_chars().cast(pl.Int64, strict=False)
+        return pl.from_epoch(seconds, time_unit=unit).cast(S.TIMESTAMP_DTYPE)  # type: ignore[call-overload]  # stubs: Series only
     # ISO-8601 (date or datetime, optional zone): zone-aware values are converted to UTC, then made naive.
     return pl.coalesce(
         raw.str.to_datetime(time_unit="us", strict=False, time_zone="UTC").dt.replace_time_zone(None),
@@ -183,7 +184,8 @@ def coerce_types(
         if dtype == S.TIMESTAMP_DTYPE and df.schema[col] == pl.String:
             casts[col] = _parse_timestamp(raw, timestamp_unit)
         elif dtype == S.TIMESTAMP_DTYPE and df.schema[col].is_integer():
-            casts[col] = pl.from_epoch(raw, time_unit=timestamp_unit if timestamp_unit != "iso" else "s")
+            unit = timestamp_unit if timestamp_unit != "iso" else "s"
+            casts[col] = pl.from_epoch(raw, time_unit=unit)  # type: ignore[call-overload]  # stubs: Series only
         elif df.schema[col] == pl.String and dtype.is_numeric():
             casts[col] = raw.str.strip_chars().cast(dtype, strict=False)
         else:

@@ -8,6 +8,9 @@ another model.
 from __future__ import annotations
 
 import json
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,6 +20,15 @@ if TYPE_CHECKING:
     import torch
 
 ADAPTER_META = "recsys.json"
+
+
+@contextmanager
+def quiet_peft() -> Iterator[None]:
+    """peft (<= 0.18) reads transformers' deprecated `is_gradient_checkpointing` when it wraps a model, and
+    transformers 5 warns about it on every wrap: not ours to fix, so that one FutureWarning is silenced here."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        yield
 
 
 def read_adapter_meta(path: Path) -> dict[str, Any]:
@@ -58,7 +70,8 @@ def apply_adapter(
     if not 0.0 <= scale <= 1.0:
         raise ValueError(f"adapter scale must be within [0, 1], got {scale}")
     check_base(adapter_path, base_path)
-    peft_model = PeftModel.from_pretrained(model, str(adapter_path))
+    with quiet_peft():
+        peft_model = PeftModel.from_pretrained(model, str(adapter_path))
     if scale != 1.0:
         layers = [m for m in peft_model.modules() if isinstance(m, LoraLayer)]
         if not layers:

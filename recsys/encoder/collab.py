@@ -95,7 +95,7 @@ def _interaction_matrix(events: pl.DataFrame, item_index: dict[str, int]) -> tup
         .with_columns(pl.col(S.USER_ID).rank("dense").cast(pl.Int64).alias("_u") - 1)
         .sort("_u", S.TIMESTAMP, "_row")
     )
-    n_users = int(coded["_u"].max() or 0) + 1 if coded.height else 0
+    n_users = int(coded["_u"].max()) + 1 if coded.height else 0  # type: ignore[arg-type]
     x = sp.csr_matrix(
         (np.ones(coded.height, dtype=np.float32), (coded["_u"].to_numpy(), coded["_i"].to_numpy())),
         shape=(n_users, len(item_index)),
@@ -192,7 +192,8 @@ def _objective(
             xb = x[np.sort(rows)]
             dense = torch.from_numpy(xb.toarray())
             coo = xb.tocoo()
-            xs = torch.sparse_coo_tensor(np.vstack([coo.row, coo.col]), coo.data, size=xb.shape, check_invariants=True)
+            index = torch.from_numpy(np.vstack([coo.row, coo.col]).astype(np.int64))
+            xs = torch.sparse_coo_tensor(index, torch.from_numpy(coo.data), size=xb.shape, check_invariants=True)
             pred = torch.sparse.mm(xs, a) @ a.T - dense
             return ((F.normalize(pred, dim=1) - F.normalize(dense, dim=1)) ** 2).sum(dim=1).mean()
 

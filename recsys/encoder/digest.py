@@ -13,6 +13,6 @@ def model_digest(path: Path) -> str:
         if f.is_file() and f.suffix in (".json", ".safetensors", ".bin", ".txt", ".model") and f.name != "recsys.json":
             h.update(f.name.encode())
             with f.open("rb") as fh:
-                for chunk in iter(lambda fh=fh: fh.read(1 << 20), b""):
+                while chunk := fh.read(1 << 20):
                     h.update(chunk)
     return h.hexdigest()

@@ -19,11 +19,11 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from recsys.encoder.adapter import ADAPTER_META, check_base
+from recsys.encoder.adapter import ADAPTER_META, check_base, quiet_peft
 from recsys.encoder.config import FineTuneConfig, LoRAConfig
 from recsys.encoder.model import (
     EncoderConfig,
@@ -76,7 +76,7 @@ class FineTuneResult:
 def _peft_config(cfg: LoRAConfig, total_steps: int):  # returns a peft config
     from peft import AdaLoraConfig, LoraConfig
 
-    common = {
+    common: dict[str, Any] = {
         "lora_alpha": cfg.alpha,
         "lora_dropout": cfg.dropout,
         "target_modules": list(cfg.target_modules),
@@ -235,10 +235,11 @@ def fine_tune(
             for module in base.modules():
                 if isinstance(module, torch.nn.Dropout):
                     module.p = 0.0
-        if init_adapter is not None:
-            model = PeftModel.from_pretrained(base, str(init_adapter), is_trainable=True)
-        else:
-            model = get_peft_model(base, _peft_config(cfg.lora, total_steps))
+        with quiet_peft():
+            if init_adapter is not None:
+                model = PeftModel.from_pretrained(base, str(init_adapter), is_trainable=True)
+            else:
+                model = get_peft_model(base, _peft_config(cfg.lora, total_steps))
         model.to(device)
         tokenizer = AutoTokenizer.from_pretrained(base_path)
         embed = _Embedder(model, tokenizer, device, dtype, cfg.max_length)
@@ -266,7 +267,7 @@ def fine_tune(
         )
 
         def batch_loss(pairs: PairSet, idx: np.ndarray, *, use_hard: bool = True) -> torch.Tensor:
-            part = pairs.take(idx)
+            part = pairs.take(idx.tolist())
             hard_texts = [t for t in part.negatives if t] if part.negatives and use_hard else []
             texts = part.queries + part.targets + hard_texts
             vecs = embed(texts)
@@ -316,7 +317,7 @@ def fine_tune(
                 loss.backward()
                 optim.step()
                 if is_adalora:
-                    model.base_model.update_and_allocate(step)
+                    model.base_model.update_and_allocate(step)  # type: ignore[operator]  # peft AdaLoRA
                 optim.zero_grad(set_to_none=True)
                 sched.step()
                 train_seconds += time.perf_counter() - t0

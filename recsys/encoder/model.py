@@ -127,7 +127,7 @@ class TextEncoder:
 
     @property
     def dim(self) -> int:
-        return int(self.model.config.hidden_size)
+        return int(self.model.config.hidden_size)  # type: ignore[union-attr, arg-type]  # a transformers config
 
     def encode(
         self, texts: Sequence[str], *, batch_size: int | None = None, progress: Callable[[int], None] | None = None

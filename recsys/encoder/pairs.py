@@ -142,14 +142,16 @@ def build_pairs(
         ]
         q_keys = ["|".join(str(items[t - j]) for j in range(1, d + 1)) for t, d in zip(targets, depth, strict=True)]
 
-    negatives = _hard_negatives(past, users[targets], rng) if cfg.hard_negatives else [None] * len(targets)
+    negatives: list[str | None] = (
+        _hard_negatives(past, users[targets], rng) if cfg.hard_negatives else [None] * len(targets)
+    )
     pairs = PairSet(queries, [text[i] for i in targets], q_keys, [str(items[i]) for i in targets], negatives)
 
     # Validation: targets in the last fraction of the pre-cutoff time range.
     t_times = times[targets]
     if cfg.validation_fraction > 0:
         lo, hi = pos[S.TIMESTAMP].min(), pos[S.TIMESTAMP].max()
-        val_cutoff = np.datetime64(lo + (hi - lo) * (1 - cfg.validation_fraction))  # type: ignore[operator]
+        val_cutoff = np.datetime64(lo + (hi - lo) * (1 - cfg.validation_fraction))  # type: ignore[operator, arg-type]
         is_val = t_times >= val_cutoff
         stats["validation_cutoff"] = str(val_cutoff)
     else:

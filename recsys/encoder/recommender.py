@@ -57,7 +57,7 @@ class TextRecommender(Recommender):
         train = events.drop("_u", "_i")
         self.recency_choice_: dict[str, float] = {}
         if self.protocol is not None:
-            from recsys.evaluation.metrics import user_metrics
+            from recsys.evaluation.metrics import mean_or_zero, user_metrics
             from recsys.evaluation.splits import validation_split
 
             inner = validation_split(train, self.protocol, seed=self.seed)
@@ -69,7 +69,7 @@ class TextRecommender(Recommender):
                 probe = TextRecommender(self.embeddings, self.cfg.model_copy(update={"half_life_events": h}))  # type: ignore[arg-type]
                 recs = probe.fit(inner.train, candidates=cands, items=items).recommend(users, k=10)
                 per_user = user_metrics(recs, inner.test, ks=(10,))
-                self.recency_choice_[str(h)] = round(float(per_user["ndcg@10"].mean() or 0.0), 6)
+                self.recency_choice_[str(h)] = round(mean_or_zero(per_user["ndcg@10"]), 6)
             best = max(self.recency_grid, key=lambda h: self.recency_choice_[str(h)])
             self.cfg = self.cfg.model_copy(update={"half_life_events": best})
         elif self.embedder is not None:

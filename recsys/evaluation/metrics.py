@@ -18,11 +18,23 @@ Beyond accuracy (from the lists alone):
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import partial
 
 import numpy as np
 import polars as pl
 
 from recsys.data import schema as S
+
+
+def _lookup(table: np.ndarray, positions: pl.Series) -> pl.Series:
+    """`table` at each of `positions` (ideal DCG by number of relevant items)."""
+    return pl.Series(table[positions.to_numpy()])
+
+
+def mean_or_zero(values: pl.Series) -> float:
+    """The mean of a numeric series as a float; 0.0 for an empty or all-null one."""
+    mean = values.mean()
+    return float(mean) if isinstance(mean, int | float) else 0.0
 
 
 def _idcg_table(k: int) -> np.ndarray:
@@ -65,11 +77,7 @@ def user_metrics(recs: pl.DataFrame, truth: pl.DataFrame, *, ks: Sequence[int] =
     idcg = _idcg_table(kmax)
     cols: list[pl.Expr] = []
     for k in ks:
-        ideal = (
-            pl.col("n_relevant")
-            .clip(upper_bound=k)
-            .map_batches(lambda s, t=idcg: pl.Series(t[s.to_numpy()]), return_dtype=pl.Float64)
-        )
+        ideal = pl.col("n_relevant").clip(upper_bound=k).map_batches(partial(_lookup, idcg), return_dtype=pl.Float64)
         h = pl.col(f"_hits@{k}").cast(pl.Float64)
         cols += [
             (pl.col(f"_dcg@{k}") / ideal).alias(f"ndcg@{k}"),
@@ -87,7 +95,7 @@ def user_metrics(recs: pl.DataFrame, truth: pl.DataFrame, *, ks: Sequence[int] =
 
 def mean_metrics(per_user: pl.DataFrame) -> dict[str, float]:
     """Mean of every metric column over users."""
-    return {c: float(per_user[c].mean() or 0.0) for c in per_user.columns if c not in (S.USER_ID, "n_relevant")}
+    return {c: mean_or_zero(per_user[c]) for c in per_user.columns if c not in (S.USER_ID, "n_relevant")}
 
 
 def coverage(recs: pl.DataFrame, *, k: int, n_candidates: int) -> float:
@@ -103,7 +111,7 @@ def novelty(recs: pl.DataFrame, train: pl.DataFrame, *, k: int) -> float:
     if top.height == 0:
         return 0.0
     p = top["_u"].fill_null(1).cast(pl.Float64) / n_users
-    return float((-p.log(2)).mean())
+    return mean_or_zero(-p.log(2))
 
 
 def intra_list_diversity(recs: pl.DataFrame, items: pl.DataFrame, *, k: int) -> float:

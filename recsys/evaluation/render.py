@@ -83,11 +83,11 @@ def render_report(report: EvaluationReport, *, width: int | None = None) -> Grou
                     f"recall@{k}={s[f'recall@{k}']:.4f}"
                 )
             )
-    for c in report.comparisons:
+    for cmp in report.comparisons:
         lines.append(
             Text(
-                f"  {c.b} vs {c.a}: Δ{c.metric}={c.diff:+.4f} [{c.ci_low:+.4f}, {c.ci_high:+.4f}] "
-                f"p_t={c.p_ttest:.2g} p_w={c.p_wilcoxon:.2g}"
+                f"  {cmp.b} vs {cmp.a}: Δ{cmp.metric}={cmp.diff:+.4f} [{cmp.ci_low:+.4f}, {cmp.ci_high:+.4f}] "
+                f"p_t={cmp.p_ttest:.2g} p_w={cmp.p_wilcoxon:.2g}"
             )
         )
     return Group(*lines)

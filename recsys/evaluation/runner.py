@@ -9,12 +9,13 @@ import subprocess
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 import polars as pl
 
-from recsys.baselines import BASELINES, EASE, EASELowPass, Recommender
+from recsys.baselines import EASE, EASELowPass, Recommender, build_baseline
 from recsys.data import schema as S
 from recsys.data.dataset import Dataset
 from recsys.evaluation.compare import PairedComparison, paired_comparison
@@ -167,14 +168,6 @@ def _candidates(split: Split, dataset: Dataset) -> list[str] | None:
     return dataset.items[S.ITEM_ID].to_list() if split.candidate_items == "catalog" else None
 
 
-def build_model(name: str, *, seed: int) -> Recommender:
-    """A baseline by name with its documented defaults (seeded where it has randomness)."""
-    if name not in BASELINES:
-        raise ValueError(f"unknown model {name!r}; available: {', '.join(BASELINES)}")
-    cls = BASELINES[name]
-    return cls(seed=seed) if name in ("als", "bpr") else cls()  # type: ignore[call-arg]
-
-
 def _slices(per_user: pl.DataFrame, recs: pl.DataFrame, split: Split, ks: Sequence[int]) -> dict[str, dict]:
     out: dict[str, dict[str, float]] = {}
     train_items = split.train[S.ITEM_ID].unique().implode()
@@ -194,7 +187,8 @@ def _slices(per_user: pl.DataFrame, recs: pl.DataFrame, split: Split, ks: Sequen
             }
     activity = split.train.group_by(S.USER_ID).len("n_train")
     judged = per_user.join(activity, on=S.USER_ID, how="left").fill_null(0)
-    median = float(judged["n_train"].median() or 0)
+    median_value = judged["n_train"].median()
+    median = float(median_value) if isinstance(median_value, int | float) else 0.0
     for label, mask in (("light_users", pl.col("n_train") <= median), ("heavy_users", pl.col("n_train") > median)):
         part = judged.filter(mask)
         if part.height:
@@ -282,17 +276,17 @@ def evaluate(
             )
         if name == "ease":
             best, grid_scores = ease_choice  # type: ignore[misc]
-            factories[name] = lambda best=best: EASE(l2=best)
+            factories[name] = partial(EASE, l2=best)
             params[name] = {"l2": best, "validation_ndcg": {str(g): round(s, 6) for g, s in grid_scores.items()}}
         elif name == "ease-lowpass":
             say("ease-lowpass: choosing factors and weight on a validation split of train")
             l2 = ease_choice[0]  # type: ignore[index]
             inner = validation_split(split.train, protocol, seed=seed)
             (f, w), fw_scores = select_ease_lowpass(inner, l2=l2, k=k, candidates=candidates)
-            factories[name] = lambda l2=l2, f=f, w=w: EASELowPass(l2=l2, factors=f, weight=w)
+            factories[name] = partial(EASELowPass, l2=l2, factors=f, weight=w)
             params[name] = {"l2": l2, "factors": f, "weight": w, "validation_ndcg": fw_scores}
         else:
-            factories[name] = lambda name=name: build_model(name, seed=seed)
+            factories[name] = partial(build_baseline, name, seed=seed)
     factories.update(extra_models or {})
     results = []
     for name, make in factories.items():

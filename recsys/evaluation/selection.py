@@ -11,7 +11,7 @@ import polars as pl
 from recsys.baselines import EASELowPass, Recommender
 from recsys.data import schema as S
 from recsys.evaluation.grids import EASE_GRID, LOWPASS_FACTORS, LOWPASS_WEIGHTS
-from recsys.evaluation.metrics import user_metrics
+from recsys.evaluation.metrics import mean_or_zero, user_metrics
 from recsys.evaluation.splits import ProtocolName, Split, validation_split
 
 __all__ = ["EASE_GRID", "LOWPASS_FACTORS", "LOWPASS_WEIGHTS", "select_by_validation", "select_ease_lowpass"]
@@ -34,7 +34,7 @@ def select_by_validation(
     for value in grid:
         model = make(value).fit(inner.train, candidates=candidates if inner.candidate_items == "catalog" else None)
         per_user = user_metrics(model.recommend(users, k=k), inner.test, ks=(k,))
-        scores[value] = float(per_user[f"ndcg@{k}"].mean() or 0.0)
+        scores[value] = mean_or_zero(per_user[f"ndcg@{k}"])
     best = max(grid, key=lambda v: (scores[v], -v))
     return best, scores
 
@@ -62,6 +62,6 @@ def select_ease_lowpass(
     for f, w in combos:
         model.factors, model.weight = f, w
         per_user = user_metrics(model.recommend(users, k=k), inner.test, ks=(k,))
-        scores[(f, w)] = float(per_user[f"ndcg@{k}"].mean() or 0.0)
+        scores[(f, w)] = mean_or_zero(per_user[f"ndcg@{k}"])
     best = max(scores, key=lambda fw: (scores[fw], -fw[1], -fw[0]))
     return best, {f"{f}x{w}": round(v, 6) for (f, w), v in scores.items()}

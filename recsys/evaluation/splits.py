@@ -36,7 +36,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Literal, TypeAlias
+from typing import Literal, TypeAlias, cast
 
 import numpy as np
 import polars as pl
@@ -79,8 +79,8 @@ def split_ms_stratified(
     )
     # MS: rank <= round(ratio * count), with numpy's round-half-to-even (a single-event item goes to train).
     limit = np.round(ratio * ranked["_count"].to_numpy().astype(np.float64))
-    is_train = pl.Series(ranked["_rank"].to_numpy() <= limit)
-    ranked = ranked.drop("_rank", "_count").with_columns(is_train.alias("_frac"))
+    in_train = pl.Series(ranked["_rank"].to_numpy() <= limit)
+    ranked = ranked.drop("_rank", "_count").with_columns(in_train.alias("_frac"))
     is_train = pl.col("_frac")
     train = ranked.filter(is_train).sort("_pos").drop("_rand", "_pos", "_frac")
     test = ranked.filter(~is_train).sort("_pos").drop("_rand", "_pos", "_frac")
@@ -101,14 +101,14 @@ def split_ms_stratified(
 def split_temporal(interactions: pl.DataFrame, *, cutoff: datetime | None = None, test_fraction: float = 0.2) -> Split:
     """Global time cutoff; `cutoff` defaults to the (1 - test_fraction) quantile of event times."""
     if cutoff is None:
-        cutoff = interactions[S.TIMESTAMP].quantile(1 - test_fraction, interpolation="lower")
+        cutoff = cast(datetime, interactions[S.TIMESTAMP].quantile(1 - test_fraction, interpolation="lower"))
     train = interactions.filter(pl.col(S.TIMESTAMP) < cutoff)
     later = interactions.filter(pl.col(S.TIMESTAMP) >= cutoff)
     if train.height == 0 or later.height == 0:
         ts = interactions[S.TIMESTAMP]
         raise ValueError(
             f"temporal cutoff {cutoff} leaves {'no training' if train.height == 0 else 'no test'} "
-            f"events; the data spans {ts.min()} to {ts.max()}"
+            f"events; the data spans {ts.min()!s} to {ts.max()!s}"
         )
     known = train[S.USER_ID].unique().implode()
     test = later.filter(pl.col(S.USER_ID).is_in(known))

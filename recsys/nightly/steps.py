@@ -24,12 +24,15 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
 from features import item_popularity
+from recsys.baselines import Recommender
+from recsys.config import Settings
 from recsys.data import schema as S
 from recsys.data.dataset import Dataset, after_last_event, fingerprint_frames
 from recsys.data.registry import load_dataset
@@ -59,20 +62,27 @@ def _sha(*parts: object) -> str:
     return h.hexdigest()
 
 
-def input_key(dataset: Dataset, settings: Any, *, code_version: str, seed: int) -> str:
-    """Identity of a night's inputs: data content, every setting that shapes the model, code version, seed."""
-    shaping = settings.model_dump(mode="json", include={"data", "evaluation", "encoder", "ranker"})
+def input_key(dataset: Dataset, settings: Settings, *, code_version: str) -> str:
+    """Identity of a night's inputs: data content, every setting that shapes the model (seeds included), code."""
+    shaping = settings.model_dump(mode="json", include={"data", "evaluation", "encoder", "ranker", "run"})
     shaping.get("encoder", {}).pop("cache_dir", None)
-    return _sha(dataset.fingerprint, shaping, code_version, seed)[:24]
+    shaping.get("run", {}).pop("work_dir", None)
+    return _sha(dataset.fingerprint, shaping, code_version)[:24]
 
 
 def code_version() -> str:
     return environment_info().get("git_sha", "unknown")
 
 
-def nightly_split(dataset: Dataset, settings: Any) -> Split:
+def nightly_split(dataset: Dataset, settings: Settings) -> Split:
     ev = settings.evaluation
-    return make_split(dataset.interactions, ev.protocol, seed=ev.seed, holdout=dataset.holdout, **ev.protocol_params())
+    return make_split(
+        dataset.interactions,
+        ev.resolved_protocol,
+        seed=settings.run.seed_for("split"),
+        holdout=dataset.holdout,
+        **ev.protocol_params(),
+    )
 
 
 # -- encoder ----------------------------------------------------------------------------------------------------
@@ -85,7 +95,7 @@ class EncoderOutcome:
 def train_encoder(
     split: Split,
     items: pl.DataFrame,
-    settings: Any,
+    settings: Settings,
     *,
     work_dir: Path,
     init_adapter: Path | None = None,
@@ -93,10 +103,11 @@ def train_encoder(
 ) -> EncoderOutcome:
     """Fine-tune the encoder on the inner training part of the split's training window (the part the ranker's
     labels do not come from). Content-addressed: identical inputs reuse the adapter already on disk."""
-    enc, seed = settings.encoder, settings.evaluation.seed
+    enc, seed = settings.encoder, settings.run.seed_for("encoder")
     if not fine_tune_enabled(enc):
         return EncoderOutcome(None, None)
-    inner = validation_split(split.train, settings.evaluation.protocol, seed=seed)
+    # the ranker's inner split (its labels' hold-out), whatever this stage's own seed: nothing it trains on may leak
+    inner = validation_split(split.train, settings.evaluation.resolved_protocol, seed=settings.run.seed_for("ranker"))
     from recsys.encoder.model import model_digest
 
     key = _sha(
@@ -122,7 +133,7 @@ def train_encoder(
 
 
 def embed_catalog(
-    items: pl.DataFrame, settings: Any, adapter: Path | None, *, progress: Callable[[int], None] | None = None
+    items: pl.DataFrame, settings: Settings, adapter: Path | None, *, progress: Callable[[int], None] | None = None
 ) -> ItemEmbeddings:
     """Every item's text embedded by base + adapter; only texts new to this model version are encoded."""
     enc = settings.encoder
@@ -134,7 +145,7 @@ def embed_catalog(
 def train_collab_head(
     split: Split,
     embeddings: ItemEmbeddings,
-    settings: Any,
+    settings: Settings,
     *,
     work_dir: Path,
     progress: Callable[[int, int, float], None] | None = None,
@@ -142,10 +153,11 @@ def train_collab_head(
     """The collaborative head (`[encoder.head]`, when enabled) trained on the inner training part of the split's
     training window over `embeddings` (base + adapter): like the adapter, it never sees the events the ranker's labels
     come from. Content-addressed: identical inputs reuse the head already on disk."""
-    enc, seed = settings.encoder, settings.evaluation.seed
+    enc, seed = settings.encoder, settings.run.seed_for("head")
     if not enc.head.enabled:
         return None
-    inner = validation_split(split.train, settings.evaluation.protocol, seed=seed)
+    # the ranker's inner split (its labels' hold-out), whatever this stage's own seed: nothing it trains on may leak
+    inner = validation_split(split.train, settings.evaluation.resolved_protocol, seed=settings.run.seed_for("ranker"))
     key = _sha(
         fingerprint_frames(inner.train),
         embeddings.model_version,
@@ -169,7 +181,7 @@ def train_collab_head(
 def train_version(
     split: Split,
     dataset: Dataset,
-    settings: Any,
+    settings: Settings,
     *,
     embeddings: ItemEmbeddings,
     adapter: Path | None,
@@ -179,9 +191,9 @@ def train_version(
 ) -> ModelBundle:
     """Candidates + features + LambdaRank trained on the split's training window; saved as a bundle. `embeddings`
     are the vectors the ranker sees: base + adapter, mapped by `head` when there is one (the bundle carries both)."""
-    seed = settings.evaluation.seed
+    seed = settings.run.seed_for("ranker")
     pipe = RankingPipeline(
-        embeddings, cfg=settings.ranker, protocol=settings.evaluation.protocol, use_text=True, seed=seed
+        embeddings, cfg=settings.ranker, protocol=settings.evaluation.resolved_protocol, use_text=True, seed=seed
     ).fit(split.train, candidates=dataset.items[S.ITEM_ID].to_list(), items=dataset.items)
     return save_bundle(
         out,
@@ -205,7 +217,7 @@ def evaluate_bundles(
     dataset: Dataset,
     split: Split,
     bundles: dict[str, ModelBundle],
-    settings: Any,
+    settings: Settings,
     *,
     baselines: tuple[str, ...] = (),
     extra_ks: tuple[int, ...] = (5, 20, 50),
@@ -214,17 +226,17 @@ def evaluate_bundles(
     """Each bundle's ranker and encoder with sources rebuilt on the split's training window, beside `baselines`,
     on the same split: per-user metrics line up for paired comparisons."""
     ev = settings.evaluation
-    factories = {}
+    factories: dict[str, Callable[[], Recommender]] = {}
     for name, bundle in bundles.items():
         emb = bundle.embeddings_for(dataset.items, cache_dir=settings.encoder.cache_dir)
-        factories[name] = lambda bundle=bundle, emb=emb: bundle.pipeline(embeddings=emb, seed=ev.seed)
+        factories[name] = partial(bundle.pipeline, embeddings=emb, seed=settings.run.seed_for("ranker"))
     return evaluate(
         dataset,
-        protocol=ev.protocol,
+        protocol=ev.resolved_protocol,
         models=baselines,
         k=ev.k,
         extra_ks=tuple(sorted({*ev.extra_ks, *extra_ks})),
-        seed=ev.seed,
+        seed=settings.run.seed_for("split"),
         ease_grid=ev.ease_grid,
         protocol_params=ev.protocol_params(),
         extra_models=factories,
@@ -249,12 +261,12 @@ def gate(report: EvaluationReport, cfg: GateConfig, *, seed: int = 42) -> GateDe
 
 # -- publishing -------------------------------------------------------------------------------------------------
 def ranked_lists(
-    bundle: ModelBundle, dataset: Dataset, settings: Any, *, k: int
+    bundle: ModelBundle, dataset: Dataset, settings: Settings, *, k: int
 ) -> tuple[pl.DataFrame, pl.DataFrame, RankingModel]:
     """Every user's top-k by the bundle with the state (sources and features) rebuilt on all events, the trending
     fallback, and that ranking model (what the service loads to re-rank exactly as the lists were made)."""
     emb = bundle.embeddings_for(dataset.items, cache_dir=settings.encoder.cache_dir)
-    pipe = bundle.pipeline(embeddings=emb, seed=settings.evaluation.seed).fit(
+    pipe = bundle.pipeline(embeddings=emb, seed=settings.run.seed_for("ranker")).fit(
         dataset.interactions, candidates=dataset.items[S.ITEM_ID].to_list(), items=dataset.items
     )
     users = dataset.interactions[S.USER_ID].unique(maintain_order=True).to_list()
@@ -313,7 +325,7 @@ def timed(seconds: dict[str, float], name: str) -> Iterator[None]:
 
 
 def republish_champion(
-    registry: Registry, store: SnapshotStore, settings: Any, *, dataset: Dataset | None = None
+    registry: Registry, store: SnapshotStore, settings: Settings, *, dataset: Dataset | None = None
 ) -> tuple[SnapshotInfo, str]:
     """Serve the champion's lists: re-activate its newest published snapshot when there is one (instant rollback),
     else rebuild them on the current data and publish. Returns the snapshot and which of the two happened."""

@@ -96,8 +96,8 @@ class Candidates:
                     pick[name] = top_mask(np.where(seen_mask, -np.inf, src[name]), n)
             union = np.logical_or.reduce(list(pick.values())) & ~seen_mask
             if include:
-                for r, u in enumerate(batch):
-                    union[r, include.get(u, [])] = True
+                for row, u in enumerate(batch):
+                    union[row, include.get(u, [])] = True
             r, c = np.nonzero(union)
             cols: dict[str, object] = {
                 S.USER_ID: np.asarray(batch, dtype=object)[r].tolist(),

@@ -13,6 +13,7 @@ path), `training` (LightGBM), `scoring` (the trained `RankingModel` a night save
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import ClassVar
 
 import numpy as np
@@ -249,16 +250,14 @@ def pipeline_factories(
             if emb is None:
                 raise ValueError("the text-pretrained row needs a pretrained embedder")
             interest = (cfg or PipelineConfig()).interest
-            out[name] = lambda emb=emb, interest=interest: TextRecommender(emb, interest, protocol=protocol, seed=seed)
+            out[name] = partial(TextRecommender, emb, interest, protocol=protocol, seed=seed)
             continue
         if name not in PIPELINE_MODELS:
             raise ValueError(
                 f"unknown pipeline model {name!r}; available: {', '.join((*PIPELINE_MODELS, *TEXT_MODELS))}"
             )
         use_text = name == "pipeline"
-        out[name] = lambda use_text=use_text: RankingPipeline(
-            embedder, cfg=cfg, protocol=protocol, use_text=use_text, seed=seed
-        )
+        out[name] = partial(RankingPipeline, embedder, cfg=cfg, protocol=protocol, use_text=use_text, seed=seed)
     return out
 
 

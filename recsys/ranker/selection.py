@@ -12,7 +12,7 @@ import polars as pl
 from recsys.baselines import EASE, top_k_frame
 from recsys.data import schema as S
 from recsys.evaluation.compare import holm_adjust, paired_comparison
-from recsys.evaluation.metrics import user_metrics
+from recsys.evaluation.metrics import mean_or_zero, user_metrics
 from recsys.evaluation.selection import select_ease_lowpass
 from recsys.evaluation.splits import ProtocolName, Split
 from recsys.ranker._common import TEXT_FEATURES, prior_score
@@ -38,7 +38,7 @@ def choose_ease_l2(cfg: PipelineConfig, inner: Split, item_ids: Sequence[str]) -
     for l2 in cfg.ease_l2_grid:
         model = EASE(l2=l2).fit(inner.train, candidates=list(item_ids))
         per_user = user_metrics(model.recommend(users, k=10), inner.test, ks=(10,))
-        scores[l2] = float(per_user["ndcg@10"].mean() or 0.0)
+        scores[l2] = mean_or_zero(per_user["ndcg@10"])
     best = max(cfg.ease_l2_grid, key=lambda v: (scores[v], -v))
     table = {str(k): round(v, 6) for k, v in scores.items()}
     return best, {"mode": "auto", "l2": best, "validation_ndcg@10": table}
@@ -89,7 +89,7 @@ def choose_text_weight(cfg: PipelineConfig, candidates: Candidates, split: Split
     truth = split.test.select(S.USER_ID, S.ITEM_ID)
     scores: dict[float, float] = {}
     for w, parts in lists.items():
-        scores[w] = float(user_metrics(pl.concat(parts), truth, ks=(10,))["ndcg@10"].mean() or 0.0)
+        scores[w] = mean_or_zero(user_metrics(pl.concat(parts), truth, ks=(10,))["ndcg@10"])
     best = max(grid, key=lambda w: (scores[w], -w))
     return best, {
         "mode": "auto",
@@ -156,7 +156,7 @@ def choose_prior(
         except ValueError:  # no positives among the nested candidates: nothing to choose on
             return without, {"mode": "auto", "chosen": "off", "reason": "no nested labels"}
         per_user[name] = user_ndcg_at(frame, ranker.predict(frame), positives, k=10)
-    scores = {name: float(p["ndcg@10"].mean() or 0.0) for name, p in per_user.items()}
+    scores = {name: mean_or_zero(p["ndcg@10"]) for name, p in per_user.items()}
     fallback = cfg.prior_fallback or ("off" if protocol == "temporal" else "prior-only")
     p_values = {
         name: paired_comparison(per_user[fallback], p, metric="ndcg@10", seed=seed).p_ttest

@@ -164,7 +164,7 @@ class RankingState:
         def csr(name: str) -> sp.csr_matrix:
             value = a[name]
             assert sp.issparse(value), name
-            return value  # type: ignore[return-value]
+            return value
 
         item_ids = dense("item_ids").astype(object)
         blend = BlendParts(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import polars as pl
 
@@ -72,7 +74,7 @@ def train_ranker(
         "num_threads": 2,
         "verbosity": -1,
     }
-    callbacks = []
+    callbacks: list[Any] = []
     valid_sets = []
     if val_part.height:
         valid_sets = [dataset(val_part, dtrain)]

@@ -188,7 +188,7 @@ def save_bundle(
         "n_items": items.height,
         "protocol": protocol,
         "encoder": encoder.model_copy(update={"adapter_path": None}).model_dump(mode="json"),
-        "encoder_base_digest": model_digest(base),
+        "encoder_base_digest": model_digest(Path(base)),
         "embeddings_model_version": embeddings.model_version if embeddings is not None else None,
         "head": {"config": head.cfg.model_dump(mode="json"), "result": asdict(head.result)} if head else None,
         "text": text.model_dump(mode="json"),
@@ -229,7 +229,7 @@ def _migrate_v1(meta: dict[str, Any]) -> dict[str, Any]:
     """Format-1 metadata as format 2 reads it. Format-1 bundles came from code where some options did not exist yet:
     their adapter was merged at full scale (`adapter_scale` 1), their ranker was trained on raw counts with EASE
     (l2 500) alone as the collaborative source, and their ranker config carried the unused `use_text_features`."""
-    pipeline = {"relative_counts": False, "blend": {"factors": 16, "weight": 0.0}, "ease_l2": 500.0}
+    pipeline: dict[str, Any] = {"relative_counts": False, "blend": {"factors": 16, "weight": 0.0}, "ease_l2": 500.0}
     pipeline |= meta["pipeline"]
     pipeline["ranker"] = {k: v for k, v in pipeline.get("ranker", {}).items() if k != "use_text_features"}
     return {**meta, "encoder": {"adapter_scale": 1.0, **meta["encoder"]}, "pipeline": pipeline}

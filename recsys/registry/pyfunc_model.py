@@ -8,19 +8,25 @@ traffic goes through `recsys serve`; this makes every registered version loadabl
 
 from __future__ import annotations
 
+from typing import Any
+
+import pandas as pd
 from mlflow.pyfunc import PythonModel
+from mlflow.pyfunc.model import PythonModelContext
 
 import mlflow
 
 
 class RecsysVersion(PythonModel):
-    def load_context(self, context) -> None:
+    def load_context(self, context: PythonModelContext) -> None:
         from recsys.registry.bundle import load_bundle
 
         self.model = load_bundle(context.artifacts["bundle"]).model()
 
-    def predict(self, context, model_input, params=None):  # a pandas DataFrame with user_id, item_id columns
-        import pandas as pd
+    def predict(
+        self, context: PythonModelContext, model_input: pd.DataFrame, params: dict[str, Any] | None = None
+    ) -> pd.DataFrame:
+        """`model_input`: user_id, item_id columns; returns them with score and rank (see RankingModel)."""
         import polars as pl
 
         frame = pl.from_pandas(pd.DataFrame(model_input)).select(

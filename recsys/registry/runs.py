@@ -7,7 +7,7 @@ import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import polars as pl
 
@@ -77,7 +77,7 @@ def log_evaluation(registry: Registry, run_id: str, report: EvaluationReport, *,
     for m in report.models:
         importance = m.params.get("feature_importance")
         if importance:
-            frame = pl.DataFrame(importance)
+            frame = pl.DataFrame(cast(list[dict[str, Any]], importance))
             csv = folder / f"feature_importance_{m.name}.csv"
             frame.write_csv(csv)
             plot_importance(frame, csv.with_suffix(".png"), f"{m.name}: LambdaRank feature importance (gain)")

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TypeAlias
 
 import numpy as np
 import scipy.sparse as sp
 
-Array = np.ndarray | sp.csr_matrix
+Array: TypeAlias = np.ndarray | sp.csr_matrix
 _CSR = ("data", "indices", "indptr", "shape")
 
 
@@ -22,13 +23,13 @@ def save_arrays(path: Path, arrays: dict[str, Array]) -> Path:
             for part in _CSR:
                 flat[f"{name}::csr_{part}"] = np.asarray(getattr(csr, part))
         else:
-            arr = np.asarray(value)
+            arr: np.ndarray = np.asarray(value)
             if arr.dtype == object:  # strings: stored as fixed-width unicode, read back without pickle
                 arr = arr.astype(str)
             flat[name] = arr
     path = Path(path)
     with path.open("wb") as fh:
-        np.savez(fh, **flat)
+        np.savez(fh, **flat)  # type: ignore[arg-type]  # numpy stubs: **arrays typed as the allow_pickle flag
     return path
 
 

@@ -13,8 +13,9 @@ from __future__ import annotations
 import hmac
 import re
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from typing import Any
 
 import orjson
 from fastapi import FastAPI, Header, HTTPException, Path, Query, Request
@@ -23,6 +24,7 @@ from fastapi.responses import JSONResponse, Response
 from fastapi_offline import FastAPIOffline
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from pydantic import BaseModel, Field, model_validator
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from recsys.serving.service import NotReady, RankingService, Reloader, ServingConfig
 
@@ -56,7 +58,7 @@ class RankRequest(BaseModel):
 class _Json(Response):
     media_type = "application/json"
 
-    def render(self, content) -> bytes:
+    def render(self, content: Any) -> bytes:
         return orjson.dumps(content)
 
 
@@ -71,16 +73,16 @@ class BodyLimit:
     """ASGI middleware: a request body larger than `limit` bytes gets 413 with the service's JSON error body, decided
     from Content-Length before reading, or while reading a chunked body (at most `limit` bytes are ever buffered)."""
 
-    def __init__(self, app, *, limit: int, version: Callable[[], str | None]) -> None:
+    def __init__(self, app: ASGIApp, *, limit: int, version: Callable[[], str | None]) -> None:
         self.app, self.limit, self.version = app, limit, version
 
-    async def _too_large(self, send) -> None:
+    async def _too_large(self, send: Send) -> None:
         body = orjson.dumps({"error": f"request body larger than {self.limit} bytes", "model_version": self.version()})
         headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
         await send({"type": "http.response.start", "status": 413, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
-    async def __call__(self, scope, receive, send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
             await self.app(scope, receive, send)
             return
@@ -101,7 +103,7 @@ class BodyLimit:
             more = message.get("more_body", False)
         replayed = False
 
-        async def replay():
+        async def replay() -> Message:
             nonlocal replayed
             if not replayed:
                 replayed = True
@@ -128,7 +130,7 @@ def create_app(service: RankingService, *, start_reloader: bool = True) -> FastA
     snapshot_age = Gauge("recsys_snapshot_loaded_timestamp", "When the current snapshot was loaded", registry=registry)
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI):
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         from threadpoolctl import threadpool_limits
 
         limits = threadpool_limits(cfg.blas_threads, user_api="blas") if cfg.blas_threads else None

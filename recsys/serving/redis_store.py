@@ -18,6 +18,7 @@ import json
 import time
 from dataclasses import asdict
 from datetime import datetime
+from typing import cast
 
 import polars as pl
 
@@ -82,13 +83,21 @@ class RedisSnapshotStore:
     def _info(self, raw: str | None) -> SnapshotInfo | None:
         return None if raw is None else SnapshotInfo(**json.loads(raw))
 
+    def _str(self, key: str) -> str | None:
+        """A string value (the client decodes responses)."""
+        return cast(str | None, self.r.get(key))
+
+    def _ids(self, key: str) -> list[str]:
+        """A sorted set's members, highest score first."""
+        return cast(list[str], self.r.zrevrange(key, 0, -1))
+
     def current(self) -> SnapshotInfo | None:
-        sid = self.r.get(self._k("current"))
-        return None if sid is None else self._info(self.r.get(self._k("snap", sid, "meta")))
+        sid = self._str(self._k("current"))
+        return None if sid is None else self._info(self._str(self._k("snap", sid, "meta")))
 
     def snapshots(self) -> list[SnapshotInfo]:
-        ids = self.r.zrevrange(self._k("snapshots"), 0, -1)
-        metas = self.r.mget([self._k("snap", i, "meta") for i in ids]) if ids else []
+        ids = self._ids(self._k("snapshots"))
+        metas = cast(list[str | None], self.r.mget([self._k("snap", i, "meta") for i in ids])) if ids else []
         return [i for i in (self._info(m) for m in metas) if i is not None]
 
     def get(self, user_id: str) -> RankedList | None:
@@ -104,7 +113,7 @@ class RedisSnapshotStore:
 
     def read_all(self, snapshot_id: str | None = None) -> dict[str, tuple[list[str], list[float]]]:
         for _ in range(5):  # the pointer may move (and the old snapshot be pruned) between the two reads
-            sid = snapshot_id or self.r.get(self._k("current"))
+            sid = snapshot_id or self._str(self._k("current"))
             if sid is None:
                 return {}
             raw = self.r.hgetall(self._k("snap", sid, "lists"))
@@ -122,10 +131,10 @@ class RedisSnapshotStore:
         return info
 
     def prune(self, keep: int) -> list[str]:
-        current = self.r.get(self._k("current"))
-        ready = self.r.zrevrange(self._k("snapshots"), 0, -1)
+        current = self._str(self._k("current"))
+        ready = self._ids(self._k("snapshots"))
         keep_ids = set(ready[:keep]) | ({current} if current else set())
-        stale = self.r.zrangebyscore(self._k("building"), 0, time.time() - 3600)
+        stale = cast(list[str], self.r.zrangebyscore(self._k("building"), 0, time.time() - 3600))
         drop = [s for s in ready if s not in keep_ids] + list(stale)
         for sid in drop:
             with self.r.pipeline(transaction=True) as tx:

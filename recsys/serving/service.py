@@ -141,8 +141,8 @@ class RankingService:
             raise NotReady("no snapshot loaded yet")
         got = cur.lists.get(user_id)
         fallback = got is None
-        items, scores = cur.fallback if fallback else got
-        out = []
+        items, scores = cur.fallback if got is None else got
+        out: list[dict[str, object]] = []
         for item, score in zip(items, scores, strict=True):
             if item in exclude:
                 continue
@@ -200,10 +200,7 @@ class RankingService:
             pop = dict(zip(*cur.fallback, strict=True))
             scores = [pop.get(c) for c in candidates]
             method = "trending"
-        order = sorted(
-            range(len(candidates)),
-            key=lambda i: (scores[i] is None, -(scores[i] if scores[i] is not None else 0.0), i),
-        )
+        order = sorted(range(len(candidates)), key=lambda i: (scores[i] is None, -(scores[i] or 0.0), i))
         ranked = [
             {"item_id": candidates[i], "score": scores[i], "rank": r + 1 if scores[i] is not None else None}
             for r, i in enumerate(order)

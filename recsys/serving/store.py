@@ -248,7 +248,7 @@ class SQLiteSnapshotStore:
             )
             .fetchone()
         )
-        return None if row is None else SnapshotInfo(*row[:5], json.loads(row[5]))
+        return None if row is None else SnapshotInfo(row[0], row[1], row[2], row[3], row[4], json.loads(row[5]))
 
     def snapshots(self) -> list[SnapshotInfo]:
         """Ready snapshots, newest first."""
@@ -256,7 +256,7 @@ class SQLiteSnapshotStore:
             "SELECT id, created_at, model_version, n_users, k, meta FROM snapshots WHERE state = 'ready' "
             "ORDER BY created_at DESC, id DESC"
         )
-        return [SnapshotInfo(*r[:5], json.loads(r[5])) for r in rows]
+        return [SnapshotInfo(r[0], r[1], r[2], r[3], r[4], json.loads(r[5])) for r in rows]
 
     def get(self, user_id: str) -> RankedList | None:
         """The user's list in the current snapshot, or None when they have none there (see `fallback`)."""

@@ -3,28 +3,36 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 import numpy as np
 import polars as pl
 import pytest
 
-from recsys.baselines import ALS, BPR, EASE, SAR, EASELowPass, ItemKNN, LowPass, Recommender, SequenceNeighbours, TopPop
+from recsys.baselines import BASELINES, SAR, Recommender, build_baseline
 from recsys.encoder import ItemEmbeddings, TextRecommender
 from recsys.evaluation import split_temporal, user_metrics
 from recsys.ranker import RankingPipeline
 from tests.conftest import make_events
 
-# Every recommender, baselines and content-aware models alike (the latter get the items' text embeddings).
+# Smaller settings for the tiny synthetic data; every registered baseline is in the suite whether listed here or not.
+SMALL: dict[str, dict[str, object]] = {
+    "ease": {"l2": 50.0},
+    "lowpass": {"factors": 8},
+    "ease-lowpass": {"l2": 50.0, "factors": 8, "weight": 0.5},
+    "seqnb": {"window": 5},
+    "als": {"factors": 16, "iterations": 5},
+    "bpr": {"factors": 16, "iterations": 20},
+}
+
+
+def _baseline(_embeddings: ItemEmbeddings, name: str) -> Recommender:
+    return build_baseline(name, seed=1, **SMALL.get(name, {}))
+
+
+# Every recommender: the registered baselines, and the content-aware models (they get the items' text embeddings).
 BUILDERS: dict[str, Callable[[ItemEmbeddings], Recommender]] = {
-    "toppop": lambda _e: TopPop(),
-    "sar": lambda _e: SAR(),
-    "itemknn": lambda _e: ItemKNN(),
-    "ease": lambda _e: EASE(l2=50.0),
-    "lowpass": lambda _e: LowPass(factors=8),
-    "ease-lowpass": lambda _e: EASELowPass(l2=50.0, factors=8, weight=0.5),
-    "seqnb": lambda _e: SequenceNeighbours(window=5),
-    "als": lambda _e: ALS(factors=16, iterations=5, seed=1),
-    "bpr": lambda _e: BPR(factors=16, iterations=20, seed=1),
+    **{name: partial(_baseline, name=name) for name in BASELINES},
     "text": TextRecommender,
     "pipeline": lambda e: RankingPipeline(e, seed=1),
     "pipeline-no-text": lambda e: RankingPipeline(e, use_text=False, seed=1),

@@ -188,14 +188,14 @@ def test_bad_spec_names_the_key(tmp_path: Path) -> None:
 
 
 def test_the_flows_apply_a_specs_own_policy_unless_settings_override_it(tmp_path: Path) -> None:
-    from pipelines.nightly import load_data
     from recsys.config import load_settings
+    from recsys.nightly.night import load_data
 
     e, i = write(tmp_path, events=EVENTS + "u1,A,1700000000,4\n")  # one duplicate event
     spec = tmp_path / "shop.toml"
     spec.write_text(f'interactions = "{e.name}"\nitems = "{i.name}"\n[policy]\non_duplicate = "drop"\n')
-    ds = load_data.fn(load_settings(data={"dataset": str(spec)}))  # the nightly's own loading step
+    ds = load_data(load_settings(data={"dataset": str(spec)}))  # the nightly's own loading step
     assert ds.interactions.height == 3 and ds.report.quarantined[str(e)] == {"duplicate": 1}
     strict = load_settings(data={"dataset": str(spec), "policy": {"on_duplicate": "error"}})
     with pytest.raises(DataValidationError, match="duplicate"):
-        load_data.fn(strict)
+        load_data(strict)
