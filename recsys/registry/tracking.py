@@ -196,15 +196,34 @@ class Registry:
 
     def log_version(self, bundle: Path, *, tags: dict[str, str]) -> VersionInfo:
         """Log the bundle as a pyfunc model in the active run and register it as a new version, tagged."""
+        import pandas as pd
+        from mlflow.models import ModelSignature
+        from mlflow.types import ColSpec, Schema
+
         import mlflow
 
         code = Path(__file__).with_name("pyfunc_model.py")
+        # (user_id, item_id) rows in, the same with score and rank out: given, since a DataFrame type hint does not
+        # say which columns
+        signature = ModelSignature(
+            inputs=Schema([ColSpec("string", "user_id"), ColSpec("string", "item_id")]),
+            outputs=Schema(
+                [
+                    ColSpec("string", "user_id"),
+                    ColSpec("string", "item_id"),
+                    ColSpec("double", "score", required=False),
+                    ColSpec("integer", "rank", required=False),
+                ]
+            ),
+        )
         with self.active():
             info = mlflow.pyfunc.log_model(
                 name="model",
                 python_model=str(code),
                 artifacts={"bundle": str(bundle)},
                 pip_requirements=pip_requirements(),
+                signature=signature,
+                input_example=pd.DataFrame({"user_id": ["a-user"], "item_id": ["an-item"]}),
             )
             mv = mlflow.register_model(info.model_uri, self.cfg.model_name, tags=tags, await_registration_for=0)
         return self.get(int(mv.version))
