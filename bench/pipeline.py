@@ -44,7 +44,7 @@ def main() -> None:
         "data": {"dataset": args.dataset},
         "tracking": {"uri": f"sqlite:///{work / 'mlflow.db'}", "artifact_dir": str(work / "artifacts")},
         "nightly": {"work_dir": str(work / "nightly"), "store_path": str(work / "serving.db")},
-        "encoder": {"time_budget_s": args.time_budget, "cache_dir": str(work / "embeddings")},
+        "run": {"fine_tune_time_budget_s": args.time_budget, "cache_dir": str(work / "embeddings")},
     }
     nights = []
     for night in range(1, args.nights + 1):

@@ -62,7 +62,7 @@ def main() -> None:
     outer = make_split(ds.interactions, args.protocol, seed=args.seed, holdout=ds.holdout)  # type: ignore[arg-type]
     inner = validation_split(outer.train, args.protocol, seed=args.seed)  # type: ignore[arg-type]
     embedder = TextEmbedder(
-        EncoderStageConfig(cache_dir=Path("results/embeddings")), work_dir=Path("results/bench-validation")
+        EncoderStageConfig(), work_dir=Path("results/bench-validation"), cache_dir=Path("results/embeddings")
     )
     variants = dict(_variant(v) for v in args.variant)
     factories: dict[str, Any] = {}

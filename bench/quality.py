@@ -78,13 +78,13 @@ def main() -> None:
     args = ap.parse_args()
     console = Console(width=200)
     runs = [tuple(r.split(":", 1)) for r in args.run] if args.run else RUNS
-    stage = EncoderStageConfig(cache_dir=Path("results/embeddings"))
+    stage = EncoderStageConfig()
+    cache = Path("results/embeddings")
     if args.fine_tune_steps:
         stage = stage.model_copy(
             update={
                 "enabled_fine_tune": True,
                 "fine_tune": FineTuneConfig(max_steps=args.fine_tune_steps),
-                "time_budget_s": None,
             }
         )
     if args.no_head:
@@ -93,7 +93,7 @@ def main() -> None:
         update={"enabled_fine_tune": False, "head": stage.head.model_copy(update={"enabled": False})}
     )
     out: dict[str, Any] = {
-        "settings": {"seed": args.seed, "encoder_stage": stage.model_dump(mode="json", exclude={"cache_dir"})},
+        "settings": {"seed": args.seed, "encoder_stage": stage.model_dump(mode="json")},
         "runs": [],
         "published": PUBLISHED,
     }
@@ -105,8 +105,8 @@ def main() -> None:
         with training_bar(f"fine-tune ({dataset})", console=console) as update:
             if not args.no_pipeline:
                 work = Path("results/bench-quality") / f"{dataset}-{protocol}"
-                embedder = TextEmbedder(stage, work_dir=work, seed=args.seed, training_progress=update)
-                pretrained = TextEmbedder(plain, work_dir=work, seed=args.seed)
+                embedder = TextEmbedder(stage, work_dir=work, seed=args.seed, cache_dir=cache, training_progress=update)
+                pretrained = TextEmbedder(plain, work_dir=work, seed=args.seed, cache_dir=cache)
                 extra = pipeline_factories(
                     (*TEXT_MODELS, *PIPELINE_MODELS),
                     embedder=embedder,

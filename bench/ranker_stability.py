@@ -49,8 +49,12 @@ def main() -> None:
     items = ds.items
     catalog = items[S.ITEM_ID].to_list()
     users = val.test[S.USER_ID].unique(maintain_order=True).to_list()
-    stage = EncoderStageConfig(cache_dir=Path("results/embeddings"))
-    embedder = TextEmbedder(stage, work_dir=Path("results/bench-stability"), seed=args.encoder_seed)
+    embedder = TextEmbedder(
+        EncoderStageConfig(),
+        work_dir=Path("results/bench-stability"),
+        seed=args.encoder_seed,
+        cache_dir=Path("results/embeddings"),
+    )
     rows: list[dict[str, Any]] = []
     t0 = time.perf_counter()
     for seed in seeds:

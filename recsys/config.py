@@ -97,6 +97,13 @@ class RunContext(BaseModel, frozen=True, extra="forbid"):
         "so one number reproduces a run and every published figure keeps its seed",
     )
     work_dir: Path = Field(Path("results/pipeline"), description="`recsys evaluate`: fine-tuned adapters and heads")
+    cache_dir: Path = Field(Path("results/embeddings"), description="embedding cache (model version x text hash)")
+    fine_tune_time_budget_s: float | None = Field(
+        None,
+        gt=0,
+        description="optional wall-time cap of LoRA fine-tuning; results then depend on the machine's load (the "
+        "step budget, [encoder.fine_tune] max_steps, is what makes runs repeat)",
+    )
 
     def seed_for(self, stage: Stage) -> int:
         """The seed of one stage: its override, else the root seed."""

@@ -188,11 +188,18 @@ def _pipeline_models(
 
     run = settings.run
     seed = run.seed_for("encoder")
-    embedder = TextEmbedder(settings.encoder, work_dir=run.work_dir, seed=seed, training_progress=training)
+    embedder = TextEmbedder(
+        settings.encoder,
+        work_dir=run.work_dir,
+        seed=seed,
+        cache_dir=run.cache_dir,
+        time_budget_s=run.fine_tune_time_budget_s,
+        training_progress=training,
+    )
     plain = settings.encoder.model_copy(
         update={"enabled_fine_tune": False, "head": settings.encoder.head.model_copy(update={"enabled": False})}
     )
-    pretrained = TextEmbedder(plain, work_dir=run.work_dir, seed=seed)
+    pretrained = TextEmbedder(plain, work_dir=run.work_dir, seed=seed, cache_dir=run.cache_dir)
     return pipeline_factories(
         wanted,
         embedder=embedder,
@@ -240,7 +247,13 @@ def finetune(
         console.print(f"pairs before {cutoff}: {pairs.stats['train_pairs']} train, {pairs.stats['valid_pairs']} valid")
         with training_bar("fine-tuning", console=err) as update:
             res = tune_pairs(
-                pairs, enc, out=out, seed=seed, init_adapter=init_adapter, progress=update, time_budget_s=time_budget
+                pairs,
+                enc,
+                out=out,
+                seed=seed,
+                init_adapter=init_adapter,
+                progress=update,
+                time_budget_s=settings.run.fine_tune_time_budget_s if time_budget is None else time_budget,
             )
     console.print(
         f"adapter: {res.adapter_path} | {res.steps} steps, {res.pairs_seen} pairs, {res.pairs_per_second} pairs/s "
@@ -278,7 +291,7 @@ def embed(
         item_text = build_item_text(ds.items, enc.text)
         encoder = TextEncoder(model_cfg)
         with count_bar("embedding", item_text.height, console=err) as advance:
-            emb = embed_items(item_text, encoder, cache_dir=enc.cache_dir, progress=advance)
+            emb = embed_items(item_text, encoder, cache_dir=settings.run.cache_dir, progress=advance)
     out.parent.mkdir(parents=True, exist_ok=True)
     pl.DataFrame(
         {"item_id": emb.item_ids, "vector": emb.vectors, "model_version": [emb.model_version] * len(emb.item_ids)}

@@ -3,10 +3,9 @@ the code that trains (LoRA fine-tuning, the collaborative head)."""
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Literal, TypeAlias
+from typing import Any, Literal, TypeAlias
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 from recsys.encoder.interest import InterestConfig
 from recsys.encoder.model import EncoderConfig
@@ -96,12 +95,17 @@ class EncoderStageConfig(BaseModel, frozen=True, extra="forbid"):
         "ranking; the collaborative head ([encoder.head]) carries the interaction signal there "
         "(docs/decisions/collaborative-head.md)",
     )
-    time_budget_s: float | None = Field(
-        None,
-        gt=0,
-        description="optional wall-time cap of fine-tuning; results then depend on the machine's load (use max_steps)",
-    )
-    cache_dir: Path = Field(Path("results/embeddings"), description="embedding cache (model version x text hash)")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _run_context_moved(cls, data: Any) -> Any:
+        moved = [k for k in ("cache_dir", "time_budget_s") if isinstance(data, dict) and k in data]
+        if moved:
+            raise ValueError(
+                f"[encoder] {', '.join(moved)} moved to [run] (cache_dir; fine_tune_time_budget_s): run context, "
+                "not the encoder's settings"
+            )
+        return data
 
 
 def fine_tune_enabled(cfg: EncoderStageConfig) -> bool:

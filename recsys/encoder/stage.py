@@ -35,11 +35,14 @@ def tune_on_window(
     seed: int = 42,
     init_adapter: Path | None = None,
     progress: Callable[[FineTuneStatus], None] | None = None,
+    time_budget_s: float | None = None,
 ) -> FineTuneResult:
     """Training pairs from `train` (events before its end only) and LoRA fine-tuning with the stage's settings;
     the adapter is written (atomically) to `out`."""
     pairs = build_pairs(train, item_text, as_of=after_last_event(train), cfg=cfg.pairs, seed=seed)
-    return tune_pairs(pairs, cfg, out=out, seed=seed, init_adapter=init_adapter, progress=progress)
+    return tune_pairs(
+        pairs, cfg, out=out, seed=seed, init_adapter=init_adapter, progress=progress, time_budget_s=time_budget_s
+    )
 
 
 def tune_pairs(
@@ -52,7 +55,8 @@ def tune_pairs(
     progress: Callable[[FineTuneStatus], None] | None = None,
     time_budget_s: float | None = None,
 ) -> FineTuneResult:
-    """LoRA fine-tuning on built pairs with the stage's model, loss and budget (`time_budget_s` overrides it)."""
+    """LoRA fine-tuning on built pairs with the stage's model, loss and step budget (`time_budget_s`: an optional
+    wall-time cap on top)."""
     return fine_tune(
         pairs.train,
         pairs.valid,
@@ -60,7 +64,7 @@ def tune_pairs(
         encoder=cfg.model,
         cfg=cfg.fine_tune,
         seed=seed,
-        time_budget_s=cfg.time_budget_s if time_budget_s is None else time_budget_s,
+        time_budget_s=time_budget_s,
         init_adapter=init_adapter,
         progress=progress,
     )
@@ -78,10 +82,14 @@ class TextEmbedder:
         *,
         work_dir: Path,
         seed: int = 42,
+        cache_dir: Path | None = None,
+        time_budget_s: float | None = None,
         init_adapter: Path | None = None,
         training_progress: Callable[[FineTuneStatus], None] | None = None,
     ) -> None:
+        """`cache_dir`: the embedding cache (None: none); `time_budget_s`: an optional wall-time cap of fine-tuning."""
         self.cfg, self.work_dir, self.seed, self.init_adapter = cfg, Path(work_dir), seed, init_adapter
+        self.cache_dir, self.time_budget_s = cache_dir, time_budget_s
         self.training_progress = training_progress
         self.results: dict[str, FineTuneResult] = {}
         self.heads: dict[str, CollabHead] = {}
@@ -103,9 +111,10 @@ class TextEmbedder:
                 seed=self.seed,
                 init_adapter=self.init_adapter,
                 progress=self.training_progress,
+                time_budget_s=self.time_budget_s,
             )
             model_cfg = model_cfg.model_copy(update={"adapter_path": str(adapter)})
-        emb = embed_items(item_text, TextEncoder(model_cfg), cache_dir=self.cfg.cache_dir)
+        emb = embed_items(item_text, TextEncoder(model_cfg), cache_dir=self.cache_dir)
         if self.cfg.head.enabled:
             head = train_head(train, emb.item_ids, emb.vectors, self.cfg.head, seed=self.seed)
             head.save(self.work_dir / f"head-{key}")

@@ -65,8 +65,8 @@ def _sha(*parts: object) -> str:
 def input_key(dataset: Dataset, settings: Settings, *, code_version: str) -> str:
     """Identity of a night's inputs: data content, every setting that shapes the model (seeds included), code."""
     shaping = settings.model_dump(mode="json", include={"data", "evaluation", "encoder", "ranker", "run"})
-    shaping.get("encoder", {}).pop("cache_dir", None)
-    shaping.get("run", {}).pop("work_dir", None)
+    for folder in ("work_dir", "cache_dir"):  # where things go, not what is trained
+        shaping.get("run", {}).pop(folder, None)
     return _sha(dataset.fingerprint, shaping, code_version)[:24]
 
 
@@ -112,7 +112,8 @@ def train_encoder(
 
     key = _sha(
         fingerprint_frames(inner.train, items),
-        enc.model_dump(mode="json", exclude={"cache_dir"}),
+        enc.model_dump(mode="json"),
+        settings.run.fine_tune_time_budget_s,
         model_digest(init_adapter) if init_adapter else None,
         seed,
     )[:20]
@@ -128,6 +129,7 @@ def train_encoder(
         seed=seed,
         init_adapter=init_adapter,
         progress=progress,
+        time_budget_s=settings.run.fine_tune_time_budget_s,
     )
     return EncoderOutcome(out, {**res.to_dict(), "adapter_path": str(out)})
 
@@ -139,7 +141,7 @@ def embed_catalog(
     enc = settings.encoder
     model_cfg = enc.model.model_copy(update={"adapter_path": str(adapter) if adapter else None})
     text = build_item_text(items, enc.text)
-    return embed_items(text, TextEncoder(model_cfg), cache_dir=enc.cache_dir, progress=progress)
+    return embed_items(text, TextEncoder(model_cfg), cache_dir=settings.run.cache_dir, progress=progress)
 
 
 def train_collab_head(
@@ -228,7 +230,7 @@ def evaluate_bundles(
     ev = settings.evaluation
     factories: dict[str, Callable[[], Recommender]] = {}
     for name, bundle in bundles.items():
-        emb = bundle.embeddings_for(dataset.items, cache_dir=settings.encoder.cache_dir)
+        emb = bundle.embeddings_for(dataset.items, cache_dir=settings.run.cache_dir)
         factories[name] = partial(bundle.pipeline, embeddings=emb, seed=settings.run.seed_for("ranker"))
     return evaluate(
         dataset,
@@ -265,7 +267,7 @@ def ranked_lists(
 ) -> tuple[pl.DataFrame, pl.DataFrame, RankingModel]:
     """Every user's top-k by the bundle with the state (sources and features) rebuilt on all events, the trending
     fallback, and that ranking model (what the service loads to re-rank exactly as the lists were made)."""
-    emb = bundle.embeddings_for(dataset.items, cache_dir=settings.encoder.cache_dir)
+    emb = bundle.embeddings_for(dataset.items, cache_dir=settings.run.cache_dir)
     pipe = bundle.pipeline(embeddings=emb, seed=settings.run.seed_for("ranker")).fit(
         dataset.interactions, candidates=dataset.items[S.ITEM_ID].to_list(), items=dataset.items
     )

@@ -48,7 +48,7 @@ def test_evaluate_the_pipeline_on_a_click_log_with_no_feedback_settings(
 ) -> None:
     spec = write_click_log(tmp_path)
     monkeypatch.setenv("RECSYS_ENCODER__MODEL__MODEL_PATH", str(tiny_model))  # a tiny encoder, a few steps
-    monkeypatch.setenv("RECSYS_ENCODER__CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("RECSYS_RUN__CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("RECSYS_ENCODER__ENABLED_FINE_TUNE", "true")  # off by default: its pairs are tested here
     monkeypatch.setenv("RECSYS_ENCODER__FINE_TUNE__MAX_STEPS", "2")
     monkeypatch.chdir(tmp_path)

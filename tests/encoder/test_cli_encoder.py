@@ -17,7 +17,7 @@ def test_finetune_then_embed_with_the_adapter_and_the_cache(
     tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("RECSYS_ENCODER__MODEL__MODEL_PATH", str(tiny_model))
-    monkeypatch.setenv("RECSYS_ENCODER__CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("RECSYS_RUN__CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("RECSYS_ENCODER__FINE_TUNE__MAX_STEPS", "3")
     adapter = tmp_path / "adapter"
     res = runner.invoke(app, ["finetune", "--dataset", "synthetic", "--out", str(adapter), "--time-budget", "60"])
@@ -44,7 +44,7 @@ def test_finetune_reports_a_bad_adapter_clearly(tiny_model: Path, tmp_path: Path
 
 def test_evaluate_adds_the_pipeline_and_its_ablation(tiny_model: Path, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setenv("RECSYS_ENCODER__MODEL__MODEL_PATH", str(tiny_model))
-    monkeypatch.setenv("RECSYS_ENCODER__CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("RECSYS_RUN__CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("RECSYS_ENCODER__FINE_TUNE__MAX_STEPS", "2")
     monkeypatch.setenv("RECSYS_ENCODER__ENABLED_FINE_TUNE", "true")  # "auto" is off without CUDA
     monkeypatch.chdir(tmp_path)

@@ -31,12 +31,12 @@ def flow_env(tmp_path_factory, tiny_model_master: Path) -> dict:
     return {
         "data": {"dataset": str(root / "shop.toml")},
         "tracking": {"uri": f"sqlite:///{root / 'mlflow.db'}", "artifact_dir": str(root / "artifacts")},
+        "run": {"cache_dir": str(root / "embeddings")},
         "nightly": {"work_dir": str(root / "work"), "store_path": str(root / "serving.db"), "baselines": ["toppop"]},
         "encoder": {
             "model": {"model_path": str(tiny_model_master), "precision": "float32", "max_length": 32},
             "enabled_fine_tune": True,  # off by default; the flow's adapter path (warm start, bundle) is tested here
             "fine_tune": {"max_steps": 6, "eval_every": 3, "batch_size": 16},
             "head": {"enabled": False},  # the default head is exercised by test_nightly_implicit.py
-            "cache_dir": str(root / "embeddings"),
         },
     }
