@@ -179,6 +179,30 @@ def validation_section(data: dict[str, Any], name: str) -> list[str]:
     return [*lines, ""]
 
 
+def stability_section(data: dict[str, Any]) -> list[str]:
+    lines = [
+        "## The pipeline across ranker seeds, on validation (`bench/ranker_stability.py`)",
+        "",
+        f"{data['dataset']}, {data['protocol']}; {data['metric']}; encoder seed {data['encoder_seed']}, "
+        f"{data['n_judged_users']} judged users. Each row is one fit with that ranker seed (LightGBM's bagging, "
+        "feature sampling and early-stopping users).",
+        "",
+        "| model | seed | nDCG@10 | early-stopping iteration | prior |",
+        "|---|---|---|---|---|",
+    ]
+    for r in data["rows"]:
+        lines.append(
+            f"| `{r['model']}` | {r['seed']} | {_f(r['ndcg@10'])} | {r['best_iteration']} | {r['prior_chosen']} |"
+        )
+    lines.append("")
+    for name, v in data["summary"].items():
+        lines.append(
+            f"- `{name}`: median {_f(v['median'])}, range [{_f(v['min'])}, {_f(v['max'])}], spread {_f(v['spread'])}."
+        )
+    lifts = ", ".join(f"×{x:.3f}" for x in data["text_lift_per_seed"])
+    return [*lines, f"- Text lift per seed (`pipeline` / `pipeline-no-text`, same seed): {lifts}.", ""]
+
+
 def cli_section(data: dict[str, Any]) -> list[str]:
     lines = [
         "## Command-line start-up (`bench/cli.py`)",
@@ -210,6 +234,9 @@ def render() -> str:
         lines += objectives_section(json.loads(o.read_text()))
     for v in sorted(RESULTS.glob("pipeline-validation*.json")):
         lines += validation_section(json.loads(v.read_text()), v.name)
+    st = RESULTS / "ranker-stability.json"
+    if st.is_file():
+        lines += stability_section(json.loads(st.read_text()))
     c = RESULTS / "cli.json"
     if c.is_file():
         lines += cli_section(json.loads(c.read_text()))
