@@ -44,7 +44,7 @@ def run_evaluation(
     dataset: Dataset, split: Split, bundles: dict[str, ModelBundle], settings: Settings, baselines: tuple[str, ...]
 ) -> EvaluationReport:
     return steps.evaluate_bundles(
-        dataset, split, bundles, settings, baselines=baselines, progress=get_run_logger().info
+        dataset, split, bundles, settings.evaluation, settings.run, baselines=baselines, progress=get_run_logger().info
     )
 
 
@@ -72,7 +72,7 @@ def evaluate_versions(
     bundles = {f"v{info.version}": bundle for info, bundle in fetched}
     data = load(settings)
     settings = resolve_feedback(settings, data)  # "auto" protocol and thresholds, for this dataset
-    split = steps.nightly_split(data, settings)
+    split = steps.nightly_split(data, settings.evaluation, settings.run)
     notes = []
     test_start = split.params.get("cutoff")
     for name, bundle in bundles.items():

@@ -57,21 +57,32 @@ def fine_tune_encoder(split: Any, items: Any, settings: Settings, init_adapter: 
     """LoRA fine-tuning with a progress bar (no bar for a step that does not run)."""
     from recsys.encoder.config import fine_tune_enabled
 
-    work_dir = settings.nightly.work_dir
-    if not fine_tune_enabled(settings.encoder):
-        return steps.train_encoder(split, items, settings, work_dir=work_dir, init_adapter=None)
+    enc, run, work_dir = settings.encoder, settings.run, settings.nightly.work_dir
+    protocol = settings.evaluation.resolved_protocol
+    if not fine_tune_enabled(enc):
+        return steps.train_encoder(split, items, enc, run, protocol=protocol, work_dir=work_dir)
     with training_bar("fine-tuning the encoder") as bar:
-        return steps.train_encoder(split, items, settings, work_dir=work_dir, init_adapter=init_adapter, progress=bar)
+        return steps.train_encoder(
+            split, items, enc, run, protocol=protocol, work_dir=work_dir, init_adapter=init_adapter, progress=bar
+        )
 
 
 def embed(items: Any, settings: Settings, adapter: Path | None) -> Any:
     with count_bar("embedding item texts", items.height) as bar:
-        return steps.embed_catalog(items, settings, adapter, progress=bar)
+        return steps.embed_catalog(items, settings.encoder, settings.run, adapter, progress=bar)
 
 
 def collab_head(split: Any, embeddings: Any, settings: Settings) -> Any:
     with steps_bar("training the collaborative head") as bar:
-        return steps.train_collab_head(split, embeddings, settings, work_dir=settings.nightly.work_dir, progress=bar)
+        return steps.train_collab_head(
+            split,
+            embeddings,
+            settings.encoder,
+            settings.run,
+            protocol=settings.evaluation.resolved_protocol,
+            work_dir=settings.nightly.work_dir,
+            progress=bar,
+        )
 
 
 def record(registry: Registry, run_id: str, report: Any, decision: Any, folder: Path) -> None:
@@ -181,7 +192,7 @@ class _Night:
         )
         champ, champ_bundle = self.step("champion", champion_bundle, registry, cfg.work_dir)
         mlrun.log_params(registry, self.run_id, {"champion.before": champ.label if champ else "none"})
-        split = self.step("split", steps.nightly_split, dataset, settings)
+        split = self.step("split", steps.nightly_split, dataset, settings.evaluation, settings.run)
         init = champ_bundle.adapter_path if (champ_bundle is not None and cfg.warm_start) else None
         enc = self.step("fine_tune", fine_tune_encoder, split, dataset.items, settings, init)
         embeddings = self.step("embed", embed, dataset.items, settings, enc.adapter)
@@ -218,7 +229,10 @@ class _Night:
             steps.train_version,
             split,
             dataset,
-            settings,
+            settings.encoder,
+            settings.ranker,
+            settings.run,
+            protocol=settings.evaluation.resolved_protocol,
             embeddings=embeddings,
             adapter=enc.adapter,
             head=head,
@@ -232,7 +246,8 @@ class _Night:
             dataset,
             split,
             versions,
-            settings,
+            settings.evaluation,
+            settings.run,
             baselines=cfg.baselines,
             progress=log,
         )
@@ -245,7 +260,13 @@ class _Night:
         snapshot_id = None
         if serving is not None and label is not None:
             lists, fallback, model = self.step(
-                "build_lists", steps.ranked_lists, serving, dataset, settings, k=cfg.serving_k
+                "build_lists",
+                steps.ranked_lists,
+                serving,
+                dataset,
+                settings.run,
+                k=cfg.serving_k,
+                trending_days=settings.ranker.candidates.popular_window_days,
             )
             if decision.promote:
                 registry.set_alias(CHAMPION, version.version)

@@ -32,19 +32,21 @@ import polars as pl
 
 from features import item_popularity
 from recsys.baselines import Recommender
-from recsys.config import Settings
+from recsys.config import EvaluationConfig, RunContext, Settings
 from recsys.data import schema as S
 from recsys.data.dataset import Dataset, after_last_event, fingerprint_frames
 from recsys.data.registry import load_dataset
 from recsys.encoder.cache import ItemEmbeddings, embed_items
 from recsys.encoder.collab import CollabHead, train_head
+from recsys.encoder.config import EncoderStageConfig
 from recsys.encoder.finetune import FineTuneStatus
 from recsys.encoder.model import TextEncoder
 from recsys.encoder.stage import fine_tune_enabled, tune_on_window
 from recsys.encoder.text import build_item_text
 from recsys.evaluation.runner import EvaluationReport, environment_info, evaluate
-from recsys.evaluation.splits import Split, make_split, validation_split
+from recsys.evaluation.splits import ProtocolName, Split, make_split, validation_split
 from recsys.ranker import RankingModel, RankingPipeline
+from recsys.ranker.config import PipelineConfig
 from recsys.registry.bundle import ModelBundle, load_bundle, save_bundle
 from recsys.registry.gate import GateConfig, GateDecision, decide
 from recsys.registry.tracking import Registry
@@ -74,12 +76,12 @@ def code_version() -> str:
     return environment_info().get("git_sha", "unknown")
 
 
-def nightly_split(dataset: Dataset, settings: Settings) -> Split:
-    ev = settings.evaluation
+def nightly_split(dataset: Dataset, ev: EvaluationConfig, run: RunContext) -> Split:
+    """The evaluation split of the night (`ev.protocol` resolved for the data)."""
     return make_split(
         dataset.interactions,
         ev.resolved_protocol,
-        seed=settings.run.seed_for("split"),
+        seed=run.seed_for("split"),
         holdout=dataset.holdout,
         **ev.protocol_params(),
     )
@@ -95,25 +97,27 @@ class EncoderOutcome:
 def train_encoder(
     split: Split,
     items: pl.DataFrame,
-    settings: Settings,
+    enc: EncoderStageConfig,
+    run: RunContext,
     *,
+    protocol: ProtocolName,
     work_dir: Path,
     init_adapter: Path | None = None,
     progress: Callable[[FineTuneStatus], None] | None = None,
 ) -> EncoderOutcome:
     """Fine-tune the encoder on the inner training part of the split's training window (the part the ranker's
     labels do not come from). Content-addressed: identical inputs reuse the adapter already on disk."""
-    enc, seed = settings.encoder, settings.run.seed_for("encoder")
+    seed = run.seed_for("encoder")
     if not fine_tune_enabled(enc):
         return EncoderOutcome(None, None)
     # the ranker's inner split (its labels' hold-out), whatever this stage's own seed: nothing it trains on may leak
-    inner = validation_split(split.train, settings.evaluation.resolved_protocol, seed=settings.run.seed_for("ranker"))
+    inner = validation_split(split.train, protocol, seed=run.seed_for("ranker"))
     from recsys.encoder.model import model_digest
 
     key = _sha(
         fingerprint_frames(inner.train, items),
         enc.model_dump(mode="json"),
-        settings.run.fine_tune_time_budget_s,
+        run.fine_tune_time_budget_s,
         model_digest(init_adapter) if init_adapter else None,
         seed,
     )[:20]
@@ -129,37 +133,43 @@ def train_encoder(
         seed=seed,
         init_adapter=init_adapter,
         progress=progress,
-        time_budget_s=settings.run.fine_tune_time_budget_s,
+        time_budget_s=run.fine_tune_time_budget_s,
     )
     return EncoderOutcome(out, {**res.to_dict(), "adapter_path": str(out)})
 
 
 def embed_catalog(
-    items: pl.DataFrame, settings: Settings, adapter: Path | None, *, progress: Callable[[int], None] | None = None
+    items: pl.DataFrame,
+    enc: EncoderStageConfig,
+    run: RunContext,
+    adapter: Path | None,
+    *,
+    progress: Callable[[int], None] | None = None,
 ) -> ItemEmbeddings:
     """Every item's text embedded by base + adapter; only texts new to this model version are encoded."""
-    enc = settings.encoder
     model_cfg = enc.model.model_copy(update={"adapter_path": str(adapter) if adapter else None})
     text = build_item_text(items, enc.text)
-    return embed_items(text, TextEncoder(model_cfg), cache_dir=settings.run.cache_dir, progress=progress)
+    return embed_items(text, TextEncoder(model_cfg), cache_dir=run.cache_dir, progress=progress)
 
 
 def train_collab_head(
     split: Split,
     embeddings: ItemEmbeddings,
-    settings: Settings,
+    enc: EncoderStageConfig,
+    run: RunContext,
     *,
+    protocol: ProtocolName,
     work_dir: Path,
     progress: Callable[[int, int, float], None] | None = None,
 ) -> CollabHead | None:
     """The collaborative head (`[encoder.head]`, when enabled) trained on the inner training part of the split's
     training window over `embeddings` (base + adapter): like the adapter, it never sees the events the ranker's labels
     come from. Content-addressed: identical inputs reuse the head already on disk."""
-    enc, seed = settings.encoder, settings.run.seed_for("head")
+    seed = run.seed_for("head")
     if not enc.head.enabled:
         return None
     # the ranker's inner split (its labels' hold-out), whatever this stage's own seed: nothing it trains on may leak
-    inner = validation_split(split.train, settings.evaluation.resolved_protocol, seed=settings.run.seed_for("ranker"))
+    inner = validation_split(split.train, protocol, seed=run.seed_for("ranker"))
     key = _sha(
         fingerprint_frames(inner.train),
         embeddings.model_version,
@@ -183,8 +193,11 @@ def train_collab_head(
 def train_version(
     split: Split,
     dataset: Dataset,
-    settings: Settings,
+    enc: EncoderStageConfig,
+    ranker: PipelineConfig,
+    run: RunContext,
     *,
+    protocol: ProtocolName,
     embeddings: ItemEmbeddings,
     adapter: Path | None,
     out: Path,
@@ -193,10 +206,8 @@ def train_version(
 ) -> ModelBundle:
     """Candidates + features + LambdaRank trained on the split's training window; saved as a bundle. `embeddings`
     are the vectors the ranker sees: base + adapter, mapped by `head` when there is one (the bundle carries both)."""
-    seed = settings.run.seed_for("ranker")
-    pipe = RankingPipeline(
-        embeddings, cfg=settings.ranker, protocol=settings.evaluation.resolved_protocol, use_text=True, seed=seed
-    ).fit(split.train, candidates=dataset.items[S.ITEM_ID].to_list(), items=dataset.items)
+    pipe = RankingPipeline(embeddings, cfg=ranker, protocol=protocol, use_text=True, seed=run.seed_for("ranker"))
+    pipe.fit(split.train, candidates=dataset.items[S.ITEM_ID].to_list(), items=dataset.items)
     return save_bundle(
         out,
         ranker=pipe.ranker_,
@@ -204,10 +215,10 @@ def train_version(
         adapter=adapter,
         events=split.train,
         items=dataset.items,
-        encoder=settings.encoder.model,
-        text=settings.encoder.text,
+        encoder=enc.model,
+        text=enc.text,
         pipeline=pipe.resolved_cfg,
-        protocol=settings.evaluation.protocol,
+        protocol=protocol,
         state=pipe.state_,
         head=head,
         extra={"label_stats": pipe.label_stats_, **(extra_meta or {})},
@@ -219,7 +230,8 @@ def evaluate_bundles(
     dataset: Dataset,
     split: Split,
     bundles: dict[str, ModelBundle],
-    settings: Settings,
+    ev: EvaluationConfig,
+    run: RunContext,
     *,
     baselines: tuple[str, ...] = (),
     extra_ks: tuple[int, ...] = (5, 20, 50),
@@ -227,18 +239,17 @@ def evaluate_bundles(
 ) -> EvaluationReport:
     """Each bundle's ranker and encoder with sources rebuilt on the split's training window, beside `baselines`,
     on the same split: per-user metrics line up for paired comparisons."""
-    ev = settings.evaluation
     factories: dict[str, Callable[[], Recommender]] = {}
     for name, bundle in bundles.items():
-        emb = bundle.embeddings_for(dataset.items, cache_dir=settings.run.cache_dir)
-        factories[name] = partial(bundle.pipeline, embeddings=emb, seed=settings.run.seed_for("ranker"))
+        emb = bundle.embeddings_for(dataset.items, cache_dir=run.cache_dir)
+        factories[name] = partial(bundle.pipeline, embeddings=emb, seed=run.seed_for("ranker"))
     return evaluate(
         dataset,
         protocol=ev.resolved_protocol,
         models=baselines,
         k=ev.k,
         extra_ks=tuple(sorted({*ev.extra_ks, *extra_ks})),
-        seed=settings.run.seed_for("split"),
+        seed=run.seed_for("split"),
         ease_grid=ev.ease_grid,
         protocol_params=ev.protocol_params(),
         extra_models=factories,
@@ -263,17 +274,18 @@ def gate(report: EvaluationReport, cfg: GateConfig, *, seed: int = 42) -> GateDe
 
 # -- publishing -------------------------------------------------------------------------------------------------
 def ranked_lists(
-    bundle: ModelBundle, dataset: Dataset, settings: Settings, *, k: int
+    bundle: ModelBundle, dataset: Dataset, run: RunContext, *, k: int, trending_days: int = 30
 ) -> tuple[pl.DataFrame, pl.DataFrame, RankingModel]:
     """Every user's top-k by the bundle with the state (sources and features) rebuilt on all events, the trending
-    fallback, and that ranking model (what the service loads to re-rank exactly as the lists were made)."""
-    emb = bundle.embeddings_for(dataset.items, cache_dir=settings.run.cache_dir)
-    pipe = bundle.pipeline(embeddings=emb, seed=settings.run.seed_for("ranker")).fit(
+    fallback (events in the last `trending_days`), and that ranking model (what the service loads to re-rank exactly
+    as the lists were made)."""
+    emb = bundle.embeddings_for(dataset.items, cache_dir=run.cache_dir)
+    pipe = bundle.pipeline(embeddings=emb, seed=run.seed_for("ranker")).fit(
         dataset.interactions, candidates=dataset.items[S.ITEM_ID].to_list(), items=dataset.items
     )
     users = dataset.interactions[S.USER_ID].unique(maintain_order=True).to_list()
     lists = pipe.recommend(users, k=k)
-    fallback = trending(dataset.interactions, k=k, window_days=settings.ranker.candidates.popular_window_days)
+    fallback = trending(dataset.interactions, k=k, window_days=trending_days)
     return lists, fallback, pipe.model_
 
 
@@ -344,7 +356,13 @@ def republish_champion(
     if dataset is None:
         d = settings.data
         dataset = load_dataset(d.dataset, policy=d.policy, quarantine_dir=d.quarantine_dir)
-    lists, fallback, model = ranked_lists(bundle, dataset, settings, k=settings.nightly.serving_k)
+    lists, fallback, model = ranked_lists(
+        bundle,
+        dataset,
+        settings.run,
+        k=settings.nightly.serving_k,
+        trending_days=settings.ranker.candidates.popular_window_days,
+    )
     snap = publish(
         store,
         lists,
