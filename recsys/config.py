@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -144,7 +145,12 @@ def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
     class _FromFile(Settings):
         model_config = SettingsConfigDict(toml_file=path)
 
-    return Settings.model_validate(_FromFile(**overrides).model_dump())
+    settings = Settings.model_validate(_FromFile(**overrides).model_dump())
+    # MLflow's own variable, read here at the edge (the library reads no environment): a shared tracking server
+    uri = os.environ.get("MLFLOW_TRACKING_URI")
+    if settings.tracking.uri is None and uri:
+        settings = settings.model_copy(update={"tracking": settings.tracking.model_copy(update={"uri": uri})})
+    return settings
 
 
 _Thresholded = TypeVar("_Thresholded", PairConfig, InterestConfig)

@@ -27,3 +27,12 @@ def test_every_stage_seed_derives_from_the_root_unless_overridden() -> None:
 def test_moved_keys_name_their_new_place(section: str, key: str, message: str) -> None:
     with pytest.raises(ValidationError, match=message):
         load_settings(**{section: {key: 1}})
+
+
+def test_mlflows_tracking_variable_is_read_at_the_edge(monkeypatch: pytest.MonkeyPatch) -> None:
+    from recsys.registry.tracking import TrackingConfig
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:5999")
+    assert load_settings().tracking.uri == "http://127.0.0.1:5999"
+    assert load_settings(tracking={"uri": "sqlite:///x.db"}).tracking.uri == "sqlite:///x.db"  # settings win
+    assert TrackingConfig().resolved_uri().startswith("sqlite:///")  # the library itself reads no environment

@@ -28,7 +28,10 @@ INPUT_KEY_TAG = "recsys.input_key"
 
 
 class TrackingConfig(BaseModel, frozen=True, extra="forbid"):
-    uri: str | None = Field(None, description="tracking + registry URI; None: $MLFLOW_TRACKING_URI or mlflow/ here")
+    uri: str | None = Field(
+        None,
+        description="tracking + registry URI; None: mlflow/ here (load_settings fills it from $MLFLOW_TRACKING_URI)",
+    )
     artifact_dir: Path = Field(Path("mlflow/artifacts"), description="artifact root of the local default store")
     experiment: str = "recsys"
     model_name: str = Field("recsys", description="registered model holding one version per nightly run")
@@ -36,8 +39,6 @@ class TrackingConfig(BaseModel, frozen=True, extra="forbid"):
     def resolved_uri(self) -> str:
         if self.uri:
             return self.uri
-        if os.environ.get("MLFLOW_TRACKING_URI"):
-            return os.environ["MLFLOW_TRACKING_URI"]
         db = Path("mlflow/mlflow.db").resolve()
         db.parent.mkdir(parents=True, exist_ok=True)
         return f"sqlite:///{db}"
