@@ -109,15 +109,5 @@ class EASELowPass(Recommender):
             raise ValueError(f"factors={self.factors}, but the fit kept {self.lowpass_.factors} components; refit")
         return self.parts.components(self.seen_[rows])
 
-    def component_scores(self, users: list[str]) -> dict[str, np.ndarray]:
-        """`components` by user id (len(users) x n_candidates each); unknown users get NaN rows, as `score`."""
-        rows = np.fromiter((self.user_index_.get(u, -1) for u in users), dtype=np.int64, count=len(users))
-        known = rows >= 0
-        out = {name: np.full((len(users), len(self.item_ids_)), np.nan) for name in ("ease", "lowpass", "blend")}
-        if known.any():
-            for name, values in self.components(rows[known]).items():
-                out[name][known] = values
-        return out
-
     def _score(self, rows: np.ndarray) -> np.ndarray:
         return self.components(rows)["blend"]

@@ -25,6 +25,11 @@ class ItemEmbeddings:
     n_encoded: int  # texts embedded in this call (the rest came from the cache)
 
     @cached_property
+    def row_of(self) -> dict[str, int]:
+        """Row of each item id in `vectors` (built once; request paths look items up here)."""
+        return {item: i for i, item in enumerate(self.item_ids)}
+
+    @cached_property
     def vectors64(self) -> np.ndarray:
         """The vectors as float64 (made once): products of float32 values are exact there, so sums of them do not
         depend on how a BLAS call is blocked."""

@@ -67,7 +67,7 @@ def user_interests(
 ) -> UserInterests:
     """Interest vectors of every user with events before `as_of` on embedded items."""
     cfg = cfg or InterestConfig()
-    item_row = {item: i for i, item in enumerate(embeddings.item_ids)}
+    item_row = embeddings.row_of
     rating = pl.col(S.RATING) if S.RATING in interactions.columns else pl.lit(None, dtype=pl.Float64)
     threshold = resolve_threshold(cfg.positive_threshold, interactions.filter(pl.col(S.TIMESTAMP) < as_of))
     positive = pl.lit(True) if threshold is None else rating.is_null() | (rating >= threshold)
@@ -167,7 +167,7 @@ def interest_feature_arrays(
 
 def interest_features(interests: UserInterests, embeddings: ItemEmbeddings, pairs: pl.DataFrame) -> pl.DataFrame:
     """`pairs` (user_id, item_id, ...) with the INTEREST_FEATURES columns added (float32; 0 where undefined)."""
-    item_row = {item: i for i, item in enumerate(embeddings.item_ids)}
+    item_row = embeddings.row_of
     u_rows = interests.rows(pairs[S.USER_ID].to_list())
     i_rows = (
         pairs[S.ITEM_ID].replace_strict(item_row, default=-1, return_dtype=pl.Int64).to_numpy()

@@ -79,7 +79,7 @@ class TextRecommender(Recommender):
         self.interests_: UserInterests = user_interests(
             train, self.embeddings, as_of=after_last_event(train), cfg=self.cfg
         )
-        row = {item: i for i, item in enumerate(self.embeddings.item_ids)}
+        row = self.embeddings.row_of
         self.cand_rows_ = np.fromiter(
             (row.get(i, -1) for i in self.item_ids_), dtype=np.int64, count=len(self.item_ids_)
         )

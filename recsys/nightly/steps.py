@@ -20,9 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -326,16 +324,6 @@ def publish(
         "data_fingerprint": dataset.fingerprint,
     }
     return store.publish(lists, model_version=model_version, fallback=fallback, meta=full)
-
-
-@contextmanager
-def timed(seconds: dict[str, float], name: str) -> Iterator[None]:
-    """Record the wall seconds of a block under `name` (the flow's per-step timings)."""
-    t0 = time.perf_counter()
-    try:
-        yield
-    finally:
-        seconds[name] = round(time.perf_counter() - t0, 3)
 
 
 def republish_champion(

@@ -8,6 +8,8 @@ inputs give the same rows and values whatever the batch (a test checks it).
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import polars as pl
 
@@ -42,7 +44,7 @@ class Candidates:
         # interest-vector row of each state user (-1: none)
         self.interest_rows = state.interests.rows(state.user_ids) if state.interests is not None else None
         if embeddings is not None:  # embedding row of each candidate item (-1: no text)
-            row = {item: i for i, item in enumerate(embeddings.item_ids)}
+            row = embeddings.row_of
             self.text_rows = np.fromiter((row.get(i, -1) for i in state.item_ids.tolist()), dtype=np.int64)
 
     @property
@@ -50,7 +52,10 @@ class Candidates:
         return self.state.interests is not None and self.embeddings is not None
 
     def with_text_weight(self, weight: float) -> Candidates:
-        return Candidates(self.state, self.cfg, embeddings=self.embeddings, text_weight=weight, use_text=self.use_text)
+        """The same candidates with another weight of the interest match in the prior (lookups shared)."""
+        other = copy.copy(self)
+        other.text_weight = weight
+        return other
 
     # -- scores ------------------------------------------------------------------------------------------------------
     def source_scores(self, users: list[str], seen: np.ndarray | None = None) -> dict[str, np.ndarray]:

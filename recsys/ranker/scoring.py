@@ -65,9 +65,6 @@ class RankingModel:
         """The candidate rows of `users` with features (see `Candidates.frame`)."""
         return self.candidates.frame(users, include=include)
 
-    def score_frame(self, frame: pl.DataFrame) -> np.ndarray:
-        return self.ranker.predict(frame)
-
     def rank_candidates(self, pairs: pl.DataFrame) -> pl.DataFrame:
         """Score given (user_id, item_id) rows with the ranker: on-demand re-ranking of candidate lists.
 

@@ -80,7 +80,7 @@ def _load_model(meta: dict) -> RankingModel | None:
         if meta.get("bundle"):
             raise ValueError(
                 "this snapshot was published before ranking models were saved with it (bundle format 1): publish "
-                "again (`recsys registry republish` or the next night) to enable re-ranking"
+                "again with `recsys run nightly --force` to enable re-ranking"
             )
         return None
     return RankingModel.load(Path(path))
@@ -217,7 +217,7 @@ class RankingService:
 
     @staticmethod
     def _interest_scores(emb: ItemEmbeddings, recent: list[str], candidates: list[str]) -> list[float | None]:
-        row = {item: i for i, item in enumerate(emb.item_ids)}
+        row = emb.row_of
         hist = [row[i] for i in recent if i in row]
         if not hist:
             return [None] * len(candidates)
