@@ -44,7 +44,14 @@ def run_evaluation(
     dataset: Dataset, split: Split, bundles: dict[str, ModelBundle], settings: Settings, baselines: tuple[str, ...]
 ) -> EvaluationReport:
     return steps.evaluate_bundles(
-        dataset, split, bundles, settings.evaluation, settings.run, baselines=baselines, progress=get_run_logger().info
+        dataset,
+        split,
+        bundles,
+        settings.evaluation,
+        settings.run,
+        baselines=baselines,
+        progress=get_run_logger().info,
+        scale=settings.scale,
     )
 
 

@@ -10,6 +10,8 @@ from typing import Any, Literal, TypeVar
 from pydantic import BaseModel, Field, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
+from recsys.baselines.scalable import ScaleConfig
+from recsys.compute import ComputeConfig
 from recsys.data.dataset import Dataset
 from recsys.data.validation import ValidationPolicy
 from recsys.encoder.config import EncoderStageConfig, fine_tune_enabled
@@ -124,6 +126,8 @@ class Settings(BaseSettings):
     nightly: NightlyConfig = Field(default_factory=NightlyConfig)
     serving: ServingConfig = Field(default_factory=ServingConfig)
     run: RunContext = Field(default_factory=RunContext)
+    scale: ScaleConfig = Field(default_factory=ScaleConfig)
+    compute: ComputeConfig = Field(default_factory=ComputeConfig)
 
     @classmethod
     def settings_customise_sources(

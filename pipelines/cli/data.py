@@ -149,6 +149,7 @@ def evaluate(
                 ease_grid=cfg.ease_grid,
                 protocol_params=cfg.protocol_params(),
                 progress=step,
+                scale=settings.scale,
             )
             bar.update(task, completed=n_steps, description="done")
     from recsys.evaluation.render import render_report
@@ -207,6 +208,7 @@ def _pipeline_models(
         protocol=cast("ProtocolName", protocol),
         seed=run.seed_for("ranker"),
         pretrained=pretrained,
+        scale=settings.scale,
     )
 
 

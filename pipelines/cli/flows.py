@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated
 
@@ -41,6 +42,13 @@ def run_nightly(
     config: Annotated[Path | None, typer.Option(help="Settings TOML")] = None,
     dataset: Annotated[str | None, typer.Option(help="Override [data] dataset")] = None,
     force: Annotated[bool, typer.Option(help="Train and register even when identical inputs have a version")] = False,
+    summary: Annotated[
+        Path | None,
+        typer.Option(
+            help="Also write the night's summary (status, versions, per-step seconds and peak "
+            "memory, metrics) as JSON here"
+        ),
+    ] = None,
 ) -> None:
     """The nightly flow once, now: train, evaluate against the champion, register, gate, publish.
 
@@ -58,6 +66,9 @@ def run_nightly(
             out = nightly(config_path=str(config) if config else None, force=force, overrides=_overrides(dataset))
         except ValidationError as exc:
             _bad_settings(exc)
+    if summary is not None:
+        summary.parent.mkdir(parents=True, exist_ok=True)
+        summary.write_text(json.dumps(out, indent=2, default=str))
     _print_nightly(out, config)
 
 
@@ -85,6 +96,8 @@ def _print_nightly(out: dict, config: Path | None) -> None:
         console.print(table)
         console.print(f"  MLflow run: {out['run_id']} in {out['tracking_uri']}")
         console.print("  steps (s): " + ", ".join(f"{k} {v:.1f}" for k, v in out["seconds"].items()))
+        peaks = out.get("peak_rss_mb", {})
+        console.print("  peak memory (MiB): " + ", ".join(f"{k} {v:.0f}" for k, v in peaks.items()))
     champ = out.get("champion", out.get("version"))
     console.print(f"  champion: {settings.tracking.model_name}/{champ}")
     store = open_store(settings.serving, default_path=settings.nightly.store_path)

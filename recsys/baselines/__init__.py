@@ -7,6 +7,7 @@ from typing import Any
 from recsys.baselines._base import Recommender, top_k_frame
 from recsys.baselines.factorization import ALS, BPR
 from recsys.baselines.neighbourhood import EASE, SAR, ItemKNN, TopPop
+from recsys.baselines.scalable import ScaleConfig
 from recsys.baselines.sequential import SequenceNeighbours
 from recsys.baselines.spectral import EASELowPass, LowPass
 
@@ -18,12 +19,16 @@ BASELINES: dict[str, type[Recommender]] = {
 }
 
 
-def build_baseline(name: str, *, seed: int, **params: Any) -> Recommender:
-    """A baseline by name with its documented defaults (`params` override them), seeded where it has randomness."""
+def build_baseline(name: str, *, seed: int, scale: ScaleConfig | None = None, **params: Any) -> Recommender:
+    """A baseline by name with its documented defaults (`params` override them), seeded where it has randomness;
+    `scale` goes to the models with sparse forms for large catalogs."""
     if name not in BASELINES:
         raise ValueError(f"unknown model {name!r}; available: {', '.join(BASELINES)}")
     cls = BASELINES[name]
-    return cls(**({"seed": seed} if cls.seeded else {}), **params)
+    extra: dict[str, Any] = {"seed": seed} if cls.seeded else {}
+    if cls.scalable and scale is not None:
+        extra["scale"] = scale
+    return cls(**extra, **params)
 
 
 __all__ = [
@@ -36,6 +41,7 @@ __all__ = [
     "ItemKNN",
     "LowPass",
     "Recommender",
+    "ScaleConfig",
     "SequenceNeighbours",
     "TopPop",
     "build_baseline",

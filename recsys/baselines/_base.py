@@ -11,6 +11,7 @@ import polars as pl
 import scipy.sparse as sp
 
 from recsys.data import schema as S
+from recsys.scoring.topk import top_k_indices
 
 
 class Recommender(ABC):
@@ -24,6 +25,7 @@ class Recommender(ABC):
     name: ClassVar[str] = "recommender"
     scores_cold_items: ClassVar[bool] = False  # collaborative models cannot rank items without training events
     seeded: ClassVar[bool] = False  # True: the constructor takes `seed` (the model has randomness)
+    scalable: ClassVar[bool] = False  # True: the constructor takes `scale` (sparse forms above an item count)
 
     def fit(
         self, train: pl.DataFrame, *, candidates: Sequence[str] | None = None, items: pl.DataFrame | None = None
@@ -80,10 +82,12 @@ class Recommender(ABC):
         return out
 
     def recommend(
-        self, users: Sequence[str], *, k: int = 10, exclude_seen: bool = True, batch_size: int = 512
+        self, users: Sequence[str], *, k: int = 10, exclude_seen: bool = True, batch_size: int | None = None
     ) -> pl.DataFrame:
-        """Top-K lists: user_id, item_id, rank (1-based), score. Ties break by candidate order."""
+        """Top-K lists: user_id, item_id, rank (1-based), score. Ties break by candidate order. `batch_size`: users
+        scored at once (default: 512, fewer on large catalogs so a batch's dense scores stay ~64 MB)."""
         known = [u for u in users if u in self.user_index_]
+        batch_size = batch_size or max(16, min(512, 8_000_000 // max(1, len(self.item_ids_))))
         parts = []
         for start in range(0, len(known), batch_size):
             batch = known[start : start + batch_size]
@@ -107,7 +111,7 @@ def top_k_frame(users: Sequence[str], scores: np.ndarray, item_ids: np.ndarray, 
     """Each row's top-k columns of `scores` (users x items in `item_ids` order) as a recommendation frame; -inf never
     listed; ties break by column order (exact, also at the k boundary)."""
     k_eff = min(k, scores.shape[1])
-    idx = np.argsort(-scores, axis=1, kind="stable")[:, :k_eff]
+    idx = top_k_indices(scores, k_eff)
     sc = np.take_along_axis(scores, idx, axis=1)
     valid = np.isfinite(sc)
     user_col = np.repeat(np.asarray(users, dtype=object), k_eff).reshape(len(users), k_eff)

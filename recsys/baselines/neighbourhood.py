@@ -10,6 +10,7 @@ import scipy.linalg
 import scipy.sparse as sp
 
 from recsys.baselines._base import Recommender
+from recsys.baselines.scalable import ScaleConfig, chunked_similarity, is_dense, neighbour_ease
 from recsys.data import schema as S
 from recsys.scoring.sources import EaseWeights, ItemSimilarity
 
@@ -36,6 +37,7 @@ class SAR(Recommender):
     """
 
     name: ClassVar[str] = "sar"
+    scalable: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -43,10 +45,12 @@ class SAR(Recommender):
         similarity: Literal["jaccard", "lift", "cooccurrence"] = "jaccard",
         half_life_days: float | None = 30.0,
         threshold: int = 1,
+        scale: ScaleConfig | None = None,
     ) -> None:
         self.similarity = similarity
         self.half_life_days = half_life_days
         self.threshold = threshold
+        self.scale = scale or ScaleConfig()
 
     def _fit(self, events: pl.DataFrame, seen: sp.csr_matrix, items: pl.DataFrame | None) -> None:
         weight = events[S.RATING].to_numpy().astype(np.float64)
@@ -56,6 +60,10 @@ class SAR(Recommender):
             weight = weight * np.minimum(1.0, np.power(0.5, (t.max() - t) / half_life))
         shape = seen.shape
         self.affinity_ = sp.csr_matrix((weight, (events["_u"].to_numpy(), events["_i"].to_numpy())), shape=shape)
+        if not is_dense(int(self.has_train_events_.sum()), self.scale.dense_item_limit):
+            # above the limit: the same similarity, each item's `neighbours` most similar items kept
+            self.similarity_ = chunked_similarity(seen, self.scale.neighbours, self._pair_similarity)
+            return
         cooc = (seen.T @ seen).tocsr()
         if self.threshold > 1:
             cooc = cooc.multiply(cooc >= self.threshold).tocsr()
@@ -70,6 +78,18 @@ class SAR(Recommender):
         with np.errstate(divide="ignore", invalid="ignore"):
             vals = np.where(denom > 0, c.data / denom, 0.0)
         self.similarity_ = sp.csr_matrix((vals, (c.row, c.col)), shape=cooc.shape)
+
+    def _pair_similarity(self, cooc: np.ndarray, row: np.ndarray, col: np.ndarray, diag: np.ndarray) -> np.ndarray:
+        """The configured similarity of co-occurrence entries (row, col), `diag` the items' counts."""
+        cooc = np.where(cooc >= self.threshold, cooc, 0.0)
+        if self.similarity == "jaccard":
+            denom = diag[row] + diag[col] - cooc
+        elif self.similarity == "lift":
+            denom = diag[row] * diag[col]
+        else:
+            denom = np.ones_like(cooc)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            return np.where(denom > 0, cooc / denom, 0.0)
 
     @property
     def arrays(self) -> ItemSimilarity:
@@ -88,12 +108,21 @@ class ItemKNN(Recommender):
     """
 
     name: ClassVar[str] = "itemknn"
+    scalable: ClassVar[bool] = True
 
-    def __init__(self, *, neighbours: int = 100, shrink: float = 10.0) -> None:
+    def __init__(self, *, neighbours: int = 100, shrink: float = 10.0, scale: ScaleConfig | None = None) -> None:
         self.neighbours = neighbours
         self.shrink = shrink
+        self.scale = scale or ScaleConfig()
 
     def _fit(self, events: pl.DataFrame, seen: sp.csr_matrix, items: pl.DataFrame | None) -> None:
+        if not is_dense(int(self.has_train_events_.sum()), self.scale.dense_item_limit):
+            # above the limit: the co-occurrence in item chunks (never all of it at once), same similarity and pruning
+            def cosine(cooc: np.ndarray, row: np.ndarray, col: np.ndarray, diag: np.ndarray) -> np.ndarray:
+                return cooc / (np.sqrt(diag[row] * diag[col]) + self.shrink)
+
+            self.similarity_ = chunked_similarity(seen, self.neighbours, cosine)
+            return
         cooc = (seen.T @ seen).tocsr().astype(np.float64)
         diag = cooc.diagonal()
         c = cooc.tocoo()
@@ -136,19 +165,25 @@ class EASE(Recommender):
     """
 
     name: ClassVar[str] = "ease"
+    scalable: ClassVar[bool] = True
 
-    def __init__(self, *, l2: float = 500.0) -> None:
+    def __init__(self, *, l2: float = 500.0, scale: ScaleConfig | None = None) -> None:
         self.l2 = l2
+        self.scale = scale or ScaleConfig()
 
     def _fit(self, events: pl.DataFrame, seen: sp.csr_matrix, items: pl.DataFrame | None) -> None:
         active = np.flatnonzero(self.has_train_events_)  # only items with events enter the Gram matrix
         x = seen[:, active]
+        self.active_ = active
+        if not is_dense(len(active), self.scale.dense_item_limit):
+            # above the limit: each item regressed on its nearest neighbours only (sparse weights; see scalable.py)
+            self.weights_: np.ndarray | sp.csr_matrix = neighbour_ease(x.tocsr(), self.l2, self.scale.neighbours)
+            return
         gram = (x.T @ x).toarray().astype(np.float64)
         gram[np.diag_indices_from(gram)] += self.l2
         p = scipy.linalg.inv(gram, overwrite_a=True, check_finite=False)
         b = p / (-np.diag(p))
         np.fill_diagonal(b, 0.0)
-        self.active_ = active
         # C order: sparse x dense products read it row-wise (a Fortran-ordered matrix is copied on every call)
         self.weights_ = np.ascontiguousarray(b)
 

@@ -23,6 +23,7 @@ import scipy.sparse as sp
 
 from recsys.baselines._base import Recommender
 from recsys.baselines.neighbourhood import EASE
+from recsys.baselines.scalable import ScaleConfig, is_dense, lowpass_components
 from recsys.scoring.sources import BlendParts, LowPassFactors
 
 _R = TypeVar("_R", bound=Recommender)
@@ -36,28 +37,36 @@ class LowPass(Recommender):
     """
 
     name: ClassVar[str] = "lowpass"
+    scalable: ClassVar[bool] = True
 
-    def __init__(self, *, factors: int = 16, item_norm: float = 0.35, user_norm: float = 0.5) -> None:
+    def __init__(
+        self, *, factors: int = 16, item_norm: float = 0.35, user_norm: float = 0.5, scale: ScaleConfig | None = None
+    ) -> None:
         if factors < 1:
             raise ValueError(f"factors must be >= 1, got {factors}")
         self.factors = factors
         self.item_norm = item_norm
         self.user_norm = user_norm
+        self.scale = scale or ScaleConfig()
 
     def _fit(self, events: pl.DataFrame, seen: sp.csr_matrix, items: pl.DataFrame | None) -> None:
         active = np.flatnonzero(self.has_train_events_)
         x = seen[:, active].tocsr()
         user_deg = np.maximum(np.asarray(x.sum(axis=1)).ravel(), 1.0)
         item_deg = np.maximum(np.asarray(x.sum(axis=0)).ravel(), 1.0)
-        norm = sp.diags(user_deg**-self.user_norm) @ x @ sp.diags(item_deg**-self.item_norm)
-        gram = (norm.T @ norm).toarray()
-        n = gram.shape[0]
+        norm = (sp.diags(user_deg**-self.user_norm) @ x @ sp.diags(item_deg**-self.item_norm)).tocsr()
+        n = norm.shape[1]
         k = min(self.factors, n)
+        self.active_ = active
+        self.item_scale_ = item_deg**self.item_norm
+        if not is_dense(n, self.scale.dense_item_limit) and k < n - 1:
+            # above the limit: Lanczos on the sparse matrix, the Gram matrix never formed (see scalable.py)
+            self.components_ = lowpass_components(norm, k)
+            return
+        gram = (norm.T @ norm).toarray()
         # eigh returns ascending eigenvalues: the last k are the smoothest components
         _, vectors = scipy.linalg.eigh(gram, subset_by_index=[n - k, n - 1], check_finite=False)
-        self.active_ = active
         self.components_ = np.ascontiguousarray(vectors[:, ::-1])  # largest first, so [:, :f] is the top f
-        self.item_scale_ = item_deg**self.item_norm
 
     @property
     def arrays(self) -> LowPassFactors:
@@ -75,20 +84,30 @@ class EASELowPass(Recommender):
     """z(EASE) + weight * z(LowPass), per user; weight 0 is EASE's order. See the module docstring."""
 
     name: ClassVar[str] = "ease-lowpass"
+    scalable: ClassVar[bool] = True
 
-    def __init__(self, *, l2: float = 500.0, factors: int = 16, weight: float = 0.5, item_norm: float = 0.35) -> None:
+    def __init__(
+        self,
+        *,
+        l2: float = 500.0,
+        factors: int = 16,
+        weight: float = 0.5,
+        item_norm: float = 0.35,
+        scale: ScaleConfig | None = None,
+    ) -> None:
         if weight < 0:
             raise ValueError(f"weight must be >= 0, got {weight}")
         self.l2 = l2
         self.factors = factors
         self.weight = weight
         self.item_norm = item_norm
+        self.scale = scale or ScaleConfig()
 
     def _fit(self, events: pl.DataFrame, seen: sp.csr_matrix, items: pl.DataFrame | None) -> None:
         # the components share this model's user and item index, so a row means the same user in all three
-        self.ease_ = self._fit_part(EASE(l2=self.l2), events, seen, items)
+        self.ease_ = self._fit_part(EASE(l2=self.l2, scale=self.scale), events, seen, items)
         # `factors` may be lowered after fitting (validation tries fewer): the leading columns of this fit
-        lowpass = LowPass(factors=self.factors, item_norm=self.item_norm)
+        lowpass = LowPass(factors=self.factors, item_norm=self.item_norm, scale=self.scale)
         self.lowpass_ = self._fit_part(lowpass, events, seen, items)
 
     def _fit_part(self, model: _R, events: pl.DataFrame, seen: sp.csr_matrix, items: pl.DataFrame | None) -> _R:

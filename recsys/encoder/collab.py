@@ -33,6 +33,7 @@ import numpy as np
 import polars as pl
 import scipy.sparse as sp
 
+from recsys.baselines.scalable import ScaleConfig, is_dense, neighbour_ease, top_k_per_column
 from recsys.data import schema as S
 from recsys.encoder.config import OBJECTIVES, HeadConfig, Objective
 
@@ -104,15 +105,24 @@ def _interaction_matrix(events: pl.DataFrame, item_index: dict[str, int]) -> tup
     return x, coded
 
 
-def _ease_targets(x: sp.csr_matrix, l2: float, neighbours: int) -> sp.csr_matrix:
-    """Row-normalised top-`neighbours` positive EASE weights per item with training events (the teacher)."""
+def _ease_targets(x: sp.csr_matrix, l2: float, neighbours: int, scale: ScaleConfig) -> sp.csr_matrix:
+    """Row-normalised top-`neighbours` positive EASE weights per item with training events (the teacher); above
+    `scale.dense_item_limit` items from the neighbour-constrained EASE (`recsys.baselines.scalable`)."""
+    has = np.asarray(x.sum(axis=0)).ravel() > 0
+    if not is_dense(int(has.sum()), scale.dense_item_limit):
+        active = np.flatnonzero(has)
+        w = neighbour_ease(x[:, active].tocsr(), l2, scale.neighbours).tocoo()
+        keep = w.data > 0
+        b = sp.csr_matrix((w.data[keep], (active[w.row[keep]], active[w.col[keep]])), shape=(x.shape[1], x.shape[1]))
+        t = top_k_per_column(b.T, min(neighbours, b.shape[1] - 1)).T.tocsr()
+        sums = np.asarray(t.sum(axis=1)).ravel()
+        return sp.diags(np.divide(1.0, sums, out=np.zeros_like(sums), where=sums > 0)) @ t
     gram = (x.T @ x).toarray().astype(np.float64)
     gram[np.diag_indices_from(gram)] += l2
     p = np.linalg.inv(gram)
     b = -p / np.diag(p)
     np.fill_diagonal(b, 0.0)
     b = np.maximum(b, 0.0)
-    has = np.asarray(x.sum(axis=0)).ravel() > 0
     b[~has] = 0.0
     k = min(neighbours, b.shape[1] - 1)
     top = np.argpartition(-b, k, axis=1)[:, :k]
@@ -140,8 +150,10 @@ def train_head(
     *,
     seed: int = 42,
     progress: Callable[[int, int, float], None] | None = None,
+    scale: ScaleConfig | None = None,
 ) -> CollabHead:
-    """Train a head on `events` (the training window only) over the item `vectors` (rows of `embeddings_ids`)."""
+    """Train a head on `events` (the training window only) over the item `vectors` (rows of `embeddings_ids`);
+    `scale`: when cf-distill's EASE teacher switches to its sparse form."""
     import torch
 
     started = time.perf_counter()
@@ -155,7 +167,7 @@ def train_head(
         w = torch.nn.Parameter(torch.eye(dim))
         eye = torch.eye(dim)
         optim = torch.optim.Adam([w], lr=cfg.learning_rate)
-        batch_fn = _objective(cfg, x, coded, rng)
+        batch_fn = _objective(cfg, x, coded, rng, scale or ScaleConfig())
         losses: list[float] = []
         for step in range(cfg.steps):
             a = torch.nn.functional.normalize(e @ w, dim=1)
@@ -178,7 +190,7 @@ def train_head(
 
 
 def _objective(
-    cfg: HeadConfig, x: sp.csr_matrix, coded: pl.DataFrame, rng: np.random.Generator
+    cfg: HeadConfig, x: sp.csr_matrix, coded: pl.DataFrame, rng: np.random.Generator, scale: ScaleConfig
 ) -> Callable[[torch.Tensor], torch.Tensor]:
     """The per-step loss of `cfg.objective` as a function of the catalog's head vectors A (n_items x dim)."""
     import torch
@@ -199,7 +211,7 @@ def _objective(
 
         return elsa
     if cfg.objective == "cf-distill":
-        target = _ease_targets(x, cfg.ease_l2, cfg.neighbours).tocsr()
+        target = _ease_targets(x, cfg.ease_l2, cfg.neighbours, scale).tocsr()
         queries = np.flatnonzero(np.diff(target.indptr) > 0)
 
         def distill(a: torch.Tensor) -> torch.Tensor:

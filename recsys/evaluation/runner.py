@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from recsys.baselines import EASE, EASELowPass, Recommender, build_baseline
+from recsys.baselines import EASE, EASELowPass, Recommender, ScaleConfig, build_baseline
 from recsys.data import schema as S
 from recsys.data.dataset import Dataset
 from recsys.evaluation.compare import PairedComparison, paired_comparison
@@ -244,6 +244,7 @@ def evaluate(
     extra_models: dict[str, Callable[[], Recommender]] | None = None,
     progress: ProgressFn | None = None,
     split: Split | None = None,
+    scale: ScaleConfig | None = None,
 ) -> EvaluationReport:
     """Split `dataset` by `protocol`, fit each model on train, rank candidates for every test user, and score.
 
@@ -253,7 +254,8 @@ def evaluate(
     (`dataset.holdout`). Under `cold-items` each model also gets the slice `cold_only` (see `cold_only_slice`).
     EASE's l2 is chosen on an inner validation split of the training data. `extra_models` adds recommenders
     built elsewhere (e.g. the full pipeline) under their own names. `split`: a split already made from `dataset`
-    by this protocol (so several evaluations share it); made here when None.
+    by this protocol (so several evaluations share it); made here when None. `scale`: when the collaborative
+    baselines switch to their sparse forms (`recsys.baselines.ScaleConfig`; default: its defaults).
     """
     started = time.perf_counter()
     say = progress or (lambda _msg: None)
@@ -272,21 +274,27 @@ def evaluate(
         if name in ("ease", "ease-lowpass") and ease_choice is None:
             say("ease: choosing l2 on a validation split of train")
             ease_choice = select_by_validation(
-                lambda v: EASE(l2=v), ease_grid, split.train, protocol=protocol, seed=seed, k=k, candidates=candidates
+                lambda v: EASE(l2=v, scale=scale),
+                ease_grid,
+                split.train,
+                protocol=protocol,
+                seed=seed,
+                k=k,
+                candidates=candidates,
             )
         if name == "ease":
             best, grid_scores = ease_choice  # type: ignore[misc]
-            factories[name] = partial(EASE, l2=best)
+            factories[name] = partial(EASE, l2=best, scale=scale)
             params[name] = {"l2": best, "validation_ndcg": {str(g): round(s, 6) for g, s in grid_scores.items()}}
         elif name == "ease-lowpass":
             say("ease-lowpass: choosing factors and weight on a validation split of train")
             l2 = ease_choice[0]  # type: ignore[index]
             inner = validation_split(split.train, protocol, seed=seed)
-            (f, w), fw_scores = select_ease_lowpass(inner, l2=l2, k=k, candidates=candidates)
-            factories[name] = partial(EASELowPass, l2=l2, factors=f, weight=w)
+            (f, w), fw_scores = select_ease_lowpass(inner, l2=l2, k=k, candidates=candidates, scale=scale)
+            factories[name] = partial(EASELowPass, l2=l2, factors=f, weight=w, scale=scale)
             params[name] = {"l2": l2, "factors": f, "weight": w, "validation_ndcg": fw_scores}
         else:
-            factories[name] = partial(build_baseline, name, seed=seed)
+            factories[name] = partial(build_baseline, name, seed=seed, scale=scale)
     factories.update(extra_models or {})
     results = []
     for name, make in factories.items():

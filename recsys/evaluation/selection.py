@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 
 import polars as pl
 
-from recsys.baselines import EASELowPass, Recommender
+from recsys.baselines import EASELowPass, Recommender, ScaleConfig
 from recsys.data import schema as S
 from recsys.evaluation.grids import EASE_GRID, LOWPASS_FACTORS, LOWPASS_WEIGHTS
 from recsys.evaluation.metrics import mean_or_zero, user_metrics
@@ -48,11 +48,12 @@ def select_ease_lowpass(
     item_norm: float = 0.35,
     k: int = 10,
     candidates: Sequence[str] | None = None,
+    scale: ScaleConfig | None = None,
 ) -> tuple[tuple[int, float], dict[str, float]]:
     """(factors, weight) of `EASELowPass(l2=l2, item_norm=item_norm)` with the best nDCG@k on `inner` (a split of
     the training data, never the test data). One fit with the most factors serves every combination (fewer factors
     = the leading columns); ties go to fewer factors, then the lower weight (weight 0 = EASE alone)."""
-    model = EASELowPass(l2=l2, factors=max(factors), weight=0.0, item_norm=item_norm)
+    model = EASELowPass(l2=l2, factors=max(factors), weight=0.0, item_norm=item_norm, scale=scale)
     model.fit(inner.train, candidates=candidates if inner.candidate_items == "catalog" else None)
     users = inner.test[S.USER_ID].unique(maintain_order=True).to_list()
     scores: dict[tuple[int, float], float] = {}

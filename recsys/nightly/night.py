@@ -7,18 +7,19 @@ Semantics are in `recsys.nightly.steps`' module docstring.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
+from recsys.compute import open_engine
 from recsys.config import Settings, resolve_feedback
 from recsys.data import load_dataset
 from recsys.data.dataset import Dataset
 from recsys.encoder.stage import with_head
 from recsys.nightly import steps
+from recsys.nightly.metering import metered
 from recsys.progress import count_bar, steps_bar, training_bar
 from recsys.registry import CHALLENGER, CHAMPION, Registry, load_bundle
 from recsys.registry import runs as mlrun
@@ -82,6 +83,7 @@ def collab_head(split: Any, embeddings: Any, settings: Settings) -> Any:
             protocol=settings.evaluation.resolved_protocol,
             work_dir=settings.nightly.work_dir,
             progress=bar,
+            scale=settings.scale,
         )
 
 
@@ -102,11 +104,11 @@ def run_night(
     summary (status, versions, gate, run id, snapshot, per-step seconds, metrics)."""
     cfg = settings.nightly
     seconds: dict[str, float] = {}
+    peaks: dict[str, float] = {}  # each step's peak resident memory, MiB
     registry = Registry(settings.tracking)
     store = open_store(settings.serving, default_path=cfg.store_path, retention=cfg.retention)
-    t0 = time.perf_counter()
-    dataset = run_step("load_and_validate", load_data, settings)
-    seconds["load_and_validate"] = round(time.perf_counter() - t0, 3)
+    with metered(seconds, peaks, "load_and_validate"):
+        dataset = run_step("load_and_validate", load_data, settings)
     settings = resolve_feedback(settings, dataset)  # "auto" thresholds: the data's explicit/implicit feedback
     code = steps.code_version()
     key = steps.input_key(dataset, settings, code_version=code)
@@ -145,8 +147,9 @@ def run_night(
         )
         params |= {"data.fingerprint": dataset.fingerprint, "code.version": code, "input_key": key}
         mlrun.log_params(registry, run_id, params)
-        mlrun.log_metrics(registry, run_id, {"seconds.load_and_validate": seconds["load_and_validate"]})
-        night = _Night(settings, dataset, registry, store, run_id, key, code, existing, seconds, run_step, log)
+        first = {"seconds.load_and_validate": seconds["load_and_validate"]}
+        mlrun.log_metrics(registry, run_id, first | {"peak_rss_mb.load_and_validate": peaks["load_and_validate"]})
+        night = _Night(settings, dataset, registry, store, run_id, key, code, existing, (seconds, peaks), run_step, log)
         return night.run()
     except BaseException:
         mlrun.end_run(registry, run_id, failed=True)
@@ -166,20 +169,21 @@ class _Night:
         key: str,
         code: str,
         existing: Any,
-        seconds: dict[str, float],
+        meters: tuple[dict[str, float], dict[str, float]],
         run_step: StepRunner,
         log: Log,
     ) -> None:
         self.settings, self.dataset, self.registry, self.store = settings, dataset, registry, store
         self.run_id, self.key, self.code, self.existing = run_id, key, code, existing
-        self.seconds, self.run_step, self.log = seconds, run_step, log
+        (self.seconds, self.peaks), self.run_step, self.log = meters, run_step, log
+        self.compute: dict[str, Any] = {"engine": settings.compute.engine, "partitions": 0, "ran_on": []}
 
     def step(self, name: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """Run one step through the runner; its wall seconds go to the summary and the MLflow run."""
-        t0 = time.perf_counter()
-        out = self.run_step(name, fn, *args, **kwargs)
-        self.seconds[name] = round(time.perf_counter() - t0, 3)
-        mlrun.log_metrics(self.registry, self.run_id, {f"seconds.{name}": self.seconds[name]})
+        """Run one step through the runner; its wall seconds and peak memory go to the summary and the MLflow run."""
+        with metered(self.seconds, self.peaks, name):
+            out = self.run_step(name, fn, *args, **kwargs)
+        metrics = {f"seconds.{name}": self.seconds[name], f"peak_rss_mb.{name}": self.peaks[name]}
+        mlrun.log_metrics(self.registry, self.run_id, metrics)
         return out
 
     def run(self) -> dict[str, Any]:
@@ -238,6 +242,7 @@ class _Night:
             head=head,
             out=cfg.work_dir / "bundles" / folder,
             extra_meta=meta,
+            scale=settings.scale,
         )
         versions = {steps.CANDIDATE: bundle} | ({steps.CHAMPION: champ_bundle} if champ_bundle else {})
         report = self.step(
@@ -250,6 +255,7 @@ class _Night:
             settings.run,
             baselines=cfg.baselines,
             progress=log,
+            scale=settings.scale,
         )
         decision = steps.gate(report, cfg.gate, seed=settings.run.seed_for("gate"))
         log(f"gate: {'PROMOTE' if decision.promote else 'keep the champion'} ({decision.reason})")
@@ -259,15 +265,23 @@ class _Night:
         serving, label = (bundle, version.label) if decision.promote else (champ_bundle, champ.label if champ else None)
         snapshot_id = None
         if serving is not None and label is not None:
-            lists, fallback, model = self.step(
-                "build_lists",
-                steps.ranked_lists,
-                serving,
-                dataset,
-                settings.run,
-                k=cfg.serving_k,
-                trending_days=settings.ranker.candidates.popular_window_days,
-            )
+            with open_engine(settings.compute) as engine:  # where the user partitions' lists are built
+                lists, fallback, model = self.step(
+                    "build_lists",
+                    steps.ranked_lists,
+                    serving,
+                    dataset,
+                    settings.run,
+                    k=cfg.serving_k,
+                    work_dir=cfg.work_dir,
+                    trending_days=settings.ranker.candidates.popular_window_days,
+                    scale=settings.scale,
+                    engine=engine,
+                    partition_users=settings.compute.partition_users,
+                )
+                where = engine.where()
+            self.compute = {"engine": engine.name, "partitions": len(where), "ran_on": sorted(set(where))}
+            log(f"lists built in {len(where)} partitions on {', '.join(self.compute['ran_on']) or '-'}")
             if decision.promote:
                 registry.set_alias(CHAMPION, version.version)
                 log(f"promoted {version.label} to champion")
@@ -290,7 +304,7 @@ class _Night:
                 meta=reason,
             )
             snapshot_id = snapshot.snapshot_id
-        mlrun.log_json(registry, self.run_id, "timings.json", self.seconds)
+        mlrun.log_json(registry, self.run_id, "timings.json", {"seconds": self.seconds, "peak_rss_mb": self.peaks})
         mlrun.end_run(registry, self.run_id)
         champion_now = registry.champion()
         return _summary(
@@ -303,6 +317,8 @@ class _Night:
             snapshot=snapshot_id,
             store=cfg.store_path,
             seconds=self.seconds,
+            peak_rss_mb=self.peaks,
+            compute=self.compute,
             metrics={m.name: m.metrics for m in report.models},
         )
 

@@ -29,7 +29,8 @@ from typing import Any
 import polars as pl
 
 from features import item_popularity
-from recsys.baselines import Recommender
+from recsys.baselines import Recommender, ScaleConfig
+from recsys.compute import Engine, LocalEngine
 from recsys.config import EvaluationConfig, RunContext, Settings
 from recsys.data import schema as S
 from recsys.data.dataset import Dataset, after_last_event, fingerprint_frames
@@ -45,6 +46,7 @@ from recsys.evaluation.runner import EvaluationReport, environment_info, evaluat
 from recsys.evaluation.splits import ProtocolName, Split, make_split, validation_split
 from recsys.ranker import RankingModel, RankingPipeline
 from recsys.ranker.config import PipelineConfig
+from recsys.ranker.scoring import lists_of
 from recsys.registry.bundle import ModelBundle, load_bundle, save_bundle
 from recsys.registry.gate import GateConfig, GateDecision, decide
 from recsys.registry.tracking import Registry
@@ -64,7 +66,7 @@ def _sha(*parts: object) -> str:
 
 def input_key(dataset: Dataset, settings: Settings, *, code_version: str) -> str:
     """Identity of a night's inputs: data content, every setting that shapes the model (seeds included), code."""
-    shaping = settings.model_dump(mode="json", include={"data", "evaluation", "encoder", "ranker", "run"})
+    shaping = settings.model_dump(mode="json", include={"data", "evaluation", "encoder", "ranker", "run", "scale"})
     for folder in ("work_dir", "cache_dir"):  # where things go, not what is trained
         shaping.get("run", {}).pop(folder, None)
     return _sha(dataset.fingerprint, shaping, code_version)[:24]
@@ -159,6 +161,7 @@ def train_collab_head(
     protocol: ProtocolName,
     work_dir: Path,
     progress: Callable[[int, int, float], None] | None = None,
+    scale: ScaleConfig | None = None,
 ) -> CollabHead | None:
     """The collaborative head (`[encoder.head]`, when enabled) trained on the inner training part of the split's
     training window over `embeddings` (base + adapter): like the adapter, it never sees the events the ranker's labels
@@ -174,11 +177,14 @@ def train_collab_head(
         embeddings.item_ids,
         enc.head.model_dump(mode="json"),
         seed,
+        (scale or ScaleConfig()).model_dump(mode="json"),
     )[:20]
     out = Path(work_dir) / "heads" / key
     if (out / "head.json").is_file():
         return CollabHead.load(out)
-    head = train_head(inner.train, embeddings.item_ids, embeddings.vectors, enc.head, seed=seed, progress=progress)
+    head = train_head(
+        inner.train, embeddings.item_ids, embeddings.vectors, enc.head, seed=seed, progress=progress, scale=scale
+    )
     tmp = out.with_name(out.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     head.save(tmp)
@@ -201,10 +207,13 @@ def train_version(
     out: Path,
     head: CollabHead | None = None,
     extra_meta: dict[str, Any] | None = None,
+    scale: ScaleConfig | None = None,
 ) -> ModelBundle:
     """Candidates + features + LambdaRank trained on the split's training window; saved as a bundle. `embeddings`
     are the vectors the ranker sees: base + adapter, mapped by `head` when there is one (the bundle carries both)."""
-    pipe = RankingPipeline(embeddings, cfg=ranker, protocol=protocol, use_text=True, seed=run.seed_for("ranker"))
+    pipe = RankingPipeline(
+        embeddings, cfg=ranker, protocol=protocol, use_text=True, seed=run.seed_for("ranker"), scale=scale
+    )
     pipe.fit(split.train, candidates=dataset.items[S.ITEM_ID].to_list(), items=dataset.items)
     return save_bundle(
         out,
@@ -234,13 +243,14 @@ def evaluate_bundles(
     baselines: tuple[str, ...] = (),
     extra_ks: tuple[int, ...] = (5, 20, 50),
     progress: Callable[[str], None] | None = None,
+    scale: ScaleConfig | None = None,
 ) -> EvaluationReport:
     """Each bundle's ranker and encoder with sources rebuilt on the split's training window, beside `baselines`,
     on the same split: per-user metrics line up for paired comparisons."""
     factories: dict[str, Callable[[], Recommender]] = {}
     for name, bundle in bundles.items():
         emb = bundle.embeddings_for(dataset.items, cache_dir=run.cache_dir)
-        factories[name] = partial(bundle.pipeline, embeddings=emb, seed=run.seed_for("ranker"))
+        factories[name] = partial(bundle.pipeline, embeddings=emb, seed=run.seed_for("ranker"), scale=scale)
     return evaluate(
         dataset,
         protocol=ev.resolved_protocol,
@@ -253,6 +263,7 @@ def evaluate_bundles(
         extra_models=factories,
         progress=progress,
         split=split,
+        scale=scale,
     )
 
 
@@ -271,20 +282,42 @@ def gate(report: EvaluationReport, cfg: GateConfig, *, seed: int = 42) -> GateDe
 
 
 # -- publishing -------------------------------------------------------------------------------------------------
+def served_model_dir(work_dir: Path, bundle: ModelBundle, dataset: Dataset) -> Path:
+    """Where the ranking model of `bundle` rebuilt on `dataset` is saved: content-addressed by version and data."""
+    return Path(work_dir).resolve() / "served" / "models" / _sha(bundle.digest, dataset.fingerprint)[:24]
+
+
 def ranked_lists(
-    bundle: ModelBundle, dataset: Dataset, run: RunContext, *, k: int, trending_days: int = 30
+    bundle: ModelBundle,
+    dataset: Dataset,
+    run: RunContext,
+    *,
+    k: int,
+    work_dir: Path,
+    trending_days: int = 30,
+    scale: ScaleConfig | None = None,
+    engine: Engine | None = None,
+    partition_users: int = 20_000,
 ) -> tuple[pl.DataFrame, pl.DataFrame, RankingModel]:
     """Every user's top-k by the bundle with the state (sources and features) rebuilt on all events, the trending
     fallback (events in the last `trending_days`), and that ranking model (what the service loads to re-rank exactly
-    as the lists were made)."""
+    as the lists were made). The model is saved first (`served_model_dir`); the lists are then built by user
+    partitions of `partition_users` through `engine` (this process by default, or a Dask cluster's workers, each
+    loading the saved model): the same lists whichever engine builds them."""
     emb = bundle.embeddings_for(dataset.items, cache_dir=run.cache_dir)
-    pipe = bundle.pipeline(embeddings=emb, seed=run.seed_for("ranker")).fit(
+    pipe = bundle.pipeline(embeddings=emb, seed=run.seed_for("ranker"), scale=scale).fit(
         dataset.interactions, candidates=dataset.items[S.ITEM_ID].to_list(), items=dataset.items
     )
+    model = pipe.model_
+    folder = served_model_dir(work_dir, bundle, dataset)
+    if not (folder / "model.json").is_file():
+        model.save(folder)
     users = dataset.interactions[S.USER_ID].unique(maintain_order=True).to_list()
-    lists = pipe.recommend(users, k=k)
+    parts = [users[i : i + partition_users] for i in range(0, len(users), partition_users)]
+    results = (engine or LocalEngine()).map(partial(lists_of, str(folder), k=k), parts)
+    lists = pl.concat(results) if results else pl.DataFrame(schema=S.RECOMMENDATION_SCHEMA)
     fallback = trending(dataset.interactions, k=k, window_days=trending_days)
-    return lists, fallback, pipe.model_
+    return lists, fallback, model
 
 
 def trending(events: pl.DataFrame, *, k: int, window_days: int = 30) -> pl.DataFrame:
@@ -314,7 +347,7 @@ def publish(
     """Publish the lists as a new snapshot. The ranking model they were made with (ranker, embeddings and the state
     built on this data) is saved first under `work_dir/served/models/`, content-addressed by version and data, and
     the snapshot's metadata names it: the service loads it to re-rank exactly as the lists were made."""
-    served = Path(work_dir).resolve() / "served" / "models" / _sha(bundle.digest, dataset.fingerprint)[:24]
+    served = served_model_dir(work_dir, bundle, dataset)
     if not (served / "model.json").is_file():
         model.save(served)
     full = {
@@ -349,7 +382,9 @@ def republish_champion(
         dataset,
         settings.run,
         k=settings.nightly.serving_k,
+        work_dir=settings.nightly.work_dir,
         trending_days=settings.ranker.candidates.popular_window_days,
+        scale=settings.scale,
     )
     snap = publish(
         store,

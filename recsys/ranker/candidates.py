@@ -21,6 +21,15 @@ from recsys.ranker._common import FEATURE_DECIMALS, SCORED, prior_score, top_mas
 from recsys.ranker.config import CandidateConfig
 from recsys.ranker.state import RankingState
 
+# Users scored together: each source's scores are a dense users x items float64 matrix (about a dozen per batch), so
+# the batch shrinks as the catalog grows: 256 users up to ~16k items, 40 at 100k (~32 MB per matrix).
+BATCH_CELLS = 4_000_000
+
+
+def user_batch(n_items: int) -> int:
+    """Users per batch for a catalog of `n_items` (between 16 and 256)."""
+    return max(16, min(256, BATCH_CELLS // max(1, n_items)))
+
 
 class Candidates:
     """Candidate rows with features for users of `state`. `text_weight`: the interest match's weight in the prior;
@@ -80,13 +89,15 @@ class Candidates:
 
     # -- rows ----------------------------------------------------------------------------------------------------------
     def frame(
-        self, users: list[str], *, include: dict[str, list[int]] | None = None, batch_size: int = 256
+        self, users: list[str], *, include: dict[str, list[int]] | None = None, batch_size: int | None = None
     ) -> pl.DataFrame:
         """user_id, item_id, is_from_{text,cf,popular}, per-source scores and within-candidate ranks, user and item
         features, genre affinity and interest match, for the known users among `users`, sorted by user and item.
 
-        `include`: candidate column indices per user added to the union (on-demand re-ranking of given items)."""
+        `include`: candidate column indices per user added to the union (on-demand re-ranking of given items).
+        `batch_size`: users scored at once (default: `user_batch`, bounded by the catalog's size)."""
         state, cfg = self.state, self.cfg
+        batch_size = batch_size or user_batch(len(state.item_ids))
         parts = []
         for start in range(0, len(users), batch_size):
             batch = [u for u in users[start : start + batch_size] if u in state.user_index]

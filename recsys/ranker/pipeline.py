@@ -20,7 +20,7 @@ import numpy as np
 import polars as pl
 import scipy.sparse as sp
 
-from recsys.baselines import Recommender
+from recsys.baselines import Recommender, ScaleConfig
 from recsys.data import schema as S
 from recsys.encoder.cache import ItemEmbeddings
 from recsys.encoder.recommender import TextRecommender
@@ -36,6 +36,7 @@ from recsys.ranker.selection import (
     choose_prior,
     choose_text_weight,
     labelled_frame,
+    sample_label_users,
 )
 from recsys.ranker.state import RankingState
 from recsys.ranker.training import train_ranker
@@ -59,9 +60,11 @@ class RankingPipeline(Recommender):
         use_text: bool = True,
         seed: int = 42,
         ranker: LambdaRanker | None = None,
+        scale: ScaleConfig | None = None,
     ) -> None:
         """`ranker`: an already trained ranker (e.g. a registered version's). `fit` then only rebuilds the state
-        (sources and features) on the given events (a newer window, or the split under evaluation) and keeps it."""
+        (sources and features) on the given events (a newer window, or the split under evaluation) and keeps it.
+        `scale`: when the collaborative sources switch to their sparse forms (large catalogs)."""
         if use_text and embeddings is None:
             raise ValueError("the pipeline with text features needs item embeddings")
         # Either fixed embeddings or an embedder (e.g. recsys.encoder.TextEmbedder) called on the training window.
@@ -72,6 +75,7 @@ class RankingPipeline(Recommender):
         self.use_text = use_text
         self.seed = seed
         self.frozen_ranker = ranker
+        self.scale = scale or ScaleConfig()
         if ranker is not None and embeddings is None and any(f in TEXT_FEATURES for f in ranker.features):
             raise ValueError("this ranker uses interest-match features: pass the item embeddings it was trained with")
 
@@ -83,6 +87,7 @@ class RankingPipeline(Recommender):
             self.items_ = self.items_.with_columns(pl.lit([], dtype=pl.List(pl.String)).alias(S.GENRES))
         self.users_ = list(self.user_index_)
         self.last_candidates_: pl.DataFrame | None = None
+        self.recorded_users_ = 0
         if self.frozen_ranker is not None:  # a trained version: rebuild the state on `train` only
             if self.embedder is not None:
                 self.embeddings = self.embedder(train, self.items_)
@@ -99,9 +104,13 @@ class RankingPipeline(Recommender):
             )
             return
         cands = self.item_ids_.tolist()
-        inner = validation_split(train, self.protocol, seed=self.seed)
-        self.ease_l2_, l2_info = choose_ease_l2(self.cfg, inner, cands)
-        self.blend_, blend_info = choose_blend(self.cfg, inner, cands, l2=self.ease_l2_)
+        # the label users (and the users every validation choice judges): all of them, or a stratified sample above
+        # `scale.label_users`; the training windows stay whole
+        inner, sample_info = sample_label_users(
+            validation_split(train, self.protocol, seed=self.seed), self.scale.label_users, seed=self.seed
+        )
+        self.ease_l2_, l2_info = choose_ease_l2(self.cfg, inner, cands, scale=self.scale)
+        self.blend_, blend_info = choose_blend(self.cfg, inner, cands, l2=self.ease_l2_, scale=self.scale)
         if self.embedder is not None:
             # Fine-tuned on the inner training part only: the ranker's labels come from the inner hold-out, which the
             # encoder must not have seen, or the ranker would over-trust the text features. The same encoder then
@@ -115,6 +124,7 @@ class RankingPipeline(Recommender):
 
         def nested() -> tuple[pl.DataFrame, pl.DataFrame]:
             split = validation_split(inner.train, self.protocol, seed=self.seed)
+            split = sample_label_users(split, self.scale.label_users, seed=self.seed)[0]
             return labelled_frame(self._candidates(self._build(split.train), self.text_weight_), split)
 
         ranker_cfg, prior_info = choose_prior(
@@ -128,6 +138,7 @@ class RankingPipeline(Recommender):
         )
         self.label_stats_ = {
             "label_users": positives[S.USER_ID].n_unique(),
+            "label_user_sample": sample_info,
             "label_rows": frame.height,
             "label_positives": int(frame["label"].sum()),
             "inner_candidate_recall": float(frame["label"].sum() / max(1, positives.height)),
@@ -152,6 +163,7 @@ class RankingPipeline(Recommender):
             ease_l2=self.ease_l2_,
             blend=self.blend_,
             embeddings=self.embeddings,
+            scale=self.scale,
         )
 
     def _candidates(self, state: RankingState, text_weight: float) -> Candidates:
@@ -207,8 +219,17 @@ class RankingPipeline(Recommender):
                 (self.item_index_[i] for i in frame[S.ITEM_ID].to_list()), dtype=np.int64, count=frame.height
             )
             out[r, c] = scores
-            part = frame.select(S.USER_ID, S.ITEM_ID, "is_from_text", "is_from_cf", "is_from_popular")
-            self.last_candidates_ = part if self.last_candidates_ is None else pl.concat([self.last_candidates_, part])
+            # kept for the candidate recall of `evaluation_extras`, for the first `scale.label_users` users only (a
+            # bounded record: every user's candidates of a large night would not fit in memory)
+            room = self.scale.label_users - self.recorded_users_
+            if room > 0:
+                part = frame.filter(pl.col(S.USER_ID).is_in(users[:room])).select(
+                    S.USER_ID, S.ITEM_ID, "is_from_text", "is_from_cf", "is_from_popular"
+                )
+                self.recorded_users_ += min(room, len(users))
+                self.last_candidates_ = (
+                    part if self.last_candidates_ is None else pl.concat([self.last_candidates_, part])
+                )
         return out
 
     def evaluation_extras(self, test: pl.DataFrame) -> dict[str, object]:
@@ -239,6 +260,7 @@ def pipeline_factories(
     protocol: ProtocolName = "temporal",
     seed: int = 42,
     pretrained: Embedder | None = None,
+    scale: ScaleConfig | None = None,
 ) -> dict[str, Callable[[], Recommender]]:
     """Factories for `recsys.evaluation.evaluate(extra_models=...)`: `pipeline`, `pipeline-no-text`, `text` and
     `text-pretrained` (needs `pretrained`, an embedder without fine-tuning or head), sharing one (memoised) embedder
@@ -257,7 +279,9 @@ def pipeline_factories(
                 f"unknown pipeline model {name!r}; available: {', '.join((*PIPELINE_MODELS, *TEXT_MODELS))}"
             )
         use_text = name == "pipeline"
-        out[name] = partial(RankingPipeline, embedder, cfg=cfg, protocol=protocol, use_text=use_text, seed=seed)
+        out[name] = partial(
+            RankingPipeline, embedder, cfg=cfg, protocol=protocol, use_text=use_text, seed=seed, scale=scale
+        )
     return out
 
 

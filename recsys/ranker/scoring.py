@@ -65,6 +65,29 @@ class RankingModel:
         """The candidate rows of `users` with features (see `Candidates.frame`)."""
         return self.candidates.frame(users, include=include)
 
+    def top_k(self, users: list[str], *, k: int, batch_size: int = 1024) -> pl.DataFrame:
+        """Each known user's k best candidates by the ranker (user_id, item_id, rank, score): the published lists,
+        ties broken by the candidate items' order, exactly as `RankingPipeline.recommend` lists them. Users are
+        scored `batch_size` at a time, so memory stays bounded whatever the number of users."""
+        parts = []
+        for start in range(0, len(users), batch_size):
+            frame = self.frame(users[start : start + batch_size])
+            if frame.height == 0:
+                continue
+            col = pl.col(S.ITEM_ID).replace_strict(self.state.item_index, return_dtype=pl.Int64)
+            scored = frame.select(S.USER_ID, S.ITEM_ID, col.alias("_col")).with_columns(
+                pl.Series(S.SCORE, self.ranker.predict(frame), dtype=pl.Float64)
+            )
+            parts.append(
+                scored.sort([S.USER_ID, S.SCORE, "_col"], descending=[False, True, False])
+                .with_columns(pl.int_range(1, pl.len() + 1).over(S.USER_ID).cast(pl.Int32).alias(S.RANK))
+                .filter(pl.col(S.RANK) <= k)
+                .select(S.USER_ID, S.ITEM_ID, S.RANK, S.SCORE)
+            )
+        if not parts:
+            return pl.DataFrame(schema=S.RECOMMENDATION_SCHEMA)
+        return pl.concat(parts)
+
     def rank_candidates(self, pairs: pl.DataFrame) -> pl.DataFrame:
         """Score given (user_id, item_id) rows with the ranker: on-demand re-ranking of candidate lists.
 
@@ -139,3 +162,16 @@ class RankingModel:
             embeddings=ItemEmbeddings.load(emb_path) if emb_path.is_file() else None,
             use_text=bool(meta["use_text"]),
         )
+
+
+_LOADED: dict[str, RankingModel] = {}
+
+
+def lists_of(folder: str, users: list[str], *, k: int) -> pl.DataFrame:
+    """`RankingModel.load(folder).top_k(users, k=k)`, the model loaded once per process (the last one kept): what a
+    compute engine maps over user partitions, on this process or on a cluster's workers."""
+    model = _LOADED.get(folder)
+    if model is None:
+        _LOADED.clear()
+        model = _LOADED[folder] = RankingModel.load(Path(folder))
+    return model.top_k(users, k=k)

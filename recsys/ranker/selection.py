@@ -9,14 +9,14 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import polars as pl
 
-from recsys.baselines import EASE, top_k_frame
+from recsys.baselines import EASE, ScaleConfig, top_k_frame
 from recsys.data import schema as S
 from recsys.evaluation.compare import holm_adjust, paired_comparison
 from recsys.evaluation.metrics import mean_or_zero, user_metrics
 from recsys.evaluation.selection import select_ease_lowpass
 from recsys.evaluation.splits import ProtocolName, Split
 from recsys.ranker._common import TEXT_FEATURES, prior_score
-from recsys.ranker.candidates import Candidates
+from recsys.ranker.candidates import Candidates, user_batch
 from recsys.ranker.config import PipelineConfig, RankerConfig
 from recsys.ranker.training import train_ranker
 
@@ -28,7 +28,9 @@ Choice = dict[str, object]
 LabelledFrame = tuple[pl.DataFrame, pl.DataFrame]
 
 
-def choose_ease_l2(cfg: PipelineConfig, inner: Split, item_ids: Sequence[str]) -> tuple[float, Choice]:
+def choose_ease_l2(
+    cfg: PipelineConfig, inner: Split, item_ids: Sequence[str], *, scale: ScaleConfig | None = None
+) -> tuple[float, Choice]:
     """EASE's l2 in the collaborative source: as configured, or the best of `ease_l2_grid` by nDCG@10 of EASE alone
     on the inner hold-out (ties: the smaller l2); the blend's factors and weight are then chosen with it."""
     if cfg.ease_l2 is not None:
@@ -36,7 +38,7 @@ def choose_ease_l2(cfg: PipelineConfig, inner: Split, item_ids: Sequence[str]) -
     users = inner.test[S.USER_ID].unique(maintain_order=True).to_list()
     scores: dict[float, float] = {}
     for l2 in cfg.ease_l2_grid:
-        model = EASE(l2=l2).fit(inner.train, candidates=list(item_ids))
+        model = EASE(l2=l2, scale=scale).fit(inner.train, candidates=list(item_ids))
         per_user = user_metrics(model.recommend(users, k=10), inner.test, ks=(10,))
         scores[l2] = mean_or_zero(per_user["ndcg@10"])
     best = max(cfg.ease_l2_grid, key=lambda v: (scores[v], -v))
@@ -45,7 +47,7 @@ def choose_ease_l2(cfg: PipelineConfig, inner: Split, item_ids: Sequence[str]) -
 
 
 def choose_blend(
-    cfg: PipelineConfig, inner: Split, item_ids: Sequence[str], *, l2: float
+    cfg: PipelineConfig, inner: Split, item_ids: Sequence[str], *, l2: float, scale: ScaleConfig | None = None
 ) -> tuple[tuple[int, float], Choice]:
     """(factors, weight) of the EASE + low-pass source: as configured, or chosen on the inner split (nDCG@10 of the
     blend alone on the inner hold-out; never the outer test data)."""
@@ -61,6 +63,7 @@ def choose_blend(
         weights=weights,
         item_norm=bc.item_norm,  # the normalisation the blend source is then built with
         candidates=list(item_ids),
+        scale=scale,
     )
     return (f, w), {"mode": "auto", "factors": f, "weight": w, "validation_ndcg@10": scores}
 
@@ -79,8 +82,9 @@ def choose_text_weight(cfg: PipelineConfig, candidates: Candidates, split: Split
     grid = cfg.text_weight_grid
     base = candidates.with_text_weight(0.0)  # the sources once per batch, then every weight on them
     lists: dict[float, list[pl.DataFrame]] = {w: [] for w in grid}
-    for start in range(0, len(users), 256):
-        batch = users[start : start + 256]
+    step = user_batch(len(state.item_ids))
+    for start in range(0, len(users), step):
+        batch = users[start : start + step]
         seen = state.seen_mask(state.rows(batch))
         src = base.source_scores(batch, seen=seen)
         for w in grid:
@@ -96,6 +100,41 @@ def choose_text_weight(cfg: PipelineConfig, candidates: Candidates, split: Split
         "weight": best,
         "validation_ndcg@10": {str(k): round(v, 6) for k, v in scores.items()},
     }
+
+
+def sample_label_users(split: Split, max_users: int, *, seed: int) -> tuple[Split, Choice]:
+    """`split` with its hold-out restricted to at most `max_users` users: a seeded sample stratified by the users'
+    training history length (bins of log2 of the event count, each bin kept in proportion), so the ranker still sees
+    new, light and heavy users in their shares. Below the limit the split is returned as it is. Deterministic: a
+    user is kept by its hash with the seed, whatever the row order."""
+    users = split.test.select(S.USER_ID).unique()
+    if users.height <= max_users:
+        return split, {"mode": "all", "users": users.height}
+    history = split.train.group_by(S.USER_ID).agg(pl.len().alias("_n"))
+    ranked = (
+        users.join(history, on=S.USER_ID, how="left")
+        .with_columns(
+            (pl.col("_n").fill_null(0) + 1).log(2).floor().cast(pl.Int32).alias("_bin"),
+            pl.col(S.USER_ID).hash(seed).alias("_h"),
+        )
+        .with_columns(
+            pl.col("_h").rank("ordinal").over("_bin").alias("_r"),
+            pl.len().over("_bin").alias("_size"),
+        )
+    )
+    share = max_users / users.height
+    kept = ranked.filter(pl.col("_r") <= (pl.col("_size") * share).round().clip(1)).select(S.USER_ID)
+    test = split.test.join(kept, on=S.USER_ID, how="semi")
+    sampled = Split(
+        split.protocol,
+        split.train,
+        test,
+        split.candidate_items,
+        params={**split.params, "label_users": max_users, "label_seed": seed},
+        stats=split.stats,
+        held_out_items=split.held_out_items,
+    )
+    return sampled, {"mode": "sample", "users": kept.height, "of": users.height, "seed": seed}
 
 
 def labelled_frame(candidates: Candidates, split: Split) -> LabelledFrame:

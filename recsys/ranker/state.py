@@ -168,7 +168,7 @@ class RankingState:
 
         item_ids = dense("item_ids").astype(object)
         blend = BlendParts(
-            EaseWeights(dense("ease_active"), np.ascontiguousarray(dense("ease_weights"))),
+            EaseWeights(dense("ease_active"), _weights(a["ease_weights"])),
             LowPassFactors(dense("lowpass_active"), dense("lowpass_components"), dense("lowpass_item_scale")),
             int(meta["blend"]["factors"]),
             float(meta["blend"]["weight"]),
@@ -205,6 +205,13 @@ class RankingState:
             genre_counts=dense("genre_counts"),
             interests=interests,
         )
+
+
+def _weights(value: np.ndarray | sp.csr_matrix) -> np.ndarray | sp.csr_matrix:
+    """EASE's weights as stored: dense (C order, the exact fit) or sparse (the neighbour-constrained fit)."""
+    if isinstance(value, np.ndarray):
+        return np.ascontiguousarray(value)
+    return sp.csr_matrix(value)
 
 
 def check_alignment(state: RankingState) -> None:

@@ -16,7 +16,7 @@ from features import (
     user_genre_shares,
     user_share_matrix,
 )
-from recsys.baselines import SAR, EASELowPass, ItemKNN, SequenceNeighbours
+from recsys.baselines import SAR, EASELowPass, ItemKNN, ScaleConfig, SequenceNeighbours
 from recsys.data import schema as S
 from recsys.data.dataset import after_last_event
 from recsys.encoder.cache import ItemEmbeddings
@@ -47,15 +47,17 @@ def build_state(
     ease_l2: float,
     blend: tuple[int, float],
     embeddings: ItemEmbeddings | None,
+    scale: ScaleConfig | None = None,
 ) -> RankingState:
     """The state of the window `train` over the candidate `item_ids` (catalog `items` with genres): EASE + low-pass
     with `ease_l2` and `blend` = (factors, weight), SAR, item-kNN (and sequence neighbours when configured), the
-    interest vectors when `embeddings` are given, popularity, user and item features as of the window's end."""
+    interest vectors when `embeddings` are given, popularity, user and item features as of the window's end.
+    `scale`: when the collaborative sources switch to their sparse forms."""
     as_of = after_last_event(train)
-    source = EASELowPass(l2=ease_l2, factors=blend[0], weight=blend[1], item_norm=cfg.blend.item_norm)
+    source = EASELowPass(l2=ease_l2, factors=blend[0], weight=blend[1], item_norm=cfg.blend.item_norm, scale=scale)
     source.fit(train, candidates=item_ids)
-    sar = SAR().fit(train, candidates=item_ids)
-    knn = ItemKNN().fit(train, candidates=item_ids)
+    sar = SAR(scale=scale).fit(train, candidates=item_ids)
+    knn = ItemKNN(scale=scale).fit(train, candidates=item_ids)
     seqnb = SequenceNeighbours().fit(train, candidates=item_ids) if cfg.sequence_features else None
     users = list(source.user_index_)
     if list(sar.user_index_) != users or list(knn.user_index_) != users:

@@ -31,6 +31,7 @@ from typing import Any
 
 import polars as pl
 
+from recsys.baselines import ScaleConfig
 from recsys.data import schema as S
 from recsys.encoder.cache import ItemEmbeddings, embed_items
 from recsys.encoder.collab import CollabHead
@@ -129,9 +130,11 @@ class ModelBundle:
             RankingState.load(state), self.ranker, cfg, embeddings=self.embeddings, use_text=self.uses_text
         )
 
-    def pipeline(self, *, embeddings: ItemEmbeddings | None = None, seed: int = 42) -> RankingPipeline:
+    def pipeline(
+        self, *, embeddings: ItemEmbeddings | None = None, seed: int = 42, scale: ScaleConfig | None = None
+    ) -> RankingPipeline:
         """An unfitted pipeline that keeps this bundle's ranker; `fit(events, candidates=..., items=...)` rebuilds
-        the sources and features on `events`."""
+        the sources and features on `events` (in their sparse forms above `scale`'s limit)."""
         cfg = PipelineConfig.model_validate(self.meta["pipeline"])
         protocol: ProtocolName = self.meta.get("protocol", "temporal")
         emb = embeddings if embeddings is not None else self.embeddings
@@ -142,6 +145,7 @@ class ModelBundle:
             use_text=self.uses_text,
             seed=seed,
             ranker=self.ranker,
+            scale=scale,
         )
 
 

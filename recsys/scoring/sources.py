@@ -22,12 +22,13 @@ class EaseWeights:
     """EASE's item-item weights over the items with training events (`active`, ascending columns)."""
 
     active: np.ndarray
-    weights: np.ndarray  # len(active) x len(active), C order
+    weights: np.ndarray | sp.csr_matrix  # len(active) x len(active): dense (C order) or sparse (neighbour EASE)
 
     def score(self, history: sp.csr_matrix, n_items: int) -> np.ndarray:
         """X B for the users' binary histories (rows x n_items)."""
         out = np.zeros((history.shape[0], n_items))
-        out[:, self.active] = history[:, self.active] @ self.weights
+        product = history[:, self.active] @ self.weights
+        out[:, self.active] = product.toarray() if sp.issparse(product) else product
         return out
 
 

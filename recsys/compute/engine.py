@@ -1,0 +1,116 @@
+"""The compute engines (see the package docstring)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, Literal, Protocol, TypeVar
+
+from pydantic import BaseModel, Field
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class ComputeConfig(BaseModel, frozen=True, extra="forbid"):
+    """`[compute]`: where the partitioned steps run."""
+
+    engine: Literal["local", "dask"] = Field("local", description="local: this process; dask: a Dask cluster")
+    address: str | None = Field(
+        None, description="dask: the scheduler's address (tcp://host:8786); none = start a LocalCluster"
+    )
+    workers: int = Field(2, ge=1, description="dask without an address: worker processes of the LocalCluster")
+    threads_per_worker: int = Field(1, ge=1, description="dask without an address: threads per worker process")
+    partition_users: int = Field(20_000, ge=1, description="users per partition of the list building")
+
+
+class Engine(Protocol):
+    """Maps a function over partitions; results come back in the partitions' order."""
+
+    name: str
+
+    def map(self, fn: Callable[[T], R], parts: Sequence[T]) -> list[R]: ...
+
+    def where(self) -> list[str]:
+        """Where the last `map`'s partitions ran (one entry per partition: 'local' or a worker's address)."""
+        ...
+
+
+class LocalEngine:
+    """Every partition in this process, in order."""
+
+    name = "local"
+
+    def __init__(self) -> None:
+        self._where: list[str] = []
+
+    def map(self, fn: Callable[[T], R], parts: Sequence[T]) -> list[R]:
+        self._where = ["local"] * len(parts)
+        return [fn(p) for p in parts]
+
+    def where(self) -> list[str]:
+        return list(self._where)
+
+
+def _on_worker(fn: Callable[[T], R], part: T) -> tuple[R, str]:
+    from distributed import get_worker
+
+    return fn(part), get_worker().address
+
+
+class DaskEngine:
+    """Partitions as tasks on a `distributed` cluster (`client`)."""
+
+    name = "dask"
+
+    def __init__(self, client: Any) -> None:
+        self.client = client
+        self._where: list[str] = []
+
+    def map(self, fn: Callable[[T], R], parts: Sequence[T]) -> list[R]:
+        if not parts:
+            self._where = []
+            return []
+        futures = [self.client.submit(_on_worker, fn, p, pure=False) for p in parts]
+        done = self.client.gather(futures)
+        self._where = [w for _, w in done]
+        return [r for r, _ in done]
+
+    def where(self) -> list[str]:
+        return list(self._where)
+
+
+@contextmanager
+def open_engine(cfg: ComputeConfig | None = None) -> Iterator[Engine]:
+    """The configured engine for the duration of the block (a LocalCluster it started is closed after it)."""
+    cfg = cfg or ComputeConfig()
+    if cfg.engine == "local":
+        yield LocalEngine()
+        return
+    from distributed import Client, LocalCluster
+
+    if cfg.address:
+        with Client(cfg.address) as client:
+            yield DaskEngine(client)
+        return
+    # worker processes inherit the environment; keep their BLAS to their own threads
+    env = {"OMP_NUM_THREADS": str(cfg.threads_per_worker), "MKL_NUM_THREADS": str(cfg.threads_per_worker)}
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        cluster = LocalCluster(
+            n_workers=cfg.workers,
+            threads_per_worker=cfg.threads_per_worker,
+            processes=True,
+            dashboard_address=None,
+            host="127.0.0.1",
+        )
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    with cluster, Client(cluster) as client:
+        yield DaskEngine(client)

@@ -1,0 +1,59 @@
+"""`[compute] engine = "dask"`: the nightly's list building on a real `distributed.LocalCluster` (2 worker
+processes), checked against the local engine on the same data and model."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from pipelines.nightly import nightly
+from recsys.compute import ComputeConfig, LocalEngine, open_engine
+from recsys.config import load_settings
+from recsys.data import load_dataset
+from recsys.nightly import steps
+from recsys.registry import Registry, load_bundle
+from recsys.serving.store import FALLBACK_USER, SQLiteSnapshotStore
+
+
+def _pid(_: int) -> int:
+    return os.getpid()
+
+
+def test_dask_engine_runs_partitions_on_worker_processes():
+    with open_engine(ComputeConfig(engine="dask", workers=2)) as engine:
+        pids = engine.map(_pid, list(range(8)))
+        where = engine.where()
+    assert engine.name == "dask" and len(pids) == 8
+    assert os.getpid() not in pids  # every partition ran in a worker process, none here
+    assert all(w.startswith("tcp://127.0.0.1:") for w in where) and len(where) == 8
+    local = LocalEngine()
+    assert local.map(_pid, [1, 2]) == [os.getpid()] * 2 and local.where() == ["local", "local"]
+
+
+def test_nightly_on_a_local_cluster_publishes_the_local_engines_lists(flow_env, tmp_path):
+    env = {**flow_env, "compute": {"engine": "dask", "workers": 2, "partition_users": 40}}
+    out = nightly(overrides=env)
+    assert out["status"] == "promoted"
+    compute = out["compute"]
+    # 120 users in partitions of 40: three tasks, all on the cluster's workers
+    assert compute["engine"] == "dask" and compute["partitions"] == 3
+    assert compute["ran_on"] and all(w.startswith("tcp://127.0.0.1:") for w in compute["ran_on"])
+
+    settings = load_settings(**flow_env)
+    published = SQLiteSnapshotStore(settings.nightly.store_path).read_all()
+    published.pop(FALLBACK_USER)
+    champ = Registry(settings.tracking).champion()
+    bundle = load_bundle(Registry(settings.tracking).download(champ.version, tmp_path / "champion"))
+    dataset = load_dataset(settings.data.dataset)
+    lists, _, _ = steps.ranked_lists(
+        bundle, dataset, settings.run, k=settings.nightly.serving_k, work_dir=tmp_path / "work", engine=LocalEngine()
+    )
+    local = {
+        u: (g.sort("rank")["item_id"].to_list(), g.sort("rank")["score"].to_list())
+        for (u,), g in lists.group_by("user_id")
+    }
+    assert set(local) == set(published) and len(local) == 120
+    for user, (items, scores) in local.items():
+        assert published[user][0] == items, user
+        assert published[user][1] == pytest.approx(scores, abs=1e-9), user
