@@ -218,6 +218,65 @@ def cli_section(data: dict[str, Any]) -> list[str]:
     return [*lines, ""]
 
 
+def scale_section(data: dict[str, Any]) -> list[str]:
+    env = data.get("environment", {})
+    lines = [
+        "## The nightly at growing size (`bench/scale.py`)",
+        "",
+        f"{data['benchmark']}. Streamed synthetic data (users x items x events); {data['protocol']}. "
+        f"Wall seconds and peak resident memory (MiB) per step from the night's own meter; the process's peak from "
+        f"`wait4`. One run per size on a shared 2-core machine (other jobs ran beside it): upper bounds. "
+        f"Code {str(env.get('git_sha', '?'))[:10]}, CPU {env.get('cpu', '?')}.",
+        "",
+    ]
+    done = [r for r in data["rows"] if r["completed"]]
+    steps = list(dict.fromkeys(k for r in done for k in r["steps_seconds"]))
+    lines += [
+        "| size | events | completed | wall s | peak MiB | " + " | ".join(steps) + " |",
+        "|---|---|---|---|---|" + "---|" * len(steps),
+    ]
+    for r in data["rows"]:
+        cells = [
+            f"{r['steps_seconds'][s]:.0f} s / {r['steps_peak_rss_mb'][s]:.0f}"
+            if r["completed"] and s in r["steps_seconds"]
+            else "–"
+            for s in steps
+        ]
+        lines.append(
+            f"| {r['size']} | {r['events']} | {'yes' if r['completed'] else 'no'} | {r['wall_seconds']:.0f} | "
+            f"{r['peak_rss_mb']} | " + " | ".join(cells) + " |"
+        )
+    for g in data.get("growth", []):
+        worst = max(
+            ((s, v["seconds_ratio"]) for s, v in g["steps"].items() if v["seconds_ratio"] is not None),
+            key=lambda sv: sv[1],
+            default=("–", 0.0),
+        )
+        lines.append(
+            f"- {g['from']} -> {g['to']} (events x{g['events_ratio']}): wall x{g['wall_ratio']}, peak memory "
+            f"x{g['peak_rss_ratio']}; slowest-growing step `{worst[0]}` x{worst[1]}."
+        )
+    return [*lines, ""]
+
+
+def scale_quality_section(data: dict[str, Any]) -> list[str]:
+    lines = [
+        "## Exact vs scalable models (`bench/scale.py --quality`)",
+        "",
+        f"{data['benchmark']}; {data['metric']}.",
+        "",
+        "| dataset | protocol | seed | model | exact nDCG@10 | scalable nDCG@10 | ratio |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in data["rows"]:
+        for model, m in r["models"].items():
+            lines.append(
+                f"| {r['dataset']} | {r['protocol']} | {r['seed']} | `{model}` | {_f(m['exact']['ndcg@10'])} | "
+                f"{_f(m['scalable']['ndcg@10'])} | {m['ratio']:.3f} |"
+            )
+    return [*lines, ""]
+
+
 def render() -> str:
     lines = [
         "# Measured results",
@@ -237,6 +296,12 @@ def render() -> str:
     st = RESULTS / "ranker-stability.json"
     if st.is_file():
         lines += stability_section(json.loads(st.read_text()))
+    sc = RESULTS / "scale.json"
+    if sc.is_file():
+        lines += scale_section(json.loads(sc.read_text()))
+    sq = RESULTS / "scale-quality.json"
+    if sq.is_file():
+        lines += scale_quality_section(json.loads(sq.read_text()))
     c = RESULTS / "cli.json"
     if c.is_file():
         lines += cli_section(json.loads(c.read_text()))

@@ -10,8 +10,7 @@ from typing import Any, Literal, TypeVar
 from pydantic import BaseModel, Field, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
-from recsys.baselines.scalable import ScaleConfig
-from recsys.compute import ComputeConfig
+from recsys.compute import ComputeConfig, ScaleConfig
 from recsys.data.dataset import Dataset
 from recsys.data.validation import ValidationPolicy
 from recsys.encoder.config import EncoderStageConfig, fine_tune_enabled

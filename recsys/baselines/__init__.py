@@ -7,9 +7,9 @@ from typing import Any
 from recsys.baselines._base import Recommender, top_k_frame
 from recsys.baselines.factorization import ALS, BPR
 from recsys.baselines.neighbourhood import EASE, SAR, ItemKNN, TopPop
-from recsys.baselines.scalable import ScaleConfig
 from recsys.baselines.sequential import SequenceNeighbours
 from recsys.baselines.spectral import EASELowPass, LowPass
+from recsys.compute.scale import ScaleConfig
 
 # The one list of baselines: `recsys evaluate --models`, the evaluation runner, `[nightly] baselines`, the contract
 # tests (tests/baselines/test_contract.py) and the docs' model table (checked by tests/test_docs.py) read it. A new

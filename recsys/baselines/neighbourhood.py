@@ -10,7 +10,8 @@ import scipy.linalg
 import scipy.sparse as sp
 
 from recsys.baselines._base import Recommender
-from recsys.baselines.scalable import ScaleConfig, chunked_similarity, is_dense, neighbour_ease
+from recsys.baselines.scalable import chunked_similarity, is_dense, neighbour_ease
+from recsys.compute.scale import ScaleConfig
 from recsys.data import schema as S
 from recsys.scoring.sources import EaseWeights, ItemSimilarity
 

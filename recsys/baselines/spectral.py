@@ -23,7 +23,8 @@ import scipy.sparse as sp
 
 from recsys.baselines._base import Recommender
 from recsys.baselines.neighbourhood import EASE
-from recsys.baselines.scalable import ScaleConfig, is_dense, lowpass_components
+from recsys.baselines.scalable import is_dense, lowpass_components
+from recsys.compute.scale import ScaleConfig
 from recsys.scoring.sources import BlendParts, LowPassFactors
 
 _R = TypeVar("_R", bound=Recommender)

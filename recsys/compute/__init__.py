@@ -8,5 +8,6 @@ travels is a path and a partition, and the results are the same whichever engine
 """
 
 from recsys.compute.engine import ComputeConfig, Engine, LocalEngine, open_engine
+from recsys.compute.scale import ScaleConfig
 
-__all__ = ["ComputeConfig", "Engine", "LocalEngine", "open_engine"]
+__all__ = ["ComputeConfig", "Engine", "LocalEngine", "ScaleConfig", "open_engine"]

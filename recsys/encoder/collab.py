@@ -33,9 +33,13 @@ import numpy as np
 import polars as pl
 import scipy.sparse as sp
 
-from recsys.baselines.scalable import ScaleConfig, is_dense, neighbour_ease, top_k_per_column
+from recsys.baselines.scalable import is_dense, neighbour_ease, top_k_per_column
+from recsys.compute.scale import ScaleConfig
 from recsys.data import schema as S
 from recsys.encoder.config import OBJECTIVES, HeadConfig, Objective
+
+# cf-distill on catalogs above the dense limit: items sampled per step into the softmax (see `_objective`).
+DISTILL_SAMPLE = 8192
 
 if TYPE_CHECKING:
     import torch
@@ -168,10 +172,15 @@ def train_head(
         eye = torch.eye(dim)
         optim = torch.optim.Adam([w], lr=cfg.learning_rate)
         batch_fn = _objective(cfg, x, coded, rng, scale or ScaleConfig())
+
+        def head_vectors(rows: np.ndarray | None) -> torch.Tensor:
+            """The head's unit vectors of the given item rows (all items: None)."""
+            sub = e if rows is None else e[torch.from_numpy(rows)]
+            return torch.nn.functional.normalize(sub @ w, dim=1)
+
         losses: list[float] = []
         for step in range(cfg.steps):
-            a = torch.nn.functional.normalize(e @ w, dim=1)
-            loss = batch_fn(a) + cfg.identity_weight * ((w - eye) ** 2).sum()
+            loss = batch_fn(head_vectors) + cfg.identity_weight * ((w - eye) ** 2).sum()
             optim.zero_grad(set_to_none=True)
             loss.backward()
             optim.step()
@@ -191,15 +200,17 @@ def train_head(
 
 def _objective(
     cfg: HeadConfig, x: sp.csr_matrix, coded: pl.DataFrame, rng: np.random.Generator, scale: ScaleConfig
-) -> Callable[[torch.Tensor], torch.Tensor]:
-    """The per-step loss of `cfg.objective` as a function of the catalog's head vectors A (n_items x dim)."""
+) -> Callable[[Callable[[np.ndarray | None], torch.Tensor]], torch.Tensor]:
+    """The per-step loss of `cfg.objective` as a function of `vectors(rows)`, the head's unit vectors of item rows
+    (None: the whole catalog, A = n_items x dim)."""
     import torch
     import torch.nn.functional as F
 
     if cfg.objective == "elsa":
         active = np.flatnonzero(np.diff(x.indptr) > 0)
 
-        def elsa(a: torch.Tensor) -> torch.Tensor:
+        def elsa(vectors: Callable[[np.ndarray | None], torch.Tensor]) -> torch.Tensor:
+            a = vectors(None)
             rows = rng.choice(active, size=min(cfg.batch_users, len(active)), replace=False)
             xb = x[np.sort(rows)]
             dense = torch.from_numpy(xb.toarray())
@@ -213,8 +224,23 @@ def _objective(
     if cfg.objective == "cf-distill":
         target = _ease_targets(x, cfg.ease_l2, cfg.neighbours, scale).tocsr()
         queries = np.flatnonzero(np.diff(target.indptr) > 0)
+        n_items = x.shape[1]
+        if n_items > max(scale.dense_item_limit, DISTILL_SAMPLE):
+            # a large catalog: the softmax over the batch's own targets plus a uniform sample of DISTILL_SAMPLE items
+            # (sampled softmax), so a step costs the same whatever the catalog's size
+            def sampled(vectors: Callable[[np.ndarray | None], torch.Tensor]) -> torch.Tensor:
+                q = np.sort(rng.choice(queries, size=min(cfg.batch_users, len(queries)), replace=False))
+                tq = target[q]
+                cols = np.unique(np.concatenate([q, tq.indices, rng.choice(n_items, DISTILL_SAMPLE, replace=False)]))
+                logits = (vectors(q) @ vectors(cols).T) / cfg.temperature
+                logits[torch.arange(len(q)), torch.from_numpy(np.searchsorted(cols, q))] = float("-inf")
+                t = torch.from_numpy(tq[:, cols].toarray().astype(np.float32))
+                return -(t * F.log_softmax(logits, dim=1).clamp(min=-1e4)).sum(dim=1).mean()
 
-        def distill(a: torch.Tensor) -> torch.Tensor:
+            return sampled
+
+        def distill(vectors: Callable[[np.ndarray | None], torch.Tensor]) -> torch.Tensor:
+            a = vectors(None)
             q = np.sort(rng.choice(queries, size=min(cfg.batch_users, len(queries)), replace=False))
             logits = (a[q] @ a.T) / cfg.temperature
             logits[torch.arange(len(q)), torch.from_numpy(q)] = float("-inf")  # an item is not its own neighbour
@@ -227,7 +253,8 @@ def _objective(
     if len(pairs) == 0:
         raise ValueError("the next-item objective needs users with at least two events on embedded items")
 
-    def next_item(a: torch.Tensor) -> torch.Tensor:
+    def next_item(vectors: Callable[[np.ndarray | None], torch.Tensor]) -> torch.Tensor:
+        a = vectors(None)
         b = pairs[rng.choice(len(pairs), size=min(cfg.batch_users, len(pairs)), replace=False)]
         logits = (a[b[:, 0]] @ a.T) / cfg.temperature
         logits[torch.arange(len(b)), torch.from_numpy(b[:, 0])] = float("-inf")

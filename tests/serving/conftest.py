@@ -64,7 +64,7 @@ def published(synthetic, synthetic_embeddings, tmp_path_factory):
     from recsys.config import load_settings
 
     settings = load_settings(nightly={"serving_k": 50})
-    lists, fallback, model = ranked_lists(bundle, synthetic, settings.run, k=50)
+    lists, fallback, model = ranked_lists(bundle, synthetic, settings.run, k=50, work_dir=root / "work")
     info = publish(
         store,
         lists,
