@@ -41,8 +41,8 @@ def _size(text: str) -> tuple[int, int, int]:
     return users, items, events
 
 
-def _settings(folder: Path, spec: Path, fine_tune_steps: int) -> Path:
-    cfg = folder / "settings.toml"
+def _settings(folder: Path, spec: Path, fine_tune_steps: int, engine: str) -> Path:
+    cfg = folder / f"settings-{engine}.toml"
     cfg.write_text(
         f'[data]\ndataset = "{spec}"\n'
         f'[run]\nwork_dir = "{folder / "work"}"\ncache_dir = "{folder / "embeddings"}"\n'
@@ -50,6 +50,7 @@ def _settings(folder: Path, spec: Path, fine_tune_steps: int) -> Path:
         f'[tracking]\nuri = "sqlite:///{folder / "mlflow.db"}"\n'
         # a fixed step budget (never wall time) so the runs repeat; forced on also without a GPU
         f"[encoder]\nenabled_fine_tune = true\n[encoder.fine_tune]\nmax_steps = {fine_tune_steps}\n"
+        f'[compute]\nengine = "{engine}"\n'
     )
     return cfg
 
@@ -64,7 +65,9 @@ def _run(cmd: list[str], log: Path, env: dict[str, str]) -> tuple[int, float, fl
     return proc.returncode, time.perf_counter() - t0, usage.ru_maxrss / 1024
 
 
-def run_size(size: str, root: Path, *, fine_tune_steps: int, seed: int, console: Console) -> dict[str, Any]:
+def run_size(
+    size: str, root: Path, *, fine_tune_steps: int, seed: int, engine: str, console: Console
+) -> dict[str, Any]:
     users, items, events = _size(size)
     folder = (root / f"{users}x{items}x{events}-seed{seed}").resolve()
     data = folder / "data"
@@ -85,14 +88,15 @@ def run_size(size: str, root: Path, *, fine_tune_steps: int, seed: int, console:
     if code != 0:
         raise SystemExit(f"data generation failed; see {folder / 'generate.log'}")
     written = json.loads((folder / "generate.log").read_text().strip().splitlines()[-1])
-    cfg = _settings(folder, Path(written["spec"]), fine_tune_steps)
-    summary = folder / "summary.json"
+    cfg = _settings(folder, Path(written["spec"]), fine_tune_steps, engine)
+    summary = folder / f"summary-{engine}.json"
     summary.unlink(missing_ok=True)
     console.log(f"{size}: nightly ({written['events']} events)")
     cmd = [str(Path(sys.executable).with_name("recsys")), "run", "nightly", "--config", str(cfg), "--force"]
-    code, wall, rss = _run([*cmd, "--summary", str(summary)], folder / "nightly.log", env)
+    code, wall, rss = _run([*cmd, "--summary", str(summary)], folder / f"nightly-{engine}.log", env)
     row: dict[str, Any] = {
         "size": size,
+        "engine": engine,
         "users": users,
         "items": items,
         "events": written["events"],
@@ -100,11 +104,16 @@ def run_size(size: str, root: Path, *, fine_tune_steps: int, seed: int, console:
         "completed": code == 0,
         "wall_seconds": round(wall, 1),
         "peak_rss_mb": round(rss),
-        "log": str(folder / "nightly.log"),
+        "log": str(folder / f"nightly-{engine}.log"),
     }
     if code == 0:
         out = json.loads(summary.read_text())
-        row |= {"steps_seconds": out["seconds"], "steps_peak_rss_mb": out["peak_rss_mb"], "metrics": out["metrics"]}
+        row |= {
+            "steps_seconds": out["seconds"],
+            "steps_peak_rss_mb": out["peak_rss_mb"],
+            "metrics": out["metrics"],
+            "compute": out.get("compute"),
+        }
     console.log(f"{size}: {'done' if code == 0 else f'FAILED (exit {code})'} in {wall:.0f} s, peak {rss:.0f} MiB")
     return row
 
@@ -173,6 +182,7 @@ def main() -> None:
     ap.add_argument("--sizes", default=SIZES, help="comma-separated users x items x events, e.g. 10000x2000x100000")
     ap.add_argument("--quality", default=None, help="instead: exact vs scalable models on these datasets")
     ap.add_argument("--fine-tune-steps", type=int, default=20)
+    ap.add_argument("--engine", default="local", choices=("local", "dask"), help="[compute] engine of the nights")
     ap.add_argument("--seed", type=int, default=7, help="the synthetic data's seed (the night's is [run] seed)")
     ap.add_argument("--root", type=Path, default=Path("results/scale"))
     ap.add_argument("--out", type=Path, default=None)
@@ -199,15 +209,19 @@ def main() -> None:
                     f"{m['scalable']['ndcg@10']:.4f}", f"{m['ratio']:.3f}",
                 )  # fmt: skip
     else:
-        out = args.out or Path("bench/results/scale.json")
+        out = args.out or Path(f"bench/results/scale{'' if args.engine == 'local' else '-' + args.engine}.json")
         sizes = [s.strip() for s in args.sizes.split(",") if s.strip()]
         rows = [
-            run_size(s, args.root, fine_tune_steps=args.fine_tune_steps, seed=args.seed, console=console) for s in sizes
+            run_size(
+                s, args.root, fine_tune_steps=args.fine_tune_steps, seed=args.seed, engine=args.engine, console=console
+            )
+            for s in sizes
         ]
         result = {
             "benchmark": "the full nightly on streamed synthetic data, per size: wall time and peak memory per step",
             "protocol": "the nightly's own (auto: temporal, last 20% of events held out); "
-            f"fine-tuning {args.fine_tune_steps} steps; data seed {args.seed}, run seed 42",
+            f"fine-tuning {args.fine_tune_steps} steps; data seed {args.seed}, run seed 42; [compute] engine "
+            f"{args.engine}",
             "rows": rows,
             "growth": growth(rows),
             "environment": environment_info(),

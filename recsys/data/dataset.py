@@ -23,10 +23,12 @@ from recsys.data.validation import (
     check_event_types,
     check_known_items,
     check_missing,
+    check_rating_range,
     check_timestamps,
     coerce_types,
     count_reasons,
     quarantine_frame,
+    rating_range_note,
     require_columns,
     require_rows,
     write_quarantine,
@@ -116,6 +118,7 @@ def validate_dataset(
     fixed: dict[str, dict[str, int]] | None = None,
     event_weights: Mapping[str, float] | None = None,
     positive_threshold: float | None = None,
+    rating_range: tuple[float, float] | None = None,
 ) -> Dataset:
     """Validate raw frames (each with `_row`) into a `Dataset`.
 
@@ -128,8 +131,11 @@ def validate_dataset(
     weight) the rating column becomes each event's weight (an event_type column is required; types without a weight
     follow `policy.on_unknown_event_type`) and the data is implicit; without a rating column it is implicit too
     (every event a positive). `positive_threshold` (from a dataset spec) overrides the inferred threshold.
+    `rating_range` (lo, hi): ratings outside it follow `policy.on_out_of_range`; without it the observed range is
+    reported (with a warning when the largest ratings are far above the bulk).
     """
     policy = policy or ValidationPolicy()
+    notes: list[str] = []
     quarantined: list[tuple[str, pl.DataFrame]] = []
 
     def step(source: str, checked: Checked) -> pl.DataFrame:
@@ -205,6 +211,20 @@ def validate_dataset(
         )
         weights = pl.col(S.EVENT_TYPE).replace_strict(dict(event_weights), return_dtype=pl.Float64)
         ev = ev.with_columns(weights.alias(S.RATING))
+    if has_rating and rating_range is not None:
+        ev = step(
+            interactions_source,
+            check_rating_range(
+                ev,
+                source=interactions_source,
+                lo=rating_range[0],
+                hi=rating_range[1],
+                on_out_of_range=policy.on_out_of_range,
+            ),
+        )
+    elif has_rating:
+        note = rating_range_note(ev[S.RATING], source=interactions_source)
+        notes += [note] if note else []
     hi = policy.max_timestamp or (datetime.now() + timedelta(days=1))
     ev = step(
         interactions_source,
@@ -240,6 +260,7 @@ def validate_dataset(
         quarantined=counts,
         fixed={k: v for k, v in (fixed or {}).items() if any(v.values())},
         quarantine_path=qpath,
+        notes=tuple(notes),
     )
     feedback = infer_feedback(
         ev, positive_threshold=positive_threshold, event_weights=event_weights, has_rating=has_rating

@@ -87,6 +87,7 @@ def load_movielens_100k(
         policy=policy,
         timestamp_unit="s",
         quarantine_dir=quarantine_dir,
+        rating_range=(1.0, 5.0),  # MovieLens 100K's README: 1-5 stars
     )
 
 
@@ -148,6 +149,7 @@ def load_movielens_latest(
         policy=policy,
         timestamp_unit="s",
         quarantine_dir=quarantine_dir,
+        rating_range=(0.5, 5.0),  # MovieLens latest's README: 0.5-5 stars in half-star steps
     )
 
 
@@ -191,6 +193,7 @@ def load_files(
     quarantine_dir: Path | None = None,
     event_weights: Mapping[str, float] | None = None,
     positive_threshold: float | None = None,
+    rating_range: tuple[float, float] | None = None,
 ) -> Dataset:
     """A team's own interaction log and catalog (CSV, TSV or Parquet).
 
@@ -255,6 +258,7 @@ def load_files(
         fixed=fixed,
         event_weights=event_weights,
         positive_threshold=positive_threshold,
+        rating_range=rating_range,
     )
 
 

@@ -59,6 +59,11 @@ class DatasetSpec(BaseModel, frozen=True, extra="forbid"):
     event_weights: dict[str, float] | None = Field(
         None, description="event_type -> weight: the rating of each event becomes its weight (implicit feedback)"
     )
+    rating_range: tuple[float, float] | None = Field(
+        None,
+        description="[lowest, highest] rating of the scale, e.g. [1, 5]: ratings outside follow the policy's "
+        "on_out_of_range; absent: the observed range is reported, not checked",
+    )
     positive_threshold: float | None = Field(
         None,
         description="rating (or event weight) >= this is a positive; absent: every event with event_weights or "
@@ -105,5 +110,6 @@ def load_dataset(name: str, *, policy: ValidationPolicy | None = None, quarantin
             quarantine_dir=quarantine_dir,
             event_weights=spec.event_weights,
             positive_threshold=spec.positive_threshold,
+            rating_range=spec.rating_range,
         )
     raise DataValidationError(f"unknown dataset {name!r}; use one of {', '.join(DATASETS)} or a spec .toml file")

@@ -40,6 +40,9 @@ class ValidationPolicy(BaseModel, frozen=True, extra="forbid"):
     on_bad_timestamp: OnProblem = "error"
     on_bad_encoding: OnBadEncoding = "error"
     on_unknown_event_type: OnProblem = "error"
+    on_out_of_range: OnProblem = Field(
+        "error", description="a rating outside the dataset's declared rating_range (dataset spec): error | drop"
+    )
     min_timestamp: datetime = Field(datetime(1990, 1, 1), description="earlier events are absurd")
     max_timestamp: datetime | None = Field(None, description="later events are absurd; None = now + 1 day")
     min_kept_share: float = Field(
@@ -257,6 +260,40 @@ def check_timestamps(
             "check the time unit (s/ms) or quarantine them with --policy on_bad_timestamp=drop",
         )
     return Checked(df.filter(~is_bad), _quarantine(bad, "bad_timestamp", S.TIMESTAMP))
+
+
+def check_rating_range(
+    df: pl.DataFrame, *, source: str, lo: float, hi: float, on_out_of_range: OnProblem = "error"
+) -> Checked:
+    """Ratings outside the declared scale [lo, hi] (a 77 on a 1-5 scale: a typo, a unit or a different column)."""
+    is_bad = (pl.col(S.RATING) < lo) | (pl.col(S.RATING) > hi)
+    bad = df.filter(is_bad)
+    if bad.height and on_out_of_range == "error":
+        raise _fail(
+            source,
+            f"a rating outside the declared range [{lo:g}, {hi:g}] (e.g. {bad[S.RATING][0]:g})",
+            S.RATING,
+            bad,
+            "fix the rating_range in the dataset spec or quarantine them with --policy on_out_of_range=drop",
+        )
+    return Checked(df.filter(~is_bad), _quarantine(bad, "rating_out_of_range", S.RATING))
+
+
+def rating_range_note(ratings: pl.Series, *, source: str) -> str | None:
+    """What the report says about ratings without a declared range: the observed range, and a warning when the
+    largest rating is far above the bulk (more than twice the 99.9th percentile: likely a typo or another unit)."""
+    if ratings.len() == 0:
+        return None
+    lo, hi = float(ratings.min()), float(ratings.max())  # type: ignore[arg-type]
+    bulk = float(ratings.quantile(0.999) or hi)
+    note = f"{source}: ratings {lo:g}..{hi:g} observed (no rating_range declared in the dataset spec, none checked)"
+    if bulk > 0 and hi > 2 * bulk:
+        n = int((ratings > 2 * bulk).sum())
+        note += (
+            f"; WARNING: {n} rating(s) above {2 * bulk:g}, twice the 99.9th percentile ({bulk:g}): declare "
+            "rating_range to check them"
+        )
+    return note
 
 
 def check_duplicates(
