@@ -180,7 +180,7 @@ def registry_rollback(
 ) -> None:
     """Point the champion alias at an earlier version and (by default) serve its lists again: the newest published
     snapshot of that version is re-activated instantly, or its lists are rebuilt on today's data."""
-    from recsys.nightly.steps import republish_champion
+    from recsys.nightly.steps import republish_champion, verified_bundle
     from recsys.registry import Registry
     from recsys.serving import open_store
 
@@ -188,9 +188,14 @@ def registry_rollback(
     registry = Registry(settings.tracking)
     try:
         before = registry.champion()
+        registry.get(version)
+        verified_bundle(registry, version, settings.nightly.work_dir)  # refused before the alias moves
         info = registry.rollback(version)
     except KeyError as exc:
         err.print("[red]error:[/red]", escape(str(exc.args[0])))
+        raise typer.Exit(2) from exc
+    except ValueError as exc:
+        err.print("[red]error:[/red]", escape(f"{exc}; the champion stays {before.label if before else 'none'}"))
         raise typer.Exit(2) from exc
     console.print(f"champion: {before.label if before else 'none'} -> {info.label}")
     if republish:

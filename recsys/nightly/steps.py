@@ -359,6 +359,28 @@ def publish(
     return store.publish(lists, model_version=model_version, fallback=fallback, meta=full)
 
 
+def verified_bundle(registry: Registry, version: int, work_dir: Path) -> ModelBundle:
+    """The version's bundle, downloaded and checked (format, content digest, ranker, embeddings): raises ValueError
+    naming the version and the problem when it cannot serve."""
+    try:
+        return load_bundle(registry.download(version, Path(work_dir) / "champions" / str(version)))
+    except (OSError, ValueError, KeyError) as exc:
+        raise ValueError(f"version {version}'s bundle cannot be used: {exc}") from exc
+
+
+def servable_snapshot(snapshot: SnapshotInfo) -> str | None:
+    """None when the snapshot's ranking model (meta "model") loads, else why not (snapshots published without a
+    model, by hand or by an older night, have nothing to check)."""
+    folder = snapshot.meta.get("model")
+    if not folder:
+        return None
+    try:
+        RankingModel.load(Path(str(folder)))
+    except (OSError, ValueError, KeyError) as exc:
+        return str(exc)
+    return None
+
+
 def republish_champion(
     registry: Registry, store: SnapshotStore, settings: Settings, *, dataset: Dataset | None = None
 ) -> tuple[SnapshotInfo, str]:
@@ -370,10 +392,12 @@ def republish_champion(
     current = store.current()
     if current is not None and current.model_version == champ.label:
         return current, "already current"
+    # the champion's bundle is checked first: a damaged one is refused before anything is switched
+    bundle = verified_bundle(registry, champ.version, settings.nightly.work_dir)
     earlier = next((s for s in store.snapshots() if s.model_version == champ.label), None)
-    if earlier is not None:
+    damaged = servable_snapshot(earlier) if earlier is not None else None
+    if earlier is not None and damaged is None:
         return store.activate(earlier.snapshot_id), "re-activated"
-    bundle = load_bundle(registry.download(champ.version, settings.nightly.work_dir / "champions" / str(champ.version)))
     if dataset is None:
         d = settings.data
         dataset = load_dataset(d.dataset, policy=d.policy, quarantine_dir=d.quarantine_dir)
@@ -397,4 +421,6 @@ def republish_champion(
         work_dir=settings.nightly.work_dir,
         meta={"reason": "republish"},
     )
+    if earlier is not None and damaged:
+        return snap, f"rebuilt (snapshot {earlier.snapshot_id}'s model did not load: {damaged})"
     return snap, "rebuilt"

@@ -3,6 +3,8 @@ snapshot store. Tests run in file order and share one registry (as consecutive n
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import polars as pl
 import pytest
 
@@ -149,3 +151,31 @@ def test_rollback_command(flow_env, tmp_path):
     missing = CliRunner().invoke(app, ["run", "evaluate", "--version", "99", "--config", str(config)])
     assert missing.exit_code == 2 and "no version 99" in missing.output
     assert "Traceback" not in missing.output and "Flow run" not in missing.output
+
+
+def test_rollback_to_a_damaged_version_is_refused(flow_env, tmp_path):
+    """A version whose bundle no longer matches its digest is not made champion: one line, exit 2, nothing moved."""
+    from urllib.parse import urlparse
+
+    from typer.testing import CliRunner
+
+    from pipelines.cli import app
+
+    _, registry, store = _env(flow_env)
+    champion, current = registry.champion(), store.current()
+    target = next(v for v in registry.versions() if v.version != champion.version)
+    uri = registry.client.get_model_version_download_uri(registry.cfg.model_name, str(target.version))
+    stored = sorted(Path(urlparse(uri).path).rglob("ranker.txt"))
+    assert stored, uri  # the artifact store's own copy of the bundle (local file store)
+    stored[0].write_text(stored[0].read_text() + "\n# tampered\n")
+    config = tmp_path / "recsys.toml"
+    nightly_cfg, tracking = flow_env["nightly"], flow_env["tracking"]
+    config.write_text(
+        f'[tracking]\nuri = "{tracking["uri"]}"\n'
+        f'[nightly]\nstore_path = "{nightly_cfg["store_path"]}"\nwork_dir = "{tmp_path / "work"}"\n'
+    )
+    result = CliRunner().invoke(app, ["registry", "rollback", str(target.version), "--config", str(config)])
+    assert result.exit_code == 2, result.output
+    assert f"version {target.version}'s bundle cannot be used" in result.output and "digest" in result.output
+    assert "Traceback" not in result.output
+    assert registry.champion().version == champion.version and store.current().snapshot_id == current.snapshot_id
