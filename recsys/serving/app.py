@@ -71,18 +71,29 @@ def _respond(body: dict, status: int = 200) -> Response:
 
 class BodyLimit:
     """ASGI middleware: a request body larger than `limit` bytes gets 413 with the service's JSON error body, decided
-    from Content-Length before reading, or while reading a chunked body (at most `limit` bytes are ever buffered)."""
+    from Content-Length before reading, or while reading a chunked body (at most `limit` bytes are ever buffered).
+    Request headers larger than `header_limit` bytes in all get 431 (Request Header Fields Too Large, RFC 6585: the
+    status for headers) before the app sees them; the HTTP server has parsed them by then, so a front proxy's own
+    header limit is still the first line."""
 
-    def __init__(self, app: ASGIApp, *, limit: int, version: Callable[[], str | None]) -> None:
-        self.app, self.limit, self.version = app, limit, version
+    def __init__(
+        self, app: ASGIApp, *, limit: int, version: Callable[[], str | None], header_limit: int = 16_384
+    ) -> None:
+        self.app, self.limit, self.version, self.header_limit = app, limit, version, header_limit
 
-    async def _too_large(self, send: Send) -> None:
-        body = orjson.dumps({"error": f"request body larger than {self.limit} bytes", "model_version": self.version()})
+    async def _refuse(self, send: Send, status: int, error: str) -> None:
+        body = orjson.dumps({"error": error, "model_version": self.version()})
         headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-        await send({"type": "http.response.start", "status": 413, "headers": headers})
+        await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
+    async def _too_large(self, send: Send) -> None:
+        await self._refuse(send, 413, f"request body larger than {self.limit} bytes")
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and sum(len(k) + len(v) for k, v in scope["headers"]) > self.header_limit:
+            await self._refuse(send, 431, f"request headers larger than {self.header_limit} bytes")
+            return
         if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
             await self.app(scope, receive, send)
             return
@@ -266,6 +277,7 @@ def create_app(service: RankingService, *, start_reloader: bool = True) -> FastA
     app.add_middleware(
         BodyLimit,
         limit=cfg.max_body_bytes,
+        header_limit=cfg.max_header_bytes,
         version=lambda: service.loaded.info.model_version if service.loaded else None,
     )
     return app

@@ -46,6 +46,9 @@ class ServingConfig(BaseModel, frozen=True, extra="forbid"):
         description="largest request body (POST /v1/rank); larger ones get 413 before any parsing. 1 MiB holds "
         "max_candidates ids of several hundred characters each",
     )
+    max_header_bytes: int = Field(
+        16_384, ge=1024, description="largest request headers in all (names + values); larger ones get 431"
+    )
     reload_interval_s: float = Field(5.0, gt=0, description="how often the store's pointer is checked")
     load_model: bool = Field(True, description="load the champion's ranker for POST /v1/rank")
     blas_threads: int | None = Field(

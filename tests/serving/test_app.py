@@ -309,6 +309,20 @@ def test_oversized_bodies_get_413_before_parsing(published):
         assert r.status_code == 200 and len(r.json()["items"]) == 5
 
 
+def test_oversized_headers_get_431_on_every_endpoint(published):
+    user = published["lists"]["user_id"][0]
+    with Server(create_app(service_for(published, max_header_bytes=2048))) as http:
+        assert http.get(f"/v1/users/{user}/recommendations", headers={"x-pad": "a" * 1000}).status_code == 200
+        for r in (
+            http.get(f"/v1/users/{user}/recommendations", headers={"x-pad": "a" * 4000}),
+            http.get("/healthz", headers={"x-pad": "a" * 4000}),
+            http.post("/v1/rank", json={"user_id": user, "candidates": ["i1"]}, headers={"x-pad": "a" * 4000}),
+        ):
+            assert r.status_code == 431, r.text
+            assert "headers larger than 2048 bytes" in r.json()["error"] and r.json()["model_version"] == "recsys/1"
+        assert http.get(f"/v1/users/{user}/recommendations").status_code == 200  # unharmed
+
+
 def orjson_bytes(payload: dict) -> bytes:
     import orjson
 
