@@ -15,7 +15,9 @@ from typing import Any, TypeVar
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from prefect.runtime import flow_run
 
+from pipelines._guard import night_lock
 from recsys.config import load_settings
 from recsys.nightly.night import run_night
 
@@ -40,4 +42,6 @@ def nightly(config_path: str | None = None, force: bool = False, overrides: dict
     """One night: train a version, evaluate it against the champion, register it, promote it through the gate, and
     publish the champion's lists. Re-running on identical inputs registers nothing new (unless `force`)."""
     settings = load_settings(Path(config_path) if config_path else None, **(overrides or {}))
-    return run_night(settings, force=force, run_step=as_task, log=get_run_logger().info)
+    log = get_run_logger().info
+    with night_lock(settings.nightly.work_dir, str(flow_run.id) if flow_run.id else None, log):
+        return run_night(settings, force=force, run_step=as_task, log=log)
