@@ -139,6 +139,9 @@ def create_app(service: RankingService, *, start_reloader: bool = True) -> FastA
     fallbacks = Counter("recsys_fallback_total", "Lists served from the fallback", registry=registry)
     reloads = Gauge("recsys_reloads", "Snapshots loaded since start", registry=registry)
     snapshot_age = Gauge("recsys_snapshot_loaded_timestamp", "When the current snapshot was loaded", registry=registry)
+    model_ok = Gauge(
+        "recsys_model_loaded", "1 when the re-ranking model is loaded (or not needed), else 0", registry=registry
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -220,13 +223,14 @@ def create_app(service: RankingService, *, start_reloader: bool = True) -> FastA
     async def healthz() -> dict:
         return {"status": "ok"}
 
-    @app.get("/readyz", summary="Ready when a snapshot and a model are loaded")
+    @app.get("/readyz", summary="Ready when lists can be served (a snapshot is loaded); model health beside it")
     async def readyz() -> Response:
         ok, reason = service.ready()
         cur = service.loaded
         body = {
             "ready": ok,
             "reason": reason,
+            "model": service.model_status(),
             "model_version": cur.info.model_version if cur else None,
             "snapshot_id": cur.info.snapshot_id if cur else None,
             "last_error": service.last_error,
@@ -236,6 +240,7 @@ def create_app(service: RankingService, *, start_reloader: bool = True) -> FastA
     @app.get("/metrics", summary="Prometheus metrics")
     async def metrics() -> Response:
         reloads.set(service.reloads)
+        model_ok.set(1.0 if service.model_status() in ("ok", "off") else 0.0)
         if service.loaded:
             snapshot_age.set(service.loaded.loaded_at)
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
@@ -248,7 +253,7 @@ def create_app(service: RankingService, *, start_reloader: bool = True) -> FastA
         given = (authorization or "").removeprefix("Bearer ").strip()
         if not hmac.compare_digest(given.encode(), token.encode()):
             raise HTTPException(401, "bad or missing bearer token", headers={"WWW-Authenticate": "Bearer"})
-        changed = service.reload()
+        changed = service.reload(retry_now=True)  # a snapshot that failed to load is retried now, not after backoff
         cur = service.loaded
         return _respond(
             {

@@ -89,6 +89,9 @@ def _load_model(meta: dict) -> RankingModel | None:
     return RankingModel.load(Path(path))
 
 
+MAX_BACKOFF_S = 300.0  # longest wait between retries of a snapshot that failed to load
+
+
 class RankingService:
     """The current snapshot, reloaded when the store's pointer moves."""
 
@@ -99,14 +102,41 @@ class RankingService:
         self._reload_lock = threading.Lock()
         self.reloads = 0
         self.last_error: str | None = None
+        # snapshot id -> (failed loads, monotonic time before which it is not tried again): exponential backoff
+        self.failures: dict[str, tuple[int, float]] = {}
 
     # -- loading -------------------------------------------------------------------------------------------------
-    def reload(self, *, force: bool = False) -> bool:
-        """Load the store's current snapshot if it is not the one in memory. True when something changed."""
+    def _model_missing(self, loaded: LoadedSnapshot) -> bool:
+        return self.cfg.load_model and loaded.model is None and bool(loaded.info.meta.get("model"))
+
+    def _backing_off(self, snapshot_id: str) -> bool:
+        failed = self.failures.get(snapshot_id)
+        return failed is not None and time.monotonic() < failed[1]
+
+    def _failed(self, snapshot_id: str, error: str) -> None:
+        n = self.failures.get(snapshot_id, (0, 0.0))[0] + 1
+        delay = min(MAX_BACKOFF_S, self.cfg.reload_interval_s * 2**n)
+        self.failures[snapshot_id] = (n, time.monotonic() + delay)
+        self.last_error = f"{error} (attempt {n}; next try in {delay:.0f} s)"
+
+    def reload(self, *, force: bool = False, retry_now: bool = False) -> bool:
+        """Load the store's current snapshot if it is not the one in memory (or if its model failed to load
+        before). True when something changed.
+
+        A snapshot whose model fails to load never replaces a working one: the last good lists and model keep
+        serving, the failure is in `last_error`, and the load is retried with exponential backoff (`retry_now`,
+        as `/admin/reload` sends, retries at once; `force` reloads even the snapshot in memory). With nothing
+        loaded yet, the lists are served without the model (re-ranking answers 503 until the model loads). A
+        successful load clears `last_error`."""
         with self._reload_lock:
             info = self.store.current()
             old = self.loaded
-            if info is None or (old is not None and old.info.snapshot_id == info.snapshot_id and not force):
+            if info is None:
+                return False
+            same = old is not None and old.info.snapshot_id == info.snapshot_id
+            if same and not force and not (old is not None and self._model_missing(old)):
+                return False
+            if not (force or retry_now) and self._backing_off(info.snapshot_id):
                 return False
             lists = self.store.read_all(info.snapshot_id)
             if not lists and info.n_users:  # pruned between the two reads (a newer one is current): next poll
@@ -120,22 +150,37 @@ class RankingService:
                 try:
                     model = _load_model(info.meta)
                     key = wanted if model is not None else None
-                except Exception as exc:  # keep serving lists; re-ranking reports not ready
+                except Exception as exc:
                     log.exception("could not load the model of snapshot %s", info.snapshot_id)
-                    self.last_error = f"model of {info.snapshot_id}: {exc}"
-                    model, key = None, None
+                    self._failed(info.snapshot_id, f"model of {info.snapshot_id}: {exc}")
+                    if old is not None and not same and not self._model_missing(old):
+                        return False  # the last good snapshot and model keep serving
+                    model, key = None, None  # nothing better to serve: these lists, without re-ranking
             self.loaded = LoadedSnapshot(info, lists, fallback, model, key)
             self.reloads += 1
+            if not self._model_missing(self.loaded):
+                self.failures.pop(info.snapshot_id, None)
+                self.last_error = None
             log.info("serving snapshot %s (%s, %d users)", info.snapshot_id, info.model_version, len(lists))
             return True
 
     def ready(self) -> tuple[bool, str]:
+        """Ready when lists can be answered (a snapshot is loaded); the model's health is `model_status`."""
         cur = self.loaded
         if cur is None:
             return False, "no snapshot loaded"
-        if self.cfg.load_model and cur.model is None:
-            return False, f"snapshot {cur.info.snapshot_id} loaded, but no model for re-ranking"
         return True, "ok"
+
+    def model_status(self) -> str:
+        """'ok', 'off' (load_model false, or a snapshot without a model) or why re-ranking is unavailable."""
+        cur = self.loaded
+        if cur is None:
+            return "no snapshot loaded"
+        if not self.cfg.load_model or (cur.model is None and not cur.info.meta.get("model")):
+            return "off"
+        if cur.model is None:
+            return f"not loaded: {self.last_error or 'unknown error'}"
+        return "ok"
 
     # -- requests ------------------------------------------------------------------------------------------------
     def recommendations(self, user_id: str, k: int, exclude: frozenset[str] = frozenset()) -> dict:
