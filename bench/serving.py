@@ -103,7 +103,7 @@ def prepare(work: Path, dataset: str, console: Console) -> tuple[Path, list[str]
     from recsys.encoder import EncoderConfig, TextEncoder, build_item_text, embed_items
     from recsys.encoder.text import ItemTextConfig
     from recsys.evaluation.splits import make_split
-    from recsys.nightly.steps import publish, ranked_lists
+    from recsys.nightly.publishing import publish, ranked_lists
     from recsys.ranker import RankingPipeline
     from recsys.registry import save_bundle
     from recsys.serving import SQLiteSnapshotStore

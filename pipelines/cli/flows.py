@@ -180,7 +180,7 @@ def registry_rollback(
 ) -> None:
     """Point the champion alias at an earlier version and (by default) serve its lists again: the newest published
     snapshot of that version is re-activated instantly, or its lists are rebuilt on today's data."""
-    from recsys.nightly.steps import republish_champion, verified_bundle
+    from recsys.nightly.publishing import republish_champion, verified_bundle
     from recsys.registry import Registry
     from recsys.serving import open_store
 

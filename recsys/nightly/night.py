@@ -18,7 +18,7 @@ from recsys.config import Settings, resolve_feedback
 from recsys.data import load_dataset
 from recsys.data.dataset import Dataset
 from recsys.encoder.stage import with_head
-from recsys.nightly import steps
+from recsys.nightly import publishing, steps
 from recsys.nightly.metering import metered
 from recsys.progress import count_bar, steps_bar, training_bar
 from recsys.registry import CHALLENGER, CHAMPION, Registry, load_bundle
@@ -121,7 +121,7 @@ def run_night(
     if existing is not None and not force:
         log(f"version {existing.label} was trained from identical inputs: nothing to retrain")
         champ = registry.champion()
-        snapshot = steps.republish_champion(registry, store, settings, dataset=dataset)[0] if champ else None
+        snapshot = publishing.republish_champion(registry, store, settings, dataset=dataset)[0] if champ else None
         return _summary(
             status="unchanged",
             version=existing.version,
@@ -268,7 +268,7 @@ class _Night:
             with open_engine(settings.compute) as engine:  # where the user partitions' lists are built
                 lists, fallback, model = self.step(
                     "build_lists",
-                    steps.ranked_lists,
+                    publishing.ranked_lists,
                     serving,
                     dataset,
                     settings.run,
@@ -292,7 +292,7 @@ class _Night:
             }
             snapshot = self.step(
                 "publish",
-                steps.publish,
+                publishing.publish,
                 self.store,
                 lists,
                 fallback,

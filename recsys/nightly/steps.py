@@ -28,13 +28,10 @@ from typing import Any
 
 import polars as pl
 
-from features import item_popularity
 from recsys.baselines import Recommender, ScaleConfig
-from recsys.compute import Engine, LocalEngine
 from recsys.config import EvaluationConfig, RunContext, Settings
 from recsys.data import schema as S
-from recsys.data.dataset import Dataset, after_last_event, fingerprint_frames
-from recsys.data.registry import load_dataset
+from recsys.data.dataset import Dataset, fingerprint_frames
 from recsys.encoder.cache import ItemEmbeddings, embed_items
 from recsys.encoder.collab import CollabHead, train_head
 from recsys.encoder.config import EncoderStageConfig
@@ -44,13 +41,10 @@ from recsys.encoder.stage import fine_tune_enabled, tune_on_window
 from recsys.encoder.text import build_item_text
 from recsys.evaluation.runner import EvaluationReport, environment_info, evaluate
 from recsys.evaluation.splits import ProtocolName, Split, make_split, validation_split
-from recsys.ranker import RankingModel, RankingPipeline
+from recsys.ranker import RankingPipeline
 from recsys.ranker.config import PipelineConfig
-from recsys.ranker.scoring import lists_of
-from recsys.registry.bundle import ModelBundle, load_bundle, save_bundle
+from recsys.registry.bundle import ModelBundle, save_bundle
 from recsys.registry.gate import GateConfig, GateDecision, decide
-from recsys.registry.tracking import Registry
-from recsys.serving.store import SnapshotInfo, SnapshotStore
 
 CANDIDATE = "candidate"
 CHAMPION = "champion"
@@ -279,148 +273,3 @@ def gate(report: EvaluationReport, cfg: GateConfig, *, seed: int = 42) -> GateDe
         cfg=cfg,
         seed=seed,
     )
-
-
-# -- publishing -------------------------------------------------------------------------------------------------
-def served_model_dir(work_dir: Path, bundle: ModelBundle, dataset: Dataset) -> Path:
-    """Where the ranking model of `bundle` rebuilt on `dataset` is saved: content-addressed by version and data."""
-    return Path(work_dir).resolve() / "served" / "models" / _sha(bundle.digest, dataset.fingerprint)[:24]
-
-
-def ranked_lists(
-    bundle: ModelBundle,
-    dataset: Dataset,
-    run: RunContext,
-    *,
-    k: int,
-    work_dir: Path,
-    trending_days: int = 30,
-    scale: ScaleConfig | None = None,
-    engine: Engine | None = None,
-    partition_users: int = 20_000,
-) -> tuple[pl.DataFrame, pl.DataFrame, RankingModel]:
-    """Every user's top-k by the bundle with the state (sources and features) rebuilt on all events, the trending
-    fallback (events in the last `trending_days`), and that ranking model (what the service loads to re-rank exactly
-    as the lists were made). The model is saved first (`served_model_dir`); the lists are then built by user
-    partitions of `partition_users` through `engine` (this process by default, or a Dask cluster's workers, each
-    loading the saved model): the same lists whichever engine builds them."""
-    emb = bundle.embeddings_for(dataset.items, cache_dir=run.cache_dir)
-    pipe = bundle.pipeline(embeddings=emb, seed=run.seed_for("ranker"), scale=scale).fit(
-        dataset.interactions, candidates=dataset.items[S.ITEM_ID].to_list(), items=dataset.items
-    )
-    model = pipe.model_
-    folder = served_model_dir(work_dir, bundle, dataset)
-    if not (folder / "model.json").is_file():
-        model.save(folder)
-    users = dataset.interactions[S.USER_ID].unique(maintain_order=True).to_list()
-    parts = [users[i : i + partition_users] for i in range(0, len(users), partition_users)]
-    results = (engine or LocalEngine()).map(partial(lists_of, str(folder), k=k), parts)
-    lists = pl.concat(results) if results else pl.DataFrame(schema=S.RECOMMENDATION_SCHEMA)
-    fallback = trending(dataset.interactions, k=k, window_days=trending_days)
-    return lists, fallback, model
-
-
-def trending(events: pl.DataFrame, *, k: int, window_days: int = 30) -> pl.DataFrame:
-    """item_id, score: the pipeline's popularity source (events in the last `window_days`, ties by all-time
-    count), best first."""
-    pop = item_popularity(events, as_of=after_last_event(events), windows=(window_days,))
-    score = pl.col(f"item_pop_{window_days}d") + 1e-6 * pl.col("item_pop_all")
-    return (
-        pop.select(S.ITEM_ID, score.cast(pl.Float64).alias(S.SCORE))
-        .sort([S.SCORE, S.ITEM_ID], descending=[True, False])
-        .head(k)
-    )
-
-
-def publish(
-    store: SnapshotStore,
-    lists: pl.DataFrame,
-    fallback: pl.DataFrame,
-    *,
-    model_version: str,
-    bundle: ModelBundle,
-    model: RankingModel,
-    dataset: Dataset,
-    work_dir: Path,
-    meta: dict | None = None,
-) -> SnapshotInfo:
-    """Publish the lists as a new snapshot. The ranking model they were made with (ranker, embeddings and the state
-    built on this data) is saved first under `work_dir/served/models/`, content-addressed by version and data, and
-    the snapshot's metadata names it: the service loads it to re-rank exactly as the lists were made."""
-    served = served_model_dir(work_dir, bundle, dataset)
-    if not (served / "model.json").is_file():
-        model.save(served)
-    full = {
-        **(meta or {}),
-        "model": str(served),
-        "bundle_digest": bundle.digest,
-        "data_fingerprint": dataset.fingerprint,
-    }
-    return store.publish(lists, model_version=model_version, fallback=fallback, meta=full)
-
-
-def verified_bundle(registry: Registry, version: int, work_dir: Path) -> ModelBundle:
-    """The version's bundle, downloaded and checked (format, content digest, ranker, embeddings): raises ValueError
-    naming the version and the problem when it cannot serve."""
-    try:
-        return load_bundle(registry.download(version, Path(work_dir) / "champions" / str(version)))
-    except (OSError, ValueError, KeyError) as exc:
-        raise ValueError(f"version {version}'s bundle cannot be used: {exc}") from exc
-
-
-def servable_snapshot(snapshot: SnapshotInfo) -> str | None:
-    """None when the snapshot's ranking model (meta "model") loads, else why not (snapshots published without a
-    model, by hand or by an older night, have nothing to check)."""
-    folder = snapshot.meta.get("model")
-    if not folder:
-        return None
-    try:
-        RankingModel.load(Path(str(folder)))
-    except (OSError, ValueError, KeyError) as exc:
-        return str(exc)
-    return None
-
-
-def republish_champion(
-    registry: Registry, store: SnapshotStore, settings: Settings, *, dataset: Dataset | None = None
-) -> tuple[SnapshotInfo, str]:
-    """Serve the champion's lists: re-activate its newest published snapshot when there is one (instant rollback),
-    else rebuild them on the current data and publish. Returns the snapshot and which of the two happened."""
-    champ = registry.champion()
-    if champ is None:
-        raise ValueError(f"{registry}: no champion to publish")
-    current = store.current()
-    if current is not None and current.model_version == champ.label:
-        return current, "already current"
-    # the champion's bundle is checked first: a damaged one is refused before anything is switched
-    bundle = verified_bundle(registry, champ.version, settings.nightly.work_dir)
-    earlier = next((s for s in store.snapshots() if s.model_version == champ.label), None)
-    damaged = servable_snapshot(earlier) if earlier is not None else None
-    if earlier is not None and damaged is None:
-        return store.activate(earlier.snapshot_id), "re-activated"
-    if dataset is None:
-        d = settings.data
-        dataset = load_dataset(d.dataset, policy=d.policy, quarantine_dir=d.quarantine_dir)
-    lists, fallback, model = ranked_lists(
-        bundle,
-        dataset,
-        settings.run,
-        k=settings.nightly.serving_k,
-        work_dir=settings.nightly.work_dir,
-        trending_days=settings.ranker.candidates.popular_window_days,
-        scale=settings.scale,
-    )
-    snap = publish(
-        store,
-        lists,
-        fallback,
-        model_version=champ.label,
-        bundle=bundle,
-        model=model,
-        dataset=dataset,
-        work_dir=settings.nightly.work_dir,
-        meta={"reason": "republish"},
-    )
-    if earlier is not None and damaged:
-        return snap, f"rebuilt (snapshot {earlier.snapshot_id}'s model did not load: {damaged})"
-    return snap, "rebuilt"

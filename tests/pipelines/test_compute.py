@@ -11,7 +11,7 @@ from pipelines.nightly import nightly
 from recsys.compute import ComputeConfig, LocalEngine, open_engine
 from recsys.config import load_settings
 from recsys.data import load_dataset
-from recsys.nightly import steps
+from recsys.nightly import publishing
 from recsys.registry import Registry, load_bundle
 from recsys.serving.store import FALLBACK_USER, SQLiteSnapshotStore
 
@@ -46,7 +46,7 @@ def test_nightly_on_a_local_cluster_publishes_the_local_engines_lists(flow_env, 
     champ = Registry(settings.tracking).champion()
     bundle = load_bundle(Registry(settings.tracking).download(champ.version, tmp_path / "champion"))
     dataset = load_dataset(settings.data.dataset)
-    lists, _, _ = steps.ranked_lists(
+    lists, _, _ = publishing.ranked_lists(
         bundle, dataset, settings.run, k=settings.nightly.serving_k, work_dir=tmp_path / "work", engine=LocalEngine()
     )
     local = {

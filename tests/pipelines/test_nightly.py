@@ -103,12 +103,12 @@ def test_sabotaged_ranker_is_registered_but_not_promoted(flow_env, monkeypatch):
 
 
 def test_failure_midway_leaves_champion_and_lists(flow_env, monkeypatch):
-    import recsys.nightly.steps
+    import recsys.nightly.publishing
 
     def broken(*args, **kwargs):
         raise RuntimeError("disk full while building the lists")
 
-    monkeypatch.setattr(recsys.nightly.steps, "ranked_lists", broken)
+    monkeypatch.setattr(recsys.nightly.publishing, "ranked_lists", broken)
     _, registry, store = _env(flow_env)
     champion, snapshot = registry.champion().version, store.current()
     with pytest.raises(RuntimeError, match="disk full"):

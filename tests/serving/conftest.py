@@ -8,7 +8,7 @@ import time
 import pytest
 
 from recsys.evaluation.splits import make_split
-from recsys.nightly.steps import publish, ranked_lists
+from recsys.nightly.publishing import publish, ranked_lists
 from recsys.ranker import RankingPipeline
 from recsys.serving import SQLiteSnapshotStore
 from tests.conftest import save_test_bundle

@@ -13,7 +13,7 @@ import polars as pl
 import pytest
 import uvicorn
 
-from recsys.nightly.steps import publish, trending
+from recsys.nightly.publishing import publish, trending
 from recsys.serving import RankingService, ServingConfig, SQLiteSnapshotStore
 from recsys.serving.app import create_app
 from tests.serving.conftest import free_port

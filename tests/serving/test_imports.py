@@ -21,6 +21,7 @@ FORBIDDEN = (
     "recsys.evaluation.runner",
     "recsys.registry.bundle",
     "recsys.nightly.steps",
+    "recsys.nightly.publishing",
     "pipelines.nightly",
     "pipelines.evaluate",
     "prefect",
