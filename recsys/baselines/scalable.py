@@ -36,13 +36,6 @@ def is_dense(n_items: int, limit: int) -> bool:
     return n_items <= limit
 
 
-def gram(x: sp.csr_matrix) -> sp.csr_matrix:
-    """X^T X (items x items, float64, sorted indices) of a binary users x items matrix."""
-    g = (x.T.tocsr() @ x).tocsr()
-    g.sort_indices()
-    return g
-
-
 def top_k_per_column(m: sp.spmatrix, k: int, *, skip_diagonal: bool = True) -> sp.csr_matrix:
     """Each column's k largest entries (ties: the smaller row index), vectorised; optionally without the diagonal."""
     c = m.tocoo()
@@ -150,17 +143,6 @@ def _neighbour_ease(x: sp.csr_matrix, l2: float, neighbours: int) -> sp.csr_matr
     if not out_rows:
         return sp.csr_matrix((n, n))
     return sp.csr_matrix((np.concatenate(out_vals), (np.concatenate(out_rows), np.concatenate(out_cols))), shape=(n, n))
-
-
-def _rows_of(m: sp.csr_matrix, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(column, value, position in `rows`) of every stored entry of the given CSR rows, without scipy's indexing
-    overhead."""
-    starts, ends = m.indptr[rows], m.indptr[rows + 1]
-    lens = ends - starts
-    total = int(lens.sum())
-    offsets = np.repeat(starts - np.concatenate(([0], np.cumsum(lens)[:-1])), lens)
-    pos = offsets + np.arange(total)
-    return m.indices[pos], m.data[pos], np.repeat(np.arange(len(rows)), lens)
 
 
 def lowpass_components(norm: sp.csr_matrix, k: int) -> np.ndarray:
