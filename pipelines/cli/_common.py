@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -47,7 +48,9 @@ def _load(
     """The dataset the flags name, else the settings' [data] (its dataset, policy and quarantine folder); flags win,
     each --policy flag overriding one key of the settings' policy."""
     from recsys.data import ValidationPolicy, load_dataset, load_files
+    from recsys.data.validation import check_timestamp_unit
 
+    check_timestamp_unit(timestamp_unit)  # refused whatever the source, never read as something else
     base = data.policy if data is not None else None
     pol: ValidationPolicy | None
     if policy:  # --policy flags override single keys of the settings' policy
@@ -59,16 +62,36 @@ def _load(
     if interactions or items:
         if not (interactions and items):
             raise typer.BadParameter("give both --interactions and --items (or --dataset)")
-        return load_files(
-            interactions,
-            items,
-            mapping=_parse_pairs(mapping, "--map"),
-            timestamp_unit=timestamp_unit,
-            policy=pol,
-            quarantine_dir=quarantine_dir,
-        )
+        with _data_warnings():
+            return load_files(
+                interactions,
+                items,
+                mapping=_parse_pairs(mapping, "--map"),
+                timestamp_unit=timestamp_unit,
+                policy=pol,
+                quarantine_dir=quarantine_dir,
+            )
     name = dataset or (data.dataset if data is not None else None) or "synthetic"
-    return load_dataset(name, policy=pol, quarantine_dir=quarantine_dir)
+    with _data_warnings():
+        return load_dataset(name, policy=pol, quarantine_dir=quarantine_dir)
+
+
+@contextmanager
+def _data_warnings() -> Iterator[None]:
+    """The loaders' DataWarnings (kept rows worth knowing about: repaired text, untitled items, blank lines) as
+    yellow lines on stderr, not Python's warning format; other warnings pass through."""
+    from recsys.data.errors import DataWarning
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", DataWarning)
+        try:
+            yield
+        finally:
+            for w in caught:
+                if issubclass(w.category, DataWarning):
+                    err.print("[yellow]warning:[/yellow]", escape(str(w.message)))
+                else:
+                    warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
 
 
 @contextmanager
@@ -76,9 +99,16 @@ def _user_errors() -> Iterator[None]:
     """Bad data, bad values or missing files become one red line and exit status 2 (no traceback)."""
     try:
         yield
-    except (ValueError, FileNotFoundError) as exc:  # DataValidationError is a ValueError
-        err.print("[red]error:[/red]", escape(str(exc)))
+    except (ValueError, OSError) as exc:  # DataValidationError is a ValueError; OSError: missing file, not a folder
+        err.print("[red]error:[/red]", escape(_one_line(exc)))
         raise typer.Exit(2) from exc
+
+
+def _one_line(exc: BaseException) -> str:
+    """The message of `exc`; an OSError as `path: reason` (no errno)."""
+    if isinstance(exc, OSError) and exc.filename is not None and exc.strerror:
+        return f"{exc.filename}: {exc.strerror}"
+    return str(exc)
 
 
 def _parse_time(value: str, option: str) -> datetime:

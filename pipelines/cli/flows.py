@@ -152,12 +152,15 @@ def run_evaluate(
 
 @registry_app.command("list")
 def registry_list(config: Annotated[Path | None, typer.Option(help="Settings TOML")] = None) -> None:
-    """Every registered version with its aliases, gate result and input key."""
+    """Every registered version with its aliases, gate result and input key; then the recent nights (Completed,
+    Failed, Crashed: a night killed mid-run shows as Crashed)."""
     from rich.table import Table
 
+    from pipelines._guard import recent_nights
     from recsys.registry import Registry
 
-    registry = Registry(_settings(config).tracking)
+    settings = _settings(config)
+    registry = Registry(settings.tracking)
     table = Table(title=f"{registry.cfg.model_name} in {registry.uri}")
     for col in ("version", "aliases", "gate", "input key", "run"):
         table.add_column(col)
@@ -170,6 +173,14 @@ def registry_list(config: Annotated[Path | None, typer.Option(help="Settings TOM
             v.run_id or "",
         )
     console.print(table)
+    nights = recent_nights(settings.nightly.work_dir)
+    if nights:
+        runs = Table(title=f"recent nights in {settings.nightly.work_dir}")
+        for col in ("started", "ended", "state", "flow run", "reason"):
+            runs.add_column(col)
+        for night in nights:
+            runs.add_row(*(str(night.get(k) or "") for k in ("started", "ended", "state", "flow_run_id", "reason")))
+        console.print(runs)
 
 
 @registry_app.command("rollback")
@@ -186,6 +197,12 @@ def registry_rollback(
 
     settings = _settings(config)
     registry = Registry(settings.tracking)
+    with _user_errors():  # a damaged store is refused before the alias moves
+        store = (
+            open_store(settings.serving, default_path=settings.nightly.store_path, retention=settings.nightly.retention)
+            if republish
+            else None
+        )
     try:
         before = registry.champion()
         registry.get(version)
@@ -198,10 +215,7 @@ def registry_rollback(
         err.print("[red]error:[/red]", escape(f"{exc}; the champion stays {before.label if before else 'none'}"))
         raise typer.Exit(2) from exc
     console.print(f"champion: {before.label if before else 'none'} -> {info.label}")
-    if republish:
-        store = open_store(
-            settings.serving, default_path=settings.nightly.store_path, retention=settings.nightly.retention
-        )
+    if store is not None:
         with _user_errors():
             snap, how = republish_champion(registry, store, settings)
         console.print(f"published lists: snapshot {snap.snapshot_id} ({how})")

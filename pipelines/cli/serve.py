@@ -9,6 +9,7 @@ import typer
 
 from pipelines.cli._common import (
     _settings,
+    _user_errors,
     app,
     err,
 )
@@ -28,7 +29,8 @@ def serve(
 
     settings = _settings(config)
     cfg = settings.serving.model_copy(update={k: v for k, v in {"host": host, "port": port}.items() if v})
-    store = open_store(cfg, default_path=settings.nightly.store_path, retention=settings.nightly.retention)
+    with _user_errors():
+        store = open_store(cfg, default_path=settings.nightly.store_path, retention=settings.nightly.retention)
     service = RankingService(store, cfg)
     app_ = create_app(service)
     err.print(f"serving {store} on http://{cfg.host}:{cfg.port} (OpenAPI: /docs, /openapi.json)")

@@ -18,8 +18,15 @@ class ScaleConfig(BaseModel, frozen=True, extra="forbid"):
     label_users: int = Field(
         20_000,
         ge=1,
-        description="the ranker's labels and the pipeline's validation choices judge at most this many hold-out "
-        "users: a seeded sample stratified by history length (all of them below it)",
+        description="the ranker's labels and every validation choice (the pipeline's and the baselines' grids) judge "
+        "at most this many inner hold-out users: a seeded sample stratified by history length (all of them below it)",
+    )
+    eval_users: int = Field(
+        50_000,
+        ge=1,
+        description="an evaluation (the night's, `recsys evaluate`) judges at most this many test users: a seeded "
+        "sample stratified by history length, the same users for every model (all of them below it); the report "
+        "records the sample",
     )
     neighbours: int = Field(
         100,

@@ -13,8 +13,9 @@ from recsys.data.loaders import (
     load_movielens_latest,
 )
 from recsys.data.registry import DATASETS, DatasetSpec, load_dataset, load_spec
+from recsys.data.report import ValidationReport
 from recsys.data.synthetic import generate_synthetic, write_synthetic_files
-from recsys.data.validation import ValidationPolicy, ValidationReport
+from recsys.data.validation import ValidationPolicy
 
 __all__ = [
     "DATASETS",

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import polars as pl
 
-from recsys.data._readers import read_table
+from recsys.data._readers import read_frame
 from recsys.data.errors import DataValidationError
 from recsys.data.validation import ROW, require_columns, require_rows
 
@@ -22,7 +22,7 @@ _USER, _HISTORY, _TARGET = "user_id:token", "item_id_list:token_seq", "item_id:t
 
 
 def _read_inter(path: Path, role: str) -> pl.DataFrame:
-    df, _ = read_table(path, separator="\t", quote_char=None)
+    df = read_frame(path, separator="\t", quote_char=None)
     require_rows(df, source=str(path))
     require_columns(df, (_USER, _HISTORY, _TARGET), source=str(path))
     missing = df.filter(pl.col(_USER).is_null() | pl.col(_TARGET).is_null())
@@ -105,7 +105,7 @@ def read_recbole_sequences(root: Path, name: str, *, max_history: int = RECBOLE_
 
 def read_recbole_index(path: Path) -> pl.DataFrame:
     """An `<name>.user2index` / `<name>.item2index` file (id TAB 0-based index, no header): columns id, index."""
-    df, _ = read_table(path, separator="\t", has_header=False, names=["id", "index"], quote_char=None)
+    df = read_frame(path, separator="\t", has_header=False, names=["id", "index"], quote_char=None)
     require_rows(df, source=str(path))
     dup = df.filter(pl.col("index").is_duplicated() | pl.col("id").is_duplicated())
     if dup.height:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+import warnings
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cached_property
@@ -12,13 +13,13 @@ from pathlib import Path
 import polars as pl
 
 from recsys.data import schema as S
-from recsys.data.errors import DataValidationError
+from recsys.data.errors import DataValidationError, DataWarning
 from recsys.data.feedback import Feedback, infer_feedback
+from recsys.data.report import ValidationReport
 from recsys.data.validation import (
     ROW,
     Checked,
     ValidationPolicy,
-    ValidationReport,
     check_duplicates,
     check_event_types,
     check_known_items,
@@ -98,6 +99,11 @@ def fingerprint_frames(*frames: pl.DataFrame) -> str:
     return h.hexdigest()
 
 
+# An item text longer than this is kept but reported: the encoder reads its first `max_length` tokens only, so the
+# rest costs tokenizing time and memory for nothing (a whole PDF pasted into a description, a runaway export).
+LONG_TEXT_CHARS = 100_000
+
+
 def _interaction_dtypes(df: pl.DataFrame) -> dict[str, pl.DataType]:
     dtypes = dict(S.INTERACTION_SCHEMA)
     if S.EVENT_TYPE in df.columns:
@@ -116,16 +122,22 @@ def validate_dataset(
     timestamp_unit: str = "s",
     quarantine_dir: Path | None = None,
     fixed: dict[str, dict[str, int]] | None = None,
+    set_aside: Sequence[tuple[str, pl.DataFrame]] = (),
+    repaired: Sequence[tuple[str, pl.DataFrame]] = (),
     event_weights: Mapping[str, float] | None = None,
     positive_threshold: float | None = None,
     rating_range: tuple[float, float] | None = None,
 ) -> Dataset:
     """Validate raw frames (each with `_row`) into a `Dataset`.
 
-    Items: item_id and title required; missing ids/titles, bad years and duplicate ids follow the policy.
+    Items: item_id and title columns required; missing ids, bad years and duplicate ids follow the policy; an item
+    without a title is kept (its text is whatever other text fields it has), warned about and counted
+    (`report.flagged`), and its events stay.
     Interactions: user_id, item_id, timestamp required (rating defaults to 1.0 when absent); bad types, missing
     values, absurd timestamps, duplicate (user, item, timestamp) events and item ids absent from the catalog follow
-    the policy. Quarantined rows are written to `quarantine_dir/quarantine.parquet` when given.
+    the policy. Quarantined rows are written to `quarantine_dir/quarantine.parquet` when given. `set_aside`: rows the
+    reader already quarantined per source (ragged rows), counted as read; `repaired`: per source, the lines whose
+    invalid bytes were replaced (line, raw, text), written to `quarantine_dir/repaired.parquet`.
 
     Feedback (`Dataset.feedback`, see `recsys.data.feedback.infer_feedback`): with `event_weights` (event type ->
     weight) the rating column becomes each event's weight (an event_type column is required; types without a weight
@@ -136,7 +148,8 @@ def validate_dataset(
     """
     policy = policy or ValidationPolicy()
     notes: list[str] = []
-    quarantined: list[tuple[str, pl.DataFrame]] = []
+    quarantined: list[tuple[str, pl.DataFrame]] = list(set_aside)
+    n_aside = {src: sum(f.height for s, f in set_aside if s == src) for src, _ in set_aside}
 
     def step(source: str, checked: Checked) -> pl.DataFrame:
         quarantined.append((source, checked.quarantined))
@@ -157,8 +170,27 @@ def validate_dataset(
     )
     items = step(
         items_source,
-        check_missing(items, [S.ITEM_ID, S.TITLE], source=items_source, on_missing=policy.on_missing_value),
+        check_missing(items, [S.ITEM_ID], source=items_source, on_missing=policy.on_missing_value),
     )
+    untitled = items.filter(pl.col(S.TITLE).is_null() | (pl.col(S.TITLE).str.strip_chars() == ""))
+    if untitled.height:
+        first = untitled[ROW][0] if ROW in untitled.columns else "?"
+        msg = (
+            f"{items_source}: {untitled.height} item(s) without a title, first at row {first}: kept, with their "
+            "events; the encoder reads their other text fields (genres, tags, description), if any"
+        )
+        warnings.warn(msg, DataWarning, stacklevel=2)
+        notes.append(msg)
+    text_len = sum(pl.col(c).str.len_chars().fill_null(0) for c in (S.TITLE, S.DESCRIPTION) if c in items.columns)
+    very_long = items.filter(text_len > LONG_TEXT_CHARS)
+    if very_long.height:
+        first = very_long[ROW][0] if ROW in very_long.columns else "?"
+        msg = (
+            f"{items_source}: {very_long.height} item(s) with more than {LONG_TEXT_CHARS:,} characters of text, first "
+            f"at row {first}: kept; the encoder reads only their first max_length tokens ([encoder.model])"
+        )
+        warnings.warn(msg, DataWarning, stacklevel=2)
+        notes.append(msg)
     items = step(
         items_source, check_duplicates(items, [S.ITEM_ID], source=items_source, on_duplicate=policy.on_duplicate)
     )
@@ -244,7 +276,11 @@ def validate_dataset(
 
     q = quarantine_frame(quarantined)
     qpath = str(write_quarantine(q, quarantine_dir / "quarantine.parquet")) if quarantine_dir else None
-    read = raw_interactions.height
+    read = raw_interactions.height + n_aside.get(interactions_source, 0)
+    rpath = None
+    if quarantine_dir and repaired:
+        rows = [f.with_columns(pl.lit(src).alias("source")).select("source", *f.columns) for src, f in repaired]
+        rpath = str(write_quarantine(pl.concat(rows), quarantine_dir / "repaired.parquet"))
     counts = count_reasons(q)
     if ev.height == 0 or ev.height < policy.min_kept_share * read:
         reasons = ", ".join(f"{n} {r}" for r, n in sorted(counts.get(interactions_source, {}).items()))
@@ -255,11 +291,19 @@ def validate_dataset(
             "file; lower --policy min_kept_share only if that many bad rows is expected"
         )
     report = ValidationReport(
-        rows_read={interactions_source: raw_interactions.height, items_source: raw_items.height},
+        rows_read={interactions_source: read, items_source: raw_items.height + n_aside.get(items_source, 0)},
         rows_kept={interactions_source: ev.height, items_source: items.height},
         quarantined=counts,
-        fixed={k: v for k, v in (fixed or {}).items() if any(v.values())},
+        fixed={k: {f: n for f, n in v.items() if n} for k, v in (fixed or {}).items() if any(v.values())},
+        flagged={
+            items_source: {
+                k: n for k, n in (("untitled_items", untitled.height), ("very_long_text_items", very_long.height)) if n
+            }
+        }
+        if untitled.height or very_long.height
+        else {},
         quarantine_path=qpath,
+        repaired_path=rpath,
         notes=tuple(notes),
     )
     feedback = infer_feedback(

@@ -17,7 +17,7 @@ from pathlib import Path
 import polars as pl
 
 from recsys.data import schema as S
-from recsys.data._readers import read_table
+from recsys.data._readers import read_frame, read_table
 from recsys.data._recbole import map_index, read_recbole_index, read_recbole_sequences
 from recsys.data.dataset import Dataset, validate_dataset
 from recsys.data.errors import DataValidationError
@@ -55,10 +55,10 @@ def load_movielens_100k(
     description.
     """
     root = Path(path) if path else data_dir() / "ml-100k"
-    ratings, _ = read_table(
+    ratings = read_frame(
         root / "u.data", separator="\t", has_header=False, names=[S.USER_ID, S.ITEM_ID, S.RATING, S.TIMESTAMP]
     )
-    raw_items, _ = read_table(
+    raw_items = read_frame(
         root / "u.item",
         separator="|",
         has_header=False,
@@ -92,7 +92,7 @@ def load_movielens_100k(
 
 
 def _join_wiki(items: pl.DataFrame, path: Path) -> pl.DataFrame:
-    wiki, _ = read_table(path)
+    wiki = read_frame(path)
     wiki = wiki.select(pl.col("movie_title").alias("title"), pl.col("wiki_summary")).unique("title", keep="first")
     return (
         items.join(wiki, on="title", how="left")
@@ -114,9 +114,9 @@ def load_movielens_latest(
     become descriptions, and TMDb keywords are added to the tags.
     """
     root = Path(path) if path else data_dir() / "ml-latest-small"
-    ratings, _ = read_table(root / "ratings.csv")
+    ratings = read_frame(root / "ratings.csv")
     ratings = ratings.rename({"userId": S.USER_ID, "movieId": S.ITEM_ID}, strict=False)
-    movies, _ = read_table(root / "movies.csv")
+    movies = read_frame(root / "movies.csv")
     movies = movies.rename({"movieId": S.ITEM_ID}, strict=False)
     items = movies.with_columns(
         pl.when(pl.col("genres") == "(no genres listed)")
@@ -128,7 +128,7 @@ def load_movielens_latest(
     )
     tags_path = root / "tags.csv"
     if tags_path.is_file():
-        tags, _ = read_table(tags_path)
+        tags = read_frame(tags_path)
         per_item = (
             tags.filter(pl.col("tag").is_not_null())
             .with_columns(pl.col("tag").str.strip_chars().str.to_lowercase())
@@ -158,8 +158,8 @@ def _names(js: str | None) -> list[str]:
 
 
 def _join_tmdb(items: pl.DataFrame, links_path: Path, tmdb_path: Path) -> pl.DataFrame:
-    links, _ = read_table(links_path)
-    tmdb, _ = read_table(tmdb_path)
+    links = read_frame(links_path)
+    tmdb = read_frame(tmdb_path)
     tmdb = tmdb.select(
         pl.col("id").alias("tmdbId"),
         pl.col("overview"),
@@ -216,13 +216,25 @@ def load_files(
 
     fixed: dict[str, dict[str, int]] = {}
     raw_columns: list[str] = []
+    aside: list[tuple[str, pl.DataFrame]] = []  # ragged rows set aside by the reader (counted as read, quarantined)
+    repaired: list[tuple[str, pl.DataFrame]] = []  # lines whose invalid bytes were replaced (kept, raw bytes aside)
+    pol = policy or ValidationPolicy()
 
     def read(path: Path) -> pl.DataFrame:
         sep = separator or ("\t" if Path(path).suffix.lower() in (".tsv", ".tab") else ",")
-        df, n_fixed = read_table(
-            Path(path), separator=sep, encoding=encoding, on_bad_encoding=(policy or ValidationPolicy()).on_bad_encoding
+        raw = read_table(
+            Path(path),
+            separator=sep,
+            encoding=encoding,
+            on_bad_encoding=pol.on_bad_encoding,
+            on_ragged_row=pol.on_ragged_row,
         )
-        fixed[str(path)] = {"replaced_invalid_text": n_fixed}
+        fixed[str(path)] = {"replaced_invalid_text": raw.n_repaired, "blank_lines_skipped": raw.blank_lines}
+        if raw.aside is not None:
+            aside.append((str(path), raw.aside))
+        if raw.n_repaired:
+            repaired.append((str(path), raw.repaired))
+        df = raw.frame
         raw_columns.extend(c for c in df.columns if c != ROW and c not in raw_columns)
         return df.rename({k: v for k, v in rename.items() if k in df.columns})
 
@@ -256,6 +268,8 @@ def load_files(
         timestamp_unit=timestamp_unit,
         quarantine_dir=quarantine_dir,
         fixed=fixed,
+        set_aside=aside,
+        repaired=repaired,
         event_weights=event_weights,
         positive_threshold=positive_threshold,
         rating_range=rating_range,
@@ -294,7 +308,7 @@ def load_amazon_scientific(
         "role",
     ).with_row_index("_row", offset=1)  # rows of the rebuilt event table (the files' rows are checked above)
     text_path = root / "Scientific.text"
-    text, _ = read_table(text_path, separator="\t", quote_char=None)
+    text = read_frame(text_path, separator="\t", quote_char=None)
     items = text.rename({"item_id:token": S.ITEM_ID, "text:token_seq": S.TITLE}, strict=False).with_columns(
         pl.col(S.TITLE).str.strip_chars()
     )

@@ -12,7 +12,7 @@ from __future__ import annotations
 import difflib
 import json
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Literal, TypeAlias
@@ -39,6 +39,11 @@ class ValidationPolicy(BaseModel, frozen=True, extra="forbid"):
     on_unknown_item: OnProblem = "error"
     on_bad_timestamp: OnProblem = "error"
     on_bad_encoding: OnBadEncoding = "error"
+    on_ragged_row: OnProblem = Field(
+        "error",
+        description="a CSV/TSV row with more or fewer fields than the header: error (naming the line) | drop "
+        "(quarantined with its raw line)",
+    )
     on_unknown_event_type: OnProblem = "error"
     on_out_of_range: OnProblem = Field(
         "error", description="a rating outside the dataset's declared rating_range (dataset spec): error | drop"
@@ -60,50 +65,6 @@ class Checked:
 
     kept: pl.DataFrame
     quarantined: pl.DataFrame
-
-
-@dataclass(frozen=True)
-class ValidationReport:
-    """Counts of rows read, kept, fixed and quarantined per source and reason."""
-
-    rows_read: dict[str, int]
-    rows_kept: dict[str, int]
-    quarantined: dict[str, dict[str, int]] = field(default_factory=dict)  # source -> reason -> count
-    fixed: dict[str, dict[str, int]] = field(default_factory=dict)  # source -> fix -> count
-    quarantine_path: str | None = None
-    notes: tuple[str, ...] = ()  # what a loader assumed or derived (e.g. timestamps derived from event order)
-
-    @property
-    def n_quarantined(self) -> int:
-        return sum(sum(v.values()) for v in self.quarantined.values())
-
-    def summary_lines(self) -> list[str]:
-        """What a person should read before the metrics: rows kept per source, rows quarantined per reason and where
-        they were written, what was repaired, and what the loader assumed."""
-        lines = []
-        for source, read in self.rows_read.items():
-            kept = self.rows_kept.get(source, read)
-            q = self.quarantined.get(source, {})
-            why = ", ".join(f"{n} {reason}" for reason, n in sorted(q.items()))
-            lines.append(f"{source}: {kept} of {read} rows kept" + (f"; quarantined {why}" if why else ""))
-            fixes = ", ".join(f"{n} {fix}" for fix, n in sorted(self.fixed.get(source, {}).items()) if n)
-            if fixes:
-                lines.append(f"{source}: repaired {fixes}")
-        if self.n_quarantined:
-            where = self.quarantine_path or "not written (give --quarantine-dir to keep them)"
-            lines.append(f"{self.n_quarantined} quarantined row(s): {where}")
-        return [*lines, *self.notes]
-
-    def to_dict(self) -> dict[str, object]:
-        return {
-            "rows_read": self.rows_read,
-            "rows_kept": self.rows_kept,
-            "quarantined": self.quarantined,
-            "fixed": self.fixed,
-            "n_quarantined": self.n_quarantined,
-            "quarantine_path": self.quarantine_path,
-            **({"notes": list(self.notes)} if self.notes else {}),
-        }
 
 
 def _fail(source: str, what: str, column: str | Sequence[str], bad: pl.DataFrame, fix: str) -> DataValidationError:

@@ -20,8 +20,8 @@ from recsys.data import schema as S
 from recsys.data.dataset import Dataset
 from recsys.evaluation.compare import PairedComparison, paired_comparison
 from recsys.evaluation.metrics import coverage, intra_list_diversity, mean_metrics, novelty, user_metrics
-from recsys.evaluation.selection import EASE_GRID, select_by_validation, select_ease_lowpass
-from recsys.evaluation.splits import ProtocolName, Split, make_split, validation_split
+from recsys.evaluation.selection import EASE_GRID, inner_split, select_by_validation, select_ease_lowpass
+from recsys.evaluation.splits import ProtocolName, Split, make_split, sample_users
 
 ProgressFn = Callable[[str], None]
 
@@ -255,7 +255,9 @@ def evaluate(
     EASE's l2 is chosen on an inner validation split of the training data. `extra_models` adds recommenders
     built elsewhere (e.g. the full pipeline) under their own names. `split`: a split already made from `dataset`
     by this protocol (so several evaluations share it); made here when None. `scale`: when the collaborative
-    baselines switch to their sparse forms (`recsys.baselines.ScaleConfig`; default: its defaults).
+    baselines switch to their sparse forms and how many users are judged (`recsys.baselines.ScaleConfig`: at most
+    `eval_users` test users, a stratified seeded sample the same for every model; validation choices on at most
+    `label_users` inner hold-out users; default: its defaults).
     """
     started = time.perf_counter()
     say = progress or (lambda _msg: None)
@@ -264,6 +266,8 @@ def evaluate(
         split = make_split(
             dataset.interactions, protocol, seed=seed, holdout=dataset.holdout, **(protocol_params or {})
         )
+    # above `scale.eval_users` test users, every model is judged on the same stratified, seeded sample of them
+    split, user_sample = sample_users(split, (scale or ScaleConfig()).eval_users, seed=seed, tag="eval")
     candidates = _candidates(split, dataset)
     n_candidates = len(candidates) if candidates is not None else split.train[S.ITEM_ID].n_unique()
     users = split.test[S.USER_ID].unique(maintain_order=True).to_list()
@@ -281,6 +285,7 @@ def evaluate(
                 seed=seed,
                 k=k,
                 candidates=candidates,
+                scale=scale,
             )
         if name == "ease":
             best, grid_scores = ease_choice  # type: ignore[misc]
@@ -289,7 +294,7 @@ def evaluate(
         elif name == "ease-lowpass":
             say("ease-lowpass: choosing factors and weight on a validation split of train")
             l2 = ease_choice[0]  # type: ignore[index]
-            inner = validation_split(split.train, protocol, seed=seed)
+            inner = inner_split(split.train, protocol, seed=seed, scale=scale)
             (f, w), fw_scores = select_ease_lowpass(inner, l2=l2, k=k, candidates=candidates, scale=scale)
             factories[name] = partial(EASELowPass, l2=l2, factors=f, weight=w, scale=scale)
             params[name] = {"l2": l2, "factors": f, "weight": w, "validation_ndcg": fw_scores}
@@ -333,7 +338,7 @@ def evaluate(
         dataset=dataset.summary(),
         protocol=protocol,
         protocol_params=split.params,
-        split_stats=split.stats,
+        split_stats={**split.stats, "judged_users": user_sample},
         seed=seed,
         k=k,
         ks=ks,

@@ -12,9 +12,16 @@ from recsys.baselines import EASELowPass, Recommender, ScaleConfig
 from recsys.data import schema as S
 from recsys.evaluation.grids import EASE_GRID, LOWPASS_FACTORS, LOWPASS_WEIGHTS
 from recsys.evaluation.metrics import mean_or_zero, user_metrics
-from recsys.evaluation.splits import ProtocolName, Split, validation_split
+from recsys.evaluation.splits import ProtocolName, Split, sample_users, validation_split
 
-__all__ = ["EASE_GRID", "LOWPASS_FACTORS", "LOWPASS_WEIGHTS", "select_by_validation", "select_ease_lowpass"]
+__all__ = [
+    "EASE_GRID",
+    "LOWPASS_FACTORS",
+    "LOWPASS_WEIGHTS",
+    "inner_split",
+    "select_by_validation",
+    "select_ease_lowpass",
+]
 
 
 def select_by_validation(
@@ -26,9 +33,11 @@ def select_by_validation(
     seed: int = 42,
     k: int = 10,
     candidates: Sequence[str] | None = None,
+    scale: ScaleConfig | None = None,
 ) -> tuple[float, dict[float, float]]:
-    """Pick the hyper-parameter with the best nDCG@k on an inner split of `train` (never on test data)."""
-    inner = validation_split(train, protocol, seed=seed)
+    """Pick the hyper-parameter with the best nDCG@k on an inner split of `train` (never on test data), judged on
+    at most `scale.label_users` of its users (`inner_split`)."""
+    inner = inner_split(train, protocol, seed=seed, scale=scale)
     users = inner.test[S.USER_ID].unique(maintain_order=True).to_list()
     scores: dict[float, float] = {}
     for value in grid:
@@ -37,6 +46,13 @@ def select_by_validation(
         scores[value] = mean_or_zero(per_user[f"ndcg@{k}"])
     best = max(grid, key=lambda v: (scores[v], -v))
     return best, scores
+
+
+def inner_split(train: pl.DataFrame, protocol: ProtocolName, *, seed: int, scale: ScaleConfig | None) -> Split:
+    """The inner validation split of `train` with its hold-out sampled to `scale.label_users` users (stratified,
+    seeded: `sample_users`); every user below that."""
+    limit = (scale or ScaleConfig()).label_users
+    return sample_users(validation_split(train, protocol, seed=seed), limit, seed=seed, tag="label")[0]
 
 
 def select_ease_lowpass(

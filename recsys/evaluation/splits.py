@@ -249,6 +249,42 @@ def make_split(
     raise ValueError(f"unknown protocol {protocol!r}; choose one of {PROTOCOLS}")
 
 
+def sample_users(split: Split, max_users: int, *, seed: int, tag: str = "sample") -> tuple[Split, dict[str, object]]:
+    """`split` with its hold-out restricted to at most `max_users` users: a seeded sample stratified by the users'
+    training history length (bins of log2 of the event count, each bin kept in proportion), so new, light and heavy
+    users keep their shares. Below the limit the split is returned as it is. Deterministic: a user is kept by its
+    hash with the seed, whatever the row order. The training events stay whole; the split's params record the limit
+    and seed under `{tag}_users` / `{tag}_seed`."""
+    users = split.test.select(S.USER_ID).unique()
+    if users.height <= max_users:
+        return split, {"mode": "all", "users": users.height}
+    history = split.train.group_by(S.USER_ID).agg(pl.len().alias("_n"))
+    ranked = (
+        users.join(history, on=S.USER_ID, how="left")
+        .with_columns(
+            (pl.col("_n").fill_null(0) + 1).log(2).floor().cast(pl.Int32).alias("_bin"),
+            pl.col(S.USER_ID).hash(seed).alias("_h"),
+        )
+        .with_columns(
+            pl.col("_h").rank("ordinal").over("_bin").alias("_r"),
+            pl.len().over("_bin").alias("_size"),
+        )
+    )
+    share = max_users / users.height
+    kept = ranked.filter(pl.col("_r") <= (pl.col("_size") * share).round().clip(1)).select(S.USER_ID)
+    test = split.test.join(kept, on=S.USER_ID, how="semi")
+    sampled = Split(
+        split.protocol,
+        split.train,
+        test,
+        split.candidate_items,
+        params={**split.params, f"{tag}_users": max_users, f"{tag}_seed": seed},
+        stats=split.stats,
+        held_out_items=split.held_out_items,
+    )
+    return sampled, {"mode": "sample", "users": kept.height, "of": users.height, "seed": seed}
+
+
 def validation_split(train: pl.DataFrame, protocol: str, *, seed: int = 42) -> Split:
     """An inner split of the training data for choosing hyper-parameters (never the test data).
 

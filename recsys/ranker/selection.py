@@ -14,7 +14,7 @@ from recsys.data import schema as S
 from recsys.evaluation.compare import holm_adjust, paired_comparison
 from recsys.evaluation.metrics import mean_or_zero, user_metrics
 from recsys.evaluation.selection import select_ease_lowpass
-from recsys.evaluation.splits import ProtocolName, Split
+from recsys.evaluation.splits import ProtocolName, Split, sample_users
 from recsys.ranker._common import TEXT_FEATURES, prior_score
 from recsys.ranker.candidates import Candidates, user_batch
 from recsys.ranker.config import PipelineConfig, RankerConfig
@@ -103,38 +103,9 @@ def choose_text_weight(cfg: PipelineConfig, candidates: Candidates, split: Split
 
 
 def sample_label_users(split: Split, max_users: int, *, seed: int) -> tuple[Split, Choice]:
-    """`split` with its hold-out restricted to at most `max_users` users: a seeded sample stratified by the users'
-    training history length (bins of log2 of the event count, each bin kept in proportion), so the ranker still sees
-    new, light and heavy users in their shares. Below the limit the split is returned as it is. Deterministic: a
-    user is kept by its hash with the seed, whatever the row order."""
-    users = split.test.select(S.USER_ID).unique()
-    if users.height <= max_users:
-        return split, {"mode": "all", "users": users.height}
-    history = split.train.group_by(S.USER_ID).agg(pl.len().alias("_n"))
-    ranked = (
-        users.join(history, on=S.USER_ID, how="left")
-        .with_columns(
-            (pl.col("_n").fill_null(0) + 1).log(2).floor().cast(pl.Int32).alias("_bin"),
-            pl.col(S.USER_ID).hash(seed).alias("_h"),
-        )
-        .with_columns(
-            pl.col("_h").rank("ordinal").over("_bin").alias("_r"),
-            pl.len().over("_bin").alias("_size"),
-        )
-    )
-    share = max_users / users.height
-    kept = ranked.filter(pl.col("_r") <= (pl.col("_size") * share).round().clip(1)).select(S.USER_ID)
-    test = split.test.join(kept, on=S.USER_ID, how="semi")
-    sampled = Split(
-        split.protocol,
-        split.train,
-        test,
-        split.candidate_items,
-        params={**split.params, "label_users": max_users, "label_seed": seed},
-        stats=split.stats,
-        held_out_items=split.held_out_items,
-    )
-    return sampled, {"mode": "sample", "users": kept.height, "of": users.height, "seed": seed}
+    """`split` with its hold-out restricted to at most `max_users` users (`recsys.evaluation.splits.sample_users`):
+    the ranker's labels and the pipeline's validation choices judge them."""
+    return sample_users(split, max_users, seed=seed, tag="label")
 
 
 def labelled_frame(candidates: Candidates, split: Split) -> LabelledFrame:

@@ -135,9 +135,18 @@ class SQLiteSnapshotStore:
             raise ValueError("retention must keep at least the current snapshot (>= 1)")
         self.path = Path(path)
         self.retention = retention
+        if self.path.parent.exists() and not self.path.parent.is_dir():
+            raise ValueError(f"snapshot store {self.path}: {self.path.parent} is a file, not a folder")
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
-        self._con().executescript(_SCHEMA)  # idempotent DDL; executescript commits on its own
+        try:
+            self._con().executescript(_SCHEMA)  # idempotent DDL; executescript commits on its own
+        except sqlite3.DatabaseError as exc:  # not a database, damaged, or a folder in its place
+            self._local.con = None
+            raise ValueError(
+                f"snapshot store {self.path}: not a readable SQLite database ({exc}); restore it from a backup, "
+                "or move it aside to start with an empty store (the next night publishes again)"
+            ) from exc
 
     def __repr__(self) -> str:
         return f"SQLiteSnapshotStore({str(self.path)!r})"

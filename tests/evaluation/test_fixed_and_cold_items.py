@@ -12,7 +12,7 @@ import scipy.sparse as sp
 
 from recsys.baselines import Recommender
 from recsys.data.dataset import Dataset
-from recsys.data.validation import ValidationReport
+from recsys.data.report import ValidationReport
 from recsys.evaluation import (
     cold_only_slice,
     evaluate,

@@ -58,3 +58,25 @@ def test_a_second_night_on_the_same_folder_is_refused_while_the_first_runs(tmp_p
         sleeper.wait()
     with night_lock(tmp_path, None, print):  # once it is gone, the folder is free again
         pass
+
+
+def test_every_nights_end_is_journaled_and_a_crash_is_listed(tmp_path):
+    """Completed and failed nights are journaled; a killed one shows as crashed, first as found by `recent_nights`
+    (its lock remains, its process is gone), then in the journal once the next night has taken the folder."""
+    from pipelines._guard import recent_nights
+
+    with night_lock(tmp_path, "run-1", print):
+        assert recent_nights(tmp_path)[-1]["state"] == "Running"
+    with pytest.raises(RuntimeError), night_lock(tmp_path, "run-2", print):
+        raise RuntimeError("embedding failed")
+    (tmp_path / LOCK).write_text(
+        json.dumps({"pid": _dead_pid(), "host": os.uname().nodename, "flow_run_id": "run-3", "started": "t3"})
+    )
+    states = [(n["flow_run_id"], n["state"]) for n in recent_nights(tmp_path)]
+    assert states == [("run-1", "Completed"), ("run-2", "Failed"), ("run-3", "Crashed (found now)")]
+    assert "embedding failed" in str(recent_nights(tmp_path)[1]["reason"])
+    with night_lock(tmp_path, "run-4", print):
+        pass
+    nights = recent_nights(tmp_path)
+    assert [(n["flow_run_id"], n["state"]) for n in nights[-2:]] == [("run-3", "Crashed"), ("run-4", "Completed")]
+    assert "ended without finishing" in str(nights[-2]["reason"])

@@ -145,6 +145,14 @@ def test_rollback_command(flow_env, tmp_path):
     assert registry.champion().version == 1 and store.current().model_version == "recsys/1"
     listed = CliRunner().invoke(app, ["registry", "list", "--config", str(config)])
     assert listed.exit_code == 0 and "champion" in listed.output
+    assert "recent nights" in listed.output  # the nights of `_env`, from the work folder's journal
+    # a damaged snapshot store: refused in one line before the champion alias moves
+    damaged = tmp_path / "damaged.db"
+    damaged.write_bytes(b"\x00not a database" * 64)
+    config.write_text(config.read_text().replace(str(nightly_cfg["store_path"]), str(damaged)))
+    refused = CliRunner().invoke(app, ["registry", "rollback", "2", "--config", str(config)])
+    assert refused.exit_code == 2 and "not a readable SQLite database" in refused.output, refused.output
+    assert "Traceback" not in refused.output and registry.champion().version == 1
     bad = CliRunner().invoke(app, ["registry", "rollback", "99", "--config", str(config)])
     assert bad.exit_code == 2 and "no version 99" in bad.output
     # a version that does not exist is refused before any flow starts: one line, exit 2, no traceback

@@ -1,4 +1,4 @@
-"""The ranker's label users above `[scale] label_users`: a seeded sample stratified by history length."""
+"""Label and evaluation users above `[scale] label_users` / `eval_users`: seeded samples stratified by history."""
 
 from __future__ import annotations
 
@@ -41,3 +41,28 @@ def test_below_the_limit_the_split_is_unchanged(synthetic):
     split = make_split(synthetic.interactions, "temporal", seed=1)
     same, info = sample_label_users(split, 10**6, seed=7)
     assert same is split and info["mode"] == "all"
+
+
+def test_an_evaluation_judges_every_model_on_the_same_bounded_sample(synthetic):
+    """Above `[scale] eval_users` test users, `evaluate` judges a stratified seeded sample, the same users for every
+    model, and says so in the report; validation grids judge at most `label_users` inner users."""
+    from recsys.baselines import ScaleConfig
+    from recsys.evaluation.runner import evaluate
+    from recsys.evaluation.selection import inner_split
+    from recsys.evaluation.splits import validation_split
+
+    full = evaluate(synthetic, protocol="temporal", models=("toppop", "ease"), seed=3)
+    n_users = full.split_stats["judged_users"]["users"]
+    assert full.split_stats["judged_users"]["mode"] == "all"
+    limit = n_users // 2
+    scale = ScaleConfig(eval_users=limit, label_users=40)
+    part = evaluate(synthetic, protocol="temporal", models=("toppop", "ease"), seed=3, scale=scale)
+    info = part.split_stats["judged_users"]
+    assert info["mode"] == "sample" and info["of"] == n_users and abs(info["users"] - limit) <= 8
+    judged = [set(m.per_user["user_id"].to_list()) for m in part.models]
+    assert judged[0] == judged[1] and len(judged[0]) <= info["users"]
+    assert part.protocol_params["eval_users"] == limit
+    assert part.model("ease").params["validation_ndcg"]  # the l2 grid ran on the sampled inner split
+    train = make_split(synthetic.interactions, "temporal", seed=3).train
+    assert validation_split(train, "temporal", seed=3).test["user_id"].n_unique() > 40 + 8
+    assert inner_split(train, "temporal", seed=3, scale=scale).test["user_id"].n_unique() <= 40 + 8
