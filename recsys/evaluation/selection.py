@@ -76,9 +76,8 @@ def select_ease_lowpass(
     # weight 0 is EASE alone, the same for every factor count: scored once, with the fewest factors
     combos = [(min(factors), 0.0)] if 0 in weights else []
     combos += [(f, w) for f in factors for w in weights if w > 0]
-    for f, w in combos:
-        model.factors, model.weight = f, w
-        per_user = user_metrics(model.recommend(users, k=k), inner.test, ks=(k,))
+    for (f, w), recs in model.recommend_grid(users, combos, k=k).items():
+        per_user = user_metrics(recs, inner.test, ks=(k,))
         scores[(f, w)] = mean_or_zero(per_user[f"ndcg@{k}"])
     best = max(scores, key=lambda fw: (scores[fw], -fw[1], -fw[0]))
     return best, {f"{f}x{w}": round(v, 6) for (f, w), v in scores.items()}

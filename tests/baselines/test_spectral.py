@@ -98,3 +98,15 @@ def test_blend_chosen_on_validation_beats_ease_on_ml100k(real_data_dir) -> None:
     assert w > 0
     diff = blend - ease
     assert diff.mean() > 0.005 and diff.mean() / (diff.std(ddof=1) / np.sqrt(len(diff))) > 3  # paired t > 3
+
+
+def test_a_grid_of_blends_lists_exactly_what_each_blend_recommends(split) -> None:
+    """`recommend_grid` shares EASE's and the low-pass scores across combinations: the lists are those of
+    `recommend` with each (factors, weight), row for row."""
+    users = split.test["user_id"].unique(maintain_order=True).to_list()
+    model = EASELowPass(l2=50.0, factors=8, weight=0.0).fit(split.train)
+    combos = [(4, 0.0), (4, 0.5), (8, 1.0)]
+    grid = model.recommend_grid(users, combos, k=10)
+    for f, w in combos:
+        model.factors, model.weight = f, w
+        assert grid[(f, w)].equals(model.recommend(users, k=10)), (f, w)
