@@ -58,9 +58,12 @@ def zscore_rows(scores: np.ndarray, valid: np.ndarray) -> np.ndarray:
     valid entries are only centred)."""
     n = np.maximum(valid.sum(axis=1, keepdims=True), 1)
     mean = np.where(valid, scores, 0.0).sum(axis=1, keepdims=True) / n
-    var = np.where(valid, (scores - mean) ** 2, 0.0).sum(axis=1, keepdims=True) / n
-    sd = np.sqrt(var)
-    return (scores - mean) / np.where(sd > 0, sd, 1.0)
+    dev = scores - mean  # reused for the variance and the result: the same numbers in fewer passes
+    sq = dev * dev
+    np.copyto(sq, 0.0, where=~valid)
+    sd = np.sqrt(sq.sum(axis=1, keepdims=True) / n)
+    dev /= np.where(sd > 0, sd, 1.0)
+    return dev
 
 
 @dataclass(frozen=True)
