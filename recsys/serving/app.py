@@ -8,51 +8,32 @@
 Every response carries the model version and snapshot id (body and `X-Model-Version` / `X-Snapshot-Id` headers).
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations` here: the rank route's body model is a class made per app (the configured
+# list limits), and FastAPI resolves string annotations in the module's globals only, where that class is not.
 import hmac
-import re
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Annotated, Any
 
 import orjson
-from fastapi import FastAPI, Header, HTTPException, Path, Query, Request
+from fastapi import Depends, FastAPI, HTTPException, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi_offline import FastAPIOffline
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from pydantic import BaseModel, Field, model_validator
+from pydantic import Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from recsys.serving import schemas as api
+from recsys.serving.schemas import ID_LIST_PATTERN, ID_MAX_LENGTH, ID_PATTERN, ItemId, errors, ok
 from recsys.serving.service import NotReady, RankingService, Reloader, ServingConfig
 
-ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.:@\-]{0,127}$"
-_ID = re.compile(ID_PATTERN)
-
-
-class RankRequest(BaseModel):
-    """Candidates to re-rank, for a known user (`user_id`) or an anonymous session (`recent_items`)."""
-
-    user_id: str | None = Field(None, pattern=ID_PATTERN, examples=["u0001"])
-    recent_items: list[str] | None = Field(None, description="item ids the session engaged with, most recent last")
-    candidates: list[str] = Field(..., min_length=1, description="item ids to order")
-    include_seen: bool = Field(
-        False, description="keep items the user (or the session's recent_items) already engaged with; default: left out"
-    )
-
-    @model_validator(mode="after")
-    def _check(self) -> RankRequest:
-        if self.user_id is None and not self.recent_items:
-            raise ValueError("give user_id or recent_items")
-        for name, ids in (("candidates", self.candidates), ("recent_items", self.recent_items or [])):
-            bad = next((i for i in ids if not _ID.match(i)), None)
-            if bad is not None:
-                raise ValueError(f"{name}: {bad[:40]!r} is not a valid item id ({ID_PATTERN})")
-        if len(set(self.candidates)) != len(self.candidates):
-            raise ValueError("candidates contain duplicates")
-        return self
+# `Authorization: Bearer <token>` (the scheme case-insensitive, RFC 7235); anything else reads as no token
+_bearer = HTTPBearer(auto_error=False, description="the service's [serving] admin_token")
+_HEALTHY = orjson.dumps({"status": "ok"})
 
 
 class _Json(Response):
@@ -170,25 +151,44 @@ def create_app(service: RankingService, *, start_reloader: bool = True) -> FastA
         requests.labels(endpoint, str(status)).inc()
         latency.labels(endpoint).observe(time.perf_counter() - started)
 
+    class RankRequest(api.RankRequest):  # this service's list limits, enforced and in the schema
+        recent_items: list[ItemId] | None = Field(
+            None, max_length=cfg.max_recent_items, description="item ids the session engaged with, most recent last"
+        )
+        candidates: list[ItemId] = Field(
+            ...,
+            min_length=1,
+            max_length=cfg.max_candidates,
+            description="item ids to order, each once",
+            json_schema_extra={"uniqueItems": True},
+        )
+
     # The list lookup is an in-memory dict read: it runs on the event loop (no thread-pool hop). Re-ranking is CPU
-    # work of a few milliseconds and stays a plain `def` (FastAPI runs it in its thread pool).
-    @app.get("/v1/users/{user_id}/recommendations", summary="A user's ranked list")
+    # work of a few milliseconds and stays a plain `def` (FastAPI runs it in its thread pool). Bodies are built as
+    # dicts and rendered by orjson: `response_model` only documents them (a returned Response is sent as it is).
+    @app.get(
+        "/v1/users/{user_id}/recommendations",
+        summary="A user's ranked list",
+        response_model=api.Recommendations,
+        responses=ok("The user's list, or the trending fallback") | errors(422, 431, 503),
+    )
     async def recommendations(
-        user_id: str = Path(..., pattern=ID_PATTERN, description="user id"),
+        user_id: str = Path(..., pattern=ID_PATTERN, max_length=ID_MAX_LENGTH, description="user id"),
         k: int = Query(cfg.default_k, ge=1, le=cfg.max_k, description="list length"),
-        exclude: str | None = Query(None, description="comma-separated item ids to leave out", max_length=20_000),
+        exclude: str | None = Query(
+            None,
+            description=f"comma-separated item ids to leave out (at most {cfg.max_exclude})",
+            pattern=ID_LIST_PATTERN,
+            max_length=20_000,
+        ),
     ) -> Response:
         started = time.perf_counter()
         excluded: frozenset[str] = frozenset()
         if exclude:
-            parts = [p for p in exclude.split(",") if p]
+            parts = [p for p in exclude.split(",") if p]  # each a valid id: the pattern checked them
             if len(parts) > cfg.max_exclude:
                 observe("recommendations", 422, started)
                 raise HTTPException(422, f"exclude: at most {cfg.max_exclude} item ids")
-            bad = next((p for p in parts if not _ID.match(p)), None)
-            if bad is not None:
-                observe("recommendations", 422, started)
-                raise HTTPException(422, f"exclude: {bad[:40]!r} is not a valid item id")
             excluded = frozenset(parts)
         try:
             body = service.recommendations(user_id, k, excluded)
@@ -200,15 +200,14 @@ def create_app(service: RankingService, *, start_reloader: bool = True) -> FastA
         observe("recommendations", 200, started)
         return _respond(body)
 
-    @app.post("/v1/rank", summary="Re-rank a candidate list with the champion")
+    @app.post(
+        "/v1/rank",
+        summary="Re-rank a candidate list with the champion",
+        response_model=api.Ranking,
+        responses=ok("The candidates in the champion's order") | errors(400, 413, 422, 431, 503),
+    )
     def rank(req: RankRequest) -> Response:
         started = time.perf_counter()
-        if len(req.candidates) > cfg.max_candidates:
-            observe("rank", 422, started)
-            raise HTTPException(422, f"candidates: at most {cfg.max_candidates} item ids")
-        if req.recent_items and len(req.recent_items) > cfg.max_recent_items:
-            observe("rank", 422, started)
-            raise HTTPException(422, f"recent_items: at most {cfg.max_recent_items} item ids")
         try:
             body = service.rank(
                 req.candidates, user_id=req.user_id, recent_items=req.recent_items, include_seen=req.include_seen
@@ -219,25 +218,37 @@ def create_app(service: RankingService, *, start_reloader: bool = True) -> FastA
         observe("rank", 200, started)
         return _respond(body)
 
-    @app.get("/healthz", summary="Liveness")
-    async def healthz() -> dict:
-        return {"status": "ok"}
+    @app.get("/healthz", summary="Liveness", response_model=api.Health, responses=errors(431))
+    async def healthz() -> Response:
+        return Response(_HEALTHY, media_type="application/json")
 
-    @app.get("/readyz", summary="Ready when lists can be served (a snapshot is loaded); model health beside it")
+    @app.get(
+        "/readyz",
+        summary="Ready when lists can be served (a snapshot is loaded); model health beside it",
+        response_model=api.Readiness,
+        responses=ok("Ready")
+        | {503: {"model": api.Readiness, "description": "Not ready: no snapshot loaded yet"}}
+        | errors(431),
+    )
     async def readyz() -> Response:
-        ok, reason = service.ready()
+        ready, reason = service.ready()
         cur = service.loaded
         body = {
-            "ready": ok,
+            "ready": ready,
             "reason": reason,
             "model": service.model_status(),
             "model_version": cur.info.model_version if cur else None,
             "snapshot_id": cur.info.snapshot_id if cur else None,
             "last_error": service.last_error,
         }
-        return _respond(body, 200 if ok else 503)
+        return _respond(body, 200 if ready else 503)
 
-    @app.get("/metrics", summary="Prometheus metrics")
+    @app.get(
+        "/metrics",
+        summary="Prometheus metrics",
+        response_class=PlainTextResponse,
+        responses=errors(431, json_only=True) | {200: {"description": "Prometheus text exposition format"}},
+    )
     async def metrics() -> Response:
         reloads.set(service.reloads)
         model_ok.set(1.0 if service.model_status() in ("ok", "off") else 0.0)
@@ -245,12 +256,17 @@ def create_app(service: RankingService, *, start_reloader: bool = True) -> FastA
             snapshot_age.set(service.loaded.loaded_at)
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
-    @app.post("/admin/reload", summary="Load the newest published snapshot now (bearer token)")
-    def admin_reload(authorization: str | None = Header(None)) -> Response:
+    @app.post(
+        "/admin/reload",
+        summary="Load the newest published snapshot now (bearer token)",
+        response_model=api.Reloaded,
+        responses=ok("The snapshot now served") | errors(401, 404, 413, 431),
+    )
+    def admin_reload(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> Response:
         token = cfg.admin_token.get_secret_value() if cfg.admin_token else None
         if token is None:
             raise HTTPException(404, "admin endpoints are disabled (no admin token configured)")
-        given = (authorization or "").removeprefix("Bearer ").strip()
+        given = credentials.credentials if credentials is not None else ""  # None: no token, or not a Bearer one
         if not hmac.compare_digest(given.encode(), token.encode()):
             raise HTTPException(401, "bad or missing bearer token", headers={"WWW-Authenticate": "Bearer"})
         changed = service.reload(retry_now=True)  # a snapshot that failed to load is retried now, not after backoff
@@ -263,8 +279,9 @@ def create_app(service: RankingService, *, start_reloader: bool = True) -> FastA
             }
         )
 
-    @app.exception_handler(HTTPException)
-    async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
+    # Starlette's class: also the router's 404/405 and FastAPI's 400 for an unreadable body get the error body
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         cur = service.loaded
         body = {"error": exc.detail, "model_version": cur.info.model_version if cur else None}
         return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
@@ -275,8 +292,8 @@ def create_app(service: RankingService, *, start_reloader: bool = True) -> FastA
         endpoint = "rank" if request.url.path == "/v1/rank" else "recommendations"
         requests.labels(endpoint, "422").inc()
         cur = service.loaded
-        errors = [{"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"]} for e in exc.errors()]
-        body = {"error": "invalid request", "errors": errors, "model_version": cur.info.model_version if cur else None}
+        bad = [{"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"]} for e in exc.errors()]
+        body = {"error": "invalid request", "errors": bad, "model_version": cur.info.model_version if cur else None}
         return JSONResponse(body, status_code=422)
 
     app.add_middleware(

@@ -50,9 +50,12 @@ def redis_url(tmp_path_factory):
     proc.wait(10)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def published(synthetic, synthetic_embeddings, tmp_path_factory):
-    """A bundle trained on the synthetic data and its lists published, as the nightly flow does."""
+    """A bundle trained on the synthetic data and its lists published, as the nightly flow does. Built once for the
+    session (training takes minutes on a small machine). Only test_app's hot-reload test publishes more snapshots
+    into its store, after the tests there that read the first one; the other modules use their own stores or do not
+    depend on which snapshot is current."""
     root = tmp_path_factory.mktemp("serving")
     split = make_split(synthetic.interactions, "temporal")
     items = synthetic.items

@@ -171,6 +171,11 @@ def test_health_ready_metrics_openapi_admin(published, tmp_path):
         assert {"/v1/users/{user_id}/recommendations", "/v1/rank", "/readyz"} <= set(spec["paths"])
         assert http.post("/admin/reload").status_code == 401
         assert http.post("/admin/reload", headers={"Authorization": "Bearer nope"}).status_code == 401
+        bare = http.post("/admin/reload", headers={"Authorization": TOKEN})  # the right token, but not as a Bearer
+        assert bare.status_code == 401 and bare.headers["www-authenticate"] == "Bearer"
+        assert bare.json() == {"error": "bad or missing bearer token", "model_version": "recsys/1"}
+        lower = http.post("/admin/reload", headers={"Authorization": f"bearer {TOKEN}"})  # schemes are case-insensitive
+        assert lower.status_code == 200 and lower.json()["reloaded"] is False
         ok = http.post("/admin/reload", headers={"Authorization": f"Bearer {TOKEN}"})
         assert ok.status_code == 200 and ok.json()["reloaded"] is False
     # nothing published yet: alive but not ready; lists answer 503
