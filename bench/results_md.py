@@ -248,6 +248,8 @@ def scale_section(data: dict[str, Any]) -> list[str]:
             f"| {r['size']} | {r['events']} | {'yes' if r['completed'] else 'no'} | {r['wall_seconds']:.0f} | "
             f"{max([r['peak_rss_mb'], *r.get('steps_peak_rss_mb', {}).values()]):.0f} | " + " | ".join(cells) + " |"
         )
+    if data.get("growth"):
+        lines.append("")
     for g in data.get("growth", []):
         worst = max(
             ((s, v["seconds_ratio"]) for s, v in g["steps"].items() if v["seconds_ratio"] is not None),
@@ -256,7 +258,7 @@ def scale_section(data: dict[str, Any]) -> list[str]:
         )
         lines.append(
             f"- {g['from']} -> {g['to']} (events x{g['events_ratio']}): wall x{g['wall_ratio']}, peak memory "
-            f"x{g['peak_rss_ratio']}; slowest-growing step `{worst[0]}` x{worst[1]}."
+            f"x{g['peak_rss_ratio']}; the step that grew most: `{worst[0]}` x{worst[1]}."
         )
     return [*lines, ""]
 
