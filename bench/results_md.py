@@ -263,6 +263,46 @@ def scale_section(data: dict[str, Any]) -> list[str]:
     return [*lines, ""]
 
 
+def scale_engine_section(data: dict[str, Any], local: dict[str, Any] | None) -> list[str]:
+    """`bench/scale.py --engine dask`: the same night on a Dask LocalCluster, beside the local engine's run."""
+    env = data.get("environment", {})
+    lines = [
+        "## The nightly on the Dask engine (`bench/scale.py --engine dask`)",
+        "",
+        f"{data['protocol']}. The lists are built by user partitions on the cluster's workers (the other steps run "
+        "in the night's process); `local` is the same size from the section above. Identical lists: every user's items "
+        "and order equal to the local run's. "
+        f"Code {str(env.get('git_sha', '?'))[:10]}, CPU {env.get('cpu', '?')}.",
+        "",
+        "| size | engine | completed | wall s | peak MiB | build_lists s | where | identical lists |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    by_size = {r["size"]: r for r in (local or {}).get("rows", []) if r["completed"]}
+    for r in data["rows"]:
+        ref = by_size.get(r["size"])
+        for row, engine in ((ref, "local"), (r, "dask")):
+            if row is None:
+                continue
+            done = row["completed"]
+            comp = row.get("compute") or {}
+            where = f"{comp.get('partitions', '?')} partitions on {len(comp.get('ran_on', [])) or '?'} worker(s)"
+            same = row.get("lists_vs")
+            ident = (
+                f"{same['identical_lists']} of {same['users']} users"
+                + (f" (max score diff {same['max_score_difference']:.1e})" if same["max_score_difference"] else "")
+                if same
+                else ""
+            )
+            lines.append(
+                f"| {row['size']} | {engine} | {'yes' if done else 'no'} | {row['wall_seconds']:.0f} | "
+                f"{row['peak_rss_mb']:.0f} | "
+                f"{row['steps_seconds'].get('build_lists', 0):.0f} | {where} | {ident} |"
+                if done
+                else f"| {row['size']} | {engine} | no | {row['wall_seconds']:.0f} | – | – | – | |"
+            )
+    return [*lines, ""]
+
+
 def scale_quality_section(data: dict[str, Any]) -> list[str]:
     lines = [
         "## Exact vs scalable models (`bench/scale.py --quality`)",
@@ -303,6 +343,9 @@ def render() -> str:
     sc = RESULTS / "scale.json"
     if sc.is_file():
         lines += scale_section(json.loads(sc.read_text()))
+    sd = RESULTS / "scale-dask.json"
+    if sd.is_file():
+        lines += scale_engine_section(json.loads(sd.read_text()), json.loads(sc.read_text()) if sc.is_file() else None)
     sq = RESULTS / "scale-quality.json"
     if sq.is_file():
         lines += scale_quality_section(json.loads(sq.read_text()))

@@ -152,6 +152,24 @@ def growth(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def compare_lists(mine: Path, other: Path) -> dict[str, Any]:
+    """The published lists of two runs of the same size (e.g. the dask engine's and the local one's): users whose
+    items and order are identical, and the largest score difference among them."""
+    from recsys.serving import SQLiteSnapshotStore
+
+    a, b = SQLiteSnapshotStore(mine).read_all(), SQLiteSnapshotStore(other).read_all()
+    same = [u for u in a if u in b and a[u][0] == b[u][0]]
+    gap = max((abs(x - y) for u in same for x, y in zip(a[u][1], b[u][1], strict=True)), default=0.0)
+    return {
+        "other": str(other),
+        "users": len(a),
+        "users_other": len(b),
+        "identical_lists": len(same),
+        "identical": len(same) == len(a) == len(b),
+        "max_score_difference": gap,
+    }
+
+
 def quality(datasets: list[str], *, seed: int, console: Console) -> list[dict[str, Any]]:
     from recsys.baselines import ScaleConfig
     from recsys.data import load_dataset
@@ -194,7 +212,26 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=7, help="the synthetic data's seed (the night's is [run] seed)")
     ap.add_argument("--root", type=Path, default=Path("results/scale"))
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument(
+        "--compare-with",
+        type=Path,
+        default=None,
+        help="another run's root (e.g. results/scale for the local engine): compare the published lists per size",
+    )
+    ap.add_argument("--compare-only", action="store_true", help="only add --compare-with's comparison to the JSON")
     args = ap.parse_args()
+    if args.compare_only:  # a finished run: its JSON gets the comparison of its lists with another run's
+        out = args.out or Path(f"bench/results/scale{'' if args.engine == 'local' else '-' + args.engine}.json")
+        data = json.loads(out.read_text())
+        for row in data["rows"]:
+            if row["completed"] and args.compare_with:
+                folder = f"{row['size']}-seed{args.seed}"
+                row["lists_vs"] = compare_lists(
+                    args.root / folder / "snapshots.db", args.compare_with / folder / "snapshots.db"
+                )
+        out.write_text(json.dumps(data, indent=2, default=str))
+        print(json.dumps([r.get("lists_vs") for r in data["rows"]], indent=2))
+        return
     console = Console(width=160)
     from recsys.evaluation.runner import environment_info
 
@@ -222,16 +259,18 @@ def main() -> None:
         rows: list[dict[str, Any]] = []
         result = {}
         for size in sizes:  # the JSON is rewritten after each size: a long run that is stopped keeps what finished
-            rows.append(
-                run_size(
-                    size,
-                    args.root,
-                    fine_tune_steps=args.fine_tune_steps,
-                    seed=args.seed,
-                    engine=args.engine,
-                    console=console,
-                )
+            row = run_size(
+                size,
+                args.root,
+                fine_tune_steps=args.fine_tune_steps,
+                seed=args.seed,
+                engine=args.engine,
+                console=console,
             )
+            other = args.compare_with / f"{size}-seed{args.seed}" / "snapshots.db" if args.compare_with else None
+            if row["completed"] and other is not None and other.is_file():
+                row["lists_vs"] = compare_lists(args.root / f"{size}-seed{args.seed}" / "snapshots.db", other)
+            rows.append(row)
             result = {
                 "benchmark": "the full nightly on streamed synthetic data, per size: wall time and peak memory by step",
                 "protocol": "a first night from a clean state (no champion, empty caches); the nightly's own split "
