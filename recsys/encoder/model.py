@@ -90,8 +90,9 @@ def load_base_model(path: Path, dtype: torch.dtype, *, attn_implementation: str 
 
     if not (Path(path) / "config.json").is_file():
         raise FileNotFoundError(f"{path}: not a Hugging Face model folder (no config.json)")
-    extra = {"attn_implementation": attn_implementation} if attn_implementation else {}
-    return AutoModel.from_pretrained(path, dtype=dtype, **extra)
+    if attn_implementation:
+        return AutoModel.from_pretrained(path, dtype=dtype, attn_implementation=attn_implementation)
+    return AutoModel.from_pretrained(path, dtype=dtype)
 
 
 class TextEncoder:
