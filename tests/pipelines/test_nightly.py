@@ -149,8 +149,9 @@ def test_rollback_command(flow_env, tmp_path):
     # a damaged snapshot store: refused in one line before the champion alias moves
     damaged = tmp_path / "damaged.db"
     damaged.write_bytes(b"\x00not a database" * 64)
-    config.write_text(config.read_text().replace(str(nightly_cfg["store_path"]), str(damaged)))
-    refused = CliRunner().invoke(app, ["registry", "rollback", "2", "--config", str(config)])
+    damaged_config = tmp_path / "damaged.toml"
+    damaged_config.write_text(config.read_text().replace(str(nightly_cfg["store_path"]), str(damaged)))
+    refused = CliRunner().invoke(app, ["registry", "rollback", "2", "--config", str(damaged_config)])
     said = " ".join(refused.output.split())  # the console wraps at the terminal's width
     assert refused.exit_code == 2 and "not a readable SQLite database" in said, refused.output
     assert "Traceback" not in refused.output and registry.champion().version == 1
