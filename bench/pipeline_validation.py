@@ -86,18 +86,19 @@ def main() -> None:
     )
     ref = next(iter(variants))
     table = Table(title=f"{args.dataset} {args.protocol}: validation (inner split), seed {args.seed}")
-    for col in ("model", "ndcg@10", "recall@10", "recall@50", "vs " + ref, "p"):
+    for col in ("model", "ndcg@10", "recall@10", "recall@50", "cold-only recall@20", "vs " + ref, "p"):
         table.add_column(col)
     rows = {}
     for m in report.models:
         c = report.compare(ref, m.name).to_dict() if m.name != ref else None
         choices = {k: m.params.get(k) for k in ("ease_l2", "blend", "text_weight", "ranker_prior")}
-        rows[m.name] = {"metrics": m.metrics, "vs_ref": c, "choices": choices}
+        rows[m.name] = {"metrics": m.metrics, "cold_only": m.slices.get("cold_only"), "vs_ref": c, "choices": choices}
         table.add_row(
             m.name,
             f"{m.metrics['ndcg@10']:.4f}",
             f"{m.metrics['recall@10']:.4f}",
             f"{m.metrics['recall@50']:.4f}",
+            f"{m.slices['cold_only']['recall@20']:.4f}" if "cold_only" in m.slices else "",
             f"{c['diff']:+.4f}" if c else "",
             f"{c['p_ttest']:.2g}" if c else "",
         )

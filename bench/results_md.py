@@ -164,8 +164,8 @@ def validation_section(data: dict[str, Any], name: str) -> list[str]:
         "",
         f"{data['dataset']} `{data['protocol']}`, seed {data['seed']}: {data['judged_on']}.",
         "",
-        "| variant | settings | nDCG@10 | Recall@50 | diff vs first | p |",
-        "|---|---|---|---|---|---|",
+        "| variant | settings | nDCG@10 | Recall@50 | cold-only Recall@20 | diff vs first | p |",
+        "|---|---|---|---|---|---|---|",
     ]
     for row_name, row in data["rows"].items():
         base = row_name.removesuffix("-no-text")
@@ -174,7 +174,8 @@ def validation_section(data: dict[str, Any], name: str) -> list[str]:
         diff, p = (f"{c['diff']:+.4f}", _p(c["p_ttest"])) if c else ("", "")
         lines.append(
             f"| `{row_name}` | `{json.dumps(settings)}` | {_f(row['metrics']['ndcg@10'])} | "
-            f"{_f(row['metrics'].get('recall@50'))} | {diff} | {p} |"
+            f"{_f(row['metrics'].get('recall@50'))} | {_f((row.get('cold_only') or {}).get('recall@20'))} | "
+            f"{diff} | {p} |"
         )
     return [*lines, ""]
 
@@ -185,9 +186,9 @@ def stability_section(data: dict[str, Any]) -> list[str]:
         "",
         f"{data['dataset']}, {data['protocol']}; {data['metric']}; encoder seed {data['encoder_seed']}, "
         f"{data['n_judged_users']} judged users. Each row is one fit with that ranker seed (LightGBM's bagging, "
-        "feature sampling and early-stopping users).",
+        "feature sampling and the users' early-stopping folds; docs/decisions/ranker-rounds.md).",
         "",
-        "| model | seed | nDCG@10 | early-stopping iteration | prior |",
+        "| model | seed | nDCG@10 | boosting rounds | prior |",
         "|---|---|---|---|---|",
     ]
     for r in data["rows"]:

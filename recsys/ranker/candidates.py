@@ -55,6 +55,8 @@ class Candidates:
         if embeddings is not None:  # embedding row of each candidate item (-1: no text)
             row = embeddings.row_of
             self.text_rows = np.fromiter((row.get(i, -1) for i in state.item_ids.tolist()), dtype=np.int64)
+        # the tail: items few users chose in the window (cold items included), where text must speak for them
+        self.not_tail = np.asarray(state.seen.getnnz(axis=0)).ravel() > cfg.tail_users
 
     @property
     def has_text(self) -> bool:
@@ -110,6 +112,9 @@ class Candidates:
             for name, n in (("text", cfg.n_text), ("blend", cfg.n_collaborative), ("popular", cfg.n_popular)):
                 if name in src:
                     pick[name] = top_mask(np.where(seen_mask, -np.inf, src[name]), n)
+            if "text" in src and cfg.n_text_tail:
+                tail = top_mask(np.where(seen_mask | self.not_tail, -np.inf, src["text"]), cfg.n_text_tail)
+                pick["text"] = pick["text"] | tail
             union = np.logical_or.reduce(list(pick.values())) & ~seen_mask
             if include:
                 for row, u in enumerate(batch):

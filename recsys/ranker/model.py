@@ -45,6 +45,7 @@ class LambdaRanker:
     margin_feature: str | None = None
     margin_weight: float = 0.0
     use_trees: bool = True  # False: the base margin's order alone (chosen when the trees did not help on validation)
+    curve: tuple[float, ...] = ()  # early-stopping users' nDCG@eval_at per boosting round (training only, not saved)
 
     def with_trees(self, use_trees: bool) -> LambdaRanker:
         """This ranker with its trees switched on or off (off: the base margin's order alone)."""

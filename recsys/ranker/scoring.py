@@ -22,7 +22,7 @@ from recsys.data import schema as S
 from recsys.encoder.cache import ItemEmbeddings
 from recsys.ranker._common import TEXT_FEATURES
 from recsys.ranker.candidates import Candidates
-from recsys.ranker.config import PipelineConfig
+from recsys.ranker.config import PipelineConfig, saved_pipeline_config
 from recsys.ranker.model import LambdaRanker
 from recsys.ranker.state import RankingState
 
@@ -158,7 +158,7 @@ class RankingModel:
         return cls(
             RankingState.load(folder / "state"),
             LambdaRanker.load(folder / "ranker"),
-            PipelineConfig.model_validate(meta["pipeline"]),
+            saved_pipeline_config(meta["pipeline"]),
             embeddings=ItemEmbeddings.load(emb_path) if emb_path.is_file() else None,
             use_text=bool(meta["use_text"]),
         )
@@ -175,3 +175,13 @@ def lists_of(folder: str, users: list[str], *, k: int) -> pl.DataFrame:
         _LOADED.clear()
         model = _LOADED[folder] = RankingModel.load(Path(folder))
     return model.top_k(users, k=k)
+
+
+def write_lists(folder: str, out: str, job: tuple[int, list[str]], *, k: int) -> tuple[str, int]:
+    """One user partition's lists (`lists_of`) written as `out/part-NNNNN.parquet`; returns (path, rows). What a
+    compute engine maps when the lists go to files (a cluster's workers write them: `out` must be shared)."""
+    index, users = job
+    lists = lists_of(folder, users, k=k)
+    path = Path(out) / f"part-{index:05d}.parquet"
+    lists.write_parquet(path)
+    return str(path), lists.height

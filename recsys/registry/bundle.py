@@ -40,6 +40,7 @@ from recsys.encoder.stage import with_head
 from recsys.encoder.text import ItemTextConfig, build_item_text
 from recsys.evaluation.splits import ProtocolName
 from recsys.ranker import TEXT_FEATURES, PipelineConfig, RankingModel, RankingPipeline, RankingState
+from recsys.ranker.config import saved_pipeline_config
 from recsys.ranker.model import LambdaRanker
 
 BUNDLE_FORMAT = 2
@@ -125,7 +126,7 @@ class ModelBundle:
                 f"{self.path}: bundle format {self.meta['format']} has no saved state; score it through "
                 "`pipeline().fit(...)` or retrain it with this version of recsys"
             )
-        cfg = PipelineConfig.model_validate(self.meta["pipeline"])
+        cfg = saved_pipeline_config(self.meta["pipeline"])
         return RankingModel(
             RankingState.load(state), self.ranker, cfg, embeddings=self.embeddings, use_text=self.uses_text
         )
@@ -135,7 +136,7 @@ class ModelBundle:
     ) -> RankingPipeline:
         """An unfitted pipeline that keeps this bundle's ranker; `fit(events, candidates=..., items=...)` rebuilds
         the sources and features on `events` (in their sparse forms above `scale`'s limit)."""
-        cfg = PipelineConfig.model_validate(self.meta["pipeline"])
+        cfg = saved_pipeline_config(self.meta["pipeline"])
         protocol: ProtocolName = self.meta.get("protocol", "temporal")
         emb = embeddings if embeddings is not None else self.embeddings
         return RankingPipeline(

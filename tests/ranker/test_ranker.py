@@ -63,6 +63,55 @@ def test_ranker_is_deterministic_and_round_trips_through_the_text_format(tmp_pat
         loaded.predict(test.drop("f_weak"))
 
 
+def test_rounds_are_chosen_on_the_mean_curve_of_user_folds_then_refitted_on_every_user() -> None:
+    import lightgbm as lgb
+
+    frame = ranking_frame(users=90)
+    cfg = CFG.model_copy(update={"stopping_folds": 3, "early_stopping_rounds": 8})
+    model = train_ranker(frame, FEATURES, cfg=cfg, seed=3)
+    curve = np.array(model.curve)
+    # the chosen round is the mean curve's best, and training went on `early_stopping_rounds` past it (or to the end)
+    assert model.best_iteration == int(np.argmax(curve)) + 1
+    assert len(curve) == min(cfg.n_estimators, model.best_iteration + cfg.early_stopping_rounds)
+    assert model.validation_ndcg == pytest.approx(curve.max())
+    # the mean curve is the three folds' curves averaged: the same folds trained one by one reproduce it (users with
+    # a positive, in user and item order, dealt into folds by the seeded permutation)
+    frame = frame.filter(pl.col("label").max().over("user_id") > 0).sort("user_id", "item_id", maintain_order=True)
+    users = frame["user_id"].unique(maintain_order=True).to_numpy()
+    fold_of = np.empty(len(users), dtype=np.int64)
+    fold_of[np.random.default_rng(3).permutation(len(users))] = np.arange(len(users)) % 3
+    fold = frame["user_id"].replace_strict(dict(zip(users.tolist(), fold_of.tolist(), strict=True)))
+    params = {
+        "objective": "lambdarank", "metric": "ndcg", "eval_at": [10], "num_leaves": cfg.num_leaves,
+        "learning_rate": cfg.learning_rate, "min_data_in_leaf": cfg.min_data_in_leaf,
+        "feature_fraction": cfg.feature_fraction, "bagging_fraction": cfg.bagging_fraction, "bagging_freq": 1,
+        "lambda_l2": cfg.lambda_l2, "lambdarank_truncation_level": cfg.truncation_level, "seed": 3,
+        "deterministic": True, "force_row_wise": True, "num_threads": 2, "verbosity": -1,
+        "monotone_constraints": [0, 0, 0],
+    }  # fmt: skip
+
+    def data(part: pl.DataFrame, ref: lgb.Dataset | None = None) -> lgb.Dataset:
+        groups = part.group_by("user_id", maintain_order=True).len()["len"].to_numpy()
+        x = part.select(FEATURES).to_numpy()
+        return lgb.Dataset(x, part["label"].to_numpy(), group=groups, feature_name=FEATURES, reference=ref)
+
+    curves = []
+    for f in range(3):
+        history: dict[str, dict[str, list[float]]] = {}
+        train = data(frame.filter(fold != f))
+        lgb.train(
+            params, train, num_boost_round=len(curve), valid_sets=[data(frame.filter(fold == f), train)],
+            callbacks=[lgb.record_evaluation(history)],
+        )  # fmt: skip
+        curves.append(history["valid_0"]["ndcg@10"])
+    assert np.allclose(np.mean(curves, axis=0), curve)
+    # the final booster is refitted on every user with exactly the chosen number of rounds
+    assert model.booster.num_trees() == model.best_iteration  # type: ignore[attr-defined]
+    # one fold: the seeded hold-out of validation_fraction of the users, as before
+    single = train_ranker(frame, FEATURES, cfg=cfg.model_copy(update={"stopping_folds": 1}), seed=3)
+    assert single.booster.num_trees() == single.best_iteration == int(np.argmax(single.curve)) + 1  # type: ignore[attr-defined]
+
+
 def test_users_without_a_positive_are_skipped_and_all_negative_is_an_error() -> None:
     frame = ranking_frame().with_columns(pl.lit(0).alias("label"))
     with pytest.raises(ValueError, match="no user has a positive"):
@@ -256,3 +305,63 @@ def test_random_split_keeps_the_priors_order_unless_trees_beat_it_significantly(
     better = {n: v for n, v in scores.items() if n in p_values and v > scores["prior-only"] and p_values[n] < 0.05}
     assert chosen["chosen"] == (max(better, key=better.__getitem__) if better else "prior-only")
     assert pipe.ranker_.use_trees == (chosen["chosen"] != "prior-only")
+
+
+def test_text_candidates_reach_the_tail_the_overall_text_top_n_misses(synthetic, synthetic_embeddings) -> None:
+    from recsys.evaluation import split_temporal
+    from recsys.ranker import CandidateConfig, PipelineConfig
+    from recsys.ranker.candidates import Candidates
+    from recsys.ranker.window import build_state
+
+    split = split_temporal(synthetic.interactions)
+    cands = synthetic.items["item_id"].to_list()
+    state = build_state(
+        split.train,
+        synthetic.items,
+        cands,
+        PipelineConfig(),
+        ease_l2=500.0,
+        blend=(16, 0.5),
+        embeddings=synthetic_embeddings,
+    )
+    users = sorted(state.user_ids)[:30]
+    item_users = np.asarray(state.seen.getnnz(axis=0)).ravel()
+    tail_users = int(np.quantile(item_users, 0.25))  # the quarter of the catalog fewest users chose
+    base = CandidateConfig(n_text=10, n_collaborative=10, n_popular=5, n_text_tail=0, tail_users=tail_users)
+    with_tail = base.model_copy(update={"n_text_tail": 8})
+
+    def text_items(cfg: CandidateConfig) -> pl.DataFrame:
+        frame = Candidates(state, cfg, embeddings=synthetic_embeddings).frame(users)
+        return frame.filter(pl.col("is_from_text") == 1).select("user_id", "item_id")
+
+    before, after = text_items(base), text_items(with_tail)
+    assert before.join(after, on=["user_id", "item_id"], how="anti").height == 0  # the overall top-N stays
+    added = after.join(before, on=["user_id", "item_id"], how="anti")
+    assert added.height > 0
+    # what was added: per user, exactly the best 8 unseen tail items by interest match
+    tail = item_users <= tail_users
+    src = Candidates(state, base, embeddings=synthetic_embeddings).source_scores(users)
+    seen = state.seen_mask(state.rows(users))
+    for row, user in enumerate(users[:10]):
+        text = np.where(seen[row] | ~tail, -np.inf, src["text"][row])
+        best = set(state.item_ids[np.argsort(-text, kind="stable")[:8]].tolist()) - {
+            i for i, s in zip(state.item_ids.tolist(), text, strict=True) if not np.isfinite(s)
+        }
+        mine = set(after.filter(pl.col("user_id") == user)["item_id"].to_list())
+        assert best <= mine
+        assert all(
+            item_users[state.item_index[i]] <= tail_users
+            for i in set(mine) - set(before.filter(pl.col("user_id") == user)["item_id"].to_list())
+        )
+
+
+def test_a_config_saved_before_the_tail_source_keeps_its_candidates() -> None:
+    from recsys.ranker import PipelineConfig
+    from recsys.ranker.config import saved_pipeline_config
+
+    now = PipelineConfig()
+    assert saved_pipeline_config(now.model_dump(mode="json")) == now and now.candidates.n_text_tail == 50
+    older = now.model_dump(mode="json")
+    del older["candidates"]["n_text_tail"]
+    assert saved_pipeline_config(older).candidates.n_text_tail == 0
+    assert "n_text_tail" not in older["candidates"]  # the saved data itself is not changed
