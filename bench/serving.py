@@ -128,7 +128,8 @@ def prepare(work: Path, dataset: str, console: Console) -> tuple[Path, list[str]
         state=pipe.state_,
     )
     settings = load_settings()
-    lists, fallback, model = ranked_lists(bundle, ds, settings.run, k=100, work_dir=settings.nightly.work_dir)
+    parts, fallback, model = ranked_lists(bundle, ds, settings.run, k=100, work_dir=settings.nightly.work_dir)
+    lists = parts.collect()
     store = SQLiteSnapshotStore(work / "serving.db")
     publish(
         store,

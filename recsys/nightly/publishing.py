@@ -5,6 +5,12 @@ evaluation) so each stays readable."""
 
 from __future__ import annotations
 
+import shutil
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 
@@ -18,7 +24,7 @@ from recsys.data.dataset import Dataset, after_last_event
 from recsys.data.registry import load_dataset
 from recsys.nightly.steps import _sha
 from recsys.ranker import RankingModel
-from recsys.ranker.scoring import lists_of
+from recsys.ranker.scoring import write_lists
 from recsys.registry.bundle import ModelBundle, load_bundle
 from recsys.registry.tracking import Registry
 from recsys.serving.store import SnapshotInfo, SnapshotStore
@@ -27,6 +33,44 @@ from recsys.serving.store import SnapshotInfo, SnapshotStore
 def served_model_dir(work_dir: Path, bundle: ModelBundle, dataset: Dataset) -> Path:
     """Where the ranking model of `bundle` rebuilt on `dataset` is saved: content-addressed by version and data."""
     return Path(work_dir).resolve() / "served" / "models" / _sha(bundle.digest, dataset.fingerprint)[:24]
+
+
+@dataclass(frozen=True)
+class ListParts:
+    """Every user's list as Parquet files in `folder`, one per user partition (each file holds whole users): what
+    the night builds and publishes, passed between its steps as paths, and read one file at a time."""
+
+    folder: Path
+    files: tuple[Path, ...]
+    n_rows: int
+
+    def frames(self) -> Iterator[pl.DataFrame]:
+        """The partitions' lists (user_id, item_id, rank, score), one frame per file."""
+        for file in self.files:
+            yield pl.read_parquet(file)
+
+    def collect(self) -> pl.DataFrame:
+        """All lists in one frame (small data, tests)."""
+        parts = list(self.frames())
+        return pl.concat(parts) if parts else pl.DataFrame(schema=S.RECOMMENDATION_SCHEMA)
+
+    def remove(self) -> None:
+        """Delete the files (once a store holds the lists)."""
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def lists_folder(work_dir: Path, *, stale_after_s: float = 6 * 3600) -> Path:
+    """A new folder for one build's list files under `work_dir/served/lists/`; builds left there by a night that
+    died before publishing are removed once older than `stale_after_s`."""
+    root = Path(work_dir).resolve() / "served" / "lists"
+    root.mkdir(parents=True, exist_ok=True)
+    now = time.time()
+    for old in root.iterdir():
+        if old.is_dir() and now - old.stat().st_mtime > stale_after_s:
+            shutil.rmtree(old, ignore_errors=True)
+    folder = root / f"{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
+    folder.mkdir()
+    return folder
 
 
 def ranked_lists(
@@ -40,12 +84,13 @@ def ranked_lists(
     scale: ScaleConfig | None = None,
     engine: Engine | None = None,
     partition_users: int = 20_000,
-) -> tuple[pl.DataFrame, pl.DataFrame, RankingModel]:
+) -> tuple[ListParts, pl.DataFrame, RankingModel]:
     """Every user's top-k by the bundle with the state (sources and features) rebuilt on all events, the trending
     fallback (events in the last `trending_days`), and that ranking model (what the service loads to re-rank exactly
     as the lists were made). The model is saved first (`served_model_dir`); the lists are then built by user
     partitions of `partition_users` through `engine` (this process by default, or a Dask cluster's workers, each
-    loading the saved model): the same lists whichever engine builds them."""
+    loading the saved model and writing its partition's file): the same lists whichever engine builds them, never
+    gathered into one frame."""
     emb = bundle.embeddings_for(dataset.items, cache_dir=run.cache_dir)
     pipe = bundle.pipeline(embeddings=emb, seed=run.seed_for("ranker"), scale=scale).fit(
         dataset.interactions, candidates=dataset.items[S.ITEM_ID].to_list(), items=dataset.items
@@ -56,8 +101,9 @@ def ranked_lists(
         model.save(folder)
     users = dataset.interactions[S.USER_ID].unique(maintain_order=True).to_list()
     parts = [users[i : i + partition_users] for i in range(0, len(users), partition_users)]
-    results = (engine or LocalEngine()).map(partial(lists_of, str(folder), k=k), parts)
-    lists = pl.concat(results) if results else pl.DataFrame(schema=S.RECOMMENDATION_SCHEMA)
+    out = lists_folder(work_dir)
+    written = (engine or LocalEngine()).map(partial(write_lists, str(folder), str(out), k=k), list(enumerate(parts)))
+    lists = ListParts(out, tuple(Path(p) for p, _ in written), sum(n for _, n in written))
     fallback = trending(dataset.interactions, k=k, window_days=trending_days)
     return lists, fallback, model
 
@@ -76,7 +122,7 @@ def trending(events: pl.DataFrame, *, k: int, window_days: int = 30) -> pl.DataF
 
 def publish(
     store: SnapshotStore,
-    lists: pl.DataFrame,
+    lists: ListParts | pl.DataFrame,
     fallback: pl.DataFrame,
     *,
     model_version: str,
@@ -88,7 +134,8 @@ def publish(
 ) -> SnapshotInfo:
     """Publish the lists as a new snapshot. The ranking model they were made with (ranker, embeddings and the state
     built on this data) is saved first under `work_dir/served/models/`, content-addressed by version and data, and
-    the snapshot's metadata names it: the service loads it to re-rank exactly as the lists were made."""
+    the snapshot's metadata names it: the service loads it to re-rank exactly as the lists were made. List files
+    are streamed into the store one partition at a time, and removed once published."""
     served = served_model_dir(work_dir, bundle, dataset)
     if not (served / "model.json").is_file():
         model.save(served)
@@ -98,7 +145,11 @@ def publish(
         "bundle_digest": bundle.digest,
         "data_fingerprint": dataset.fingerprint,
     }
-    return store.publish(lists, model_version=model_version, fallback=fallback, meta=full)
+    source = lists.frames() if isinstance(lists, ListParts) else lists
+    info = store.publish(source, model_version=model_version, fallback=fallback, meta=full)
+    if isinstance(lists, ListParts):
+        lists.remove()
+    return info
 
 
 def verified_bundle(registry: Registry, version: int, work_dir: Path) -> ModelBundle:

@@ -16,14 +16,14 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import datetime
 from typing import cast
 
 import polars as pl
 
 from recsys.data import schema as S
-from recsys.serving.store import FALLBACK_USER, RankedList, SnapshotInfo, prepare_snapshot
+from recsys.serving.store import FALLBACK_USER, Lists, RankedList, SnapshotInfo, grouped_chunks, new_snapshot
 
 _GET = """
 local sid = redis.call('GET', KEYS[1])
@@ -53,24 +53,31 @@ class RedisSnapshotStore:
 
     def publish(
         self,
-        lists: pl.DataFrame,
+        lists: Lists,
         *,
         model_version: str,
         fallback: pl.DataFrame | None = None,
         meta: dict | None = None,
         batch_size: int = 5000,
     ) -> SnapshotInfo:
-        info, rows = prepare_snapshot(lists, model_version, meta)
+        """As `SQLiteSnapshotStore.publish`: lists written frame by frame into the snapshot's hash, then the switch
+        in one transaction. A user in two frames is refused."""
+        info = new_snapshot(model_version, meta)
         sid = info.snapshot_id
         lists_key = self._k("snap", sid, "lists")
         self.r.zadd(self._k("building"), {sid: time.time()})
-        for start in range(0, len(rows), batch_size):
-            chunk = rows[start : start + batch_size]
-            self.r.hset(lists_key, mapping={u: json.dumps([i, s]) for u, i, s in chunk})
+        n_users = k = 0
+        for chunk in grouped_chunks(lists, batch_size):
+            added = self.r.hset(lists_key, mapping={u: json.dumps([i, s]) for u, i, s in chunk})
+            if added != len(chunk):  # hset counts new fields only: a user written before
+                raise ValueError(f"snapshot {sid}: a user's list appears twice in the published lists")
+            n_users += len(chunk)
+            k = max(k, *(len(items) for _, items, _ in chunk))
         if fallback is not None and fallback.height:
             items = fallback[S.ITEM_ID].cast(pl.String).to_list()
             scores = fallback[S.SCORE].cast(pl.Float64).to_list()
             self.r.hset(lists_key, FALLBACK_USER, json.dumps([items, scores]))
+        info = replace(info, n_users=n_users, k=k)
         with self.r.pipeline(transaction=True) as tx:  # the switch
             tx.set(self._k("snap", sid, "meta"), json.dumps(asdict(info), default=str))
             tx.zadd(self._k("snapshots"), {sid: datetime.fromisoformat(info.created_at).timestamp()})

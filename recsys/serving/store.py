@@ -15,9 +15,9 @@ import json
 import sqlite3
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Protocol
@@ -55,7 +55,7 @@ class SnapshotStore(Protocol):
     """What the nightly flow publishes to and the service reads from."""
 
     def publish(
-        self, lists: pl.DataFrame, *, model_version: str, fallback: pl.DataFrame | None = None, meta: dict | None = None
+        self, lists: Lists, *, model_version: str, fallback: pl.DataFrame | None = None, meta: dict | None = None
     ) -> SnapshotInfo: ...
 
     def current(self) -> SnapshotInfo | None: ...
@@ -93,14 +93,28 @@ def group_lists(lists: pl.DataFrame) -> Iterator[tuple[str, list[str], list[floa
         yield str(user), list(items), [float(s) for s in scores]
 
 
-def prepare_snapshot(
-    lists: pl.DataFrame, model_version: str, meta: dict | None
-) -> tuple[SnapshotInfo, list[tuple[str, list[str], list[float]]]]:
-    """A new snapshot's identity and its grouped rows (user_id, items, scores)."""
+# What a publish takes: one frame of lists, or frames in turn (e.g. a night's partitions read one by one), each
+# holding whole users, so a snapshot of millions of users is never one frame in memory.
+Lists = pl.DataFrame | Iterable[pl.DataFrame]
+
+
+def new_snapshot(model_version: str, meta: dict | None) -> SnapshotInfo:
+    """A new snapshot's identity (its user count and k are filled in once its lists are written)."""
     now = datetime.now(UTC)
-    rows = list(group_lists(lists))
-    k = max((len(items) for _, items, _ in rows), default=0)
-    return SnapshotInfo(new_snapshot_id(now), now.isoformat(), model_version, len(rows), k, dict(meta or {})), rows
+    return SnapshotInfo(new_snapshot_id(now), now.isoformat(), model_version, 0, 0, dict(meta or {}))
+
+
+def grouped_chunks(lists: Lists, batch_size: int) -> Iterator[list[tuple[str, list[str], list[float]]]]:
+    """(user_id, items, scores) rows in chunks of at most `batch_size` users, frame by frame."""
+    for frame in [lists] if isinstance(lists, pl.DataFrame) else lists:
+        chunk: list[tuple[str, list[str], list[float]]] = []
+        for row in group_lists(frame):
+            chunk.append(row)
+            if len(chunk) == batch_size:
+                yield chunk
+                chunk = []
+        if chunk:
+            yield chunk
 
 
 _SCHEMA = """
@@ -175,28 +189,36 @@ class SQLiteSnapshotStore:
     # -- writing -------------------------------------------------------------------------------------------------
     def publish(
         self,
-        lists: pl.DataFrame,
+        lists: Lists,
         *,
         model_version: str,
         fallback: pl.DataFrame | None = None,
         meta: dict | None = None,
         batch_size: int = 5000,
     ) -> SnapshotInfo:
-        """Write `lists` (user_id, item_id, rank, score) and `fallback` (item_id, score, best first) as a new
-        snapshot, then switch the current pointer to it in one transaction. Returns the new snapshot."""
-        info, rows = prepare_snapshot(lists, model_version, meta)
+        """Write `lists` (user_id, item_id, rank, score; one frame or frames in turn, each with whole users) and
+        `fallback` (item_id, score, best first) as a new snapshot, then switch the current pointer to it in one
+        transaction. A user in two frames is refused (the build is abandoned). Returns the new snapshot."""
+        info = new_snapshot(model_version, meta)
         sid = info.snapshot_id
         with self._write() as con:
             con.execute(
-                "INSERT INTO snapshots VALUES (?, ?, ?, ?, ?, ?, 'building')",
-                (sid, info.created_at, model_version, info.n_users, info.k, json.dumps(info.meta, default=str)),
+                "INSERT INTO snapshots VALUES (?, ?, ?, 0, 0, ?, 'building')",
+                (sid, info.created_at, model_version, json.dumps(info.meta, default=str)),
             )
+        n_users = k = 0
+        for chunk in grouped_chunks(lists, batch_size):
+            with self._write() as con:
+                try:
+                    con.executemany(
+                        "INSERT INTO lists VALUES (?, ?, ?, ?)",
+                        [(sid, u, json.dumps(i), json.dumps(s)) for u, i, s in chunk],
+                    )
+                except sqlite3.IntegrityError as exc:
+                    raise ValueError(f"snapshot {sid}: a user's list appears twice in the published lists") from exc
+            n_users += len(chunk)
+            k = max(k, *(len(items) for _, items, _ in chunk))
         with self._write() as con:
-            for start in range(0, len(rows), batch_size):
-                con.executemany(
-                    "INSERT INTO lists VALUES (?, ?, ?, ?)",
-                    [(sid, u, json.dumps(i), json.dumps(s)) for u, i, s in rows[start : start + batch_size]],
-                )
             if fallback is not None and fallback.height:
                 con.execute(
                     "INSERT INTO lists VALUES (?, ?, ?, ?)",
@@ -208,14 +230,14 @@ class SQLiteSnapshotStore:
                     ),
                 )
         with self._write() as con:  # the switch: one small transaction
-            con.execute("UPDATE snapshots SET state = 'ready' WHERE id = ?", (sid,))
+            con.execute("UPDATE snapshots SET state = 'ready', n_users = ?, k = ? WHERE id = ?", (n_users, k, sid))
             con.execute(
                 "INSERT INTO pointer VALUES ('current', ?) "
                 "ON CONFLICT(name) DO UPDATE SET snapshot_id = excluded.snapshot_id",
                 (sid,),
             )
         self.prune(self.retention)
-        return info
+        return replace(info, n_users=n_users, k=k)
 
     def activate(self, snapshot_id: str) -> SnapshotInfo:
         """Point `current` at an earlier (ready) snapshot: rollback."""

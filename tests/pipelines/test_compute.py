@@ -46,14 +46,44 @@ def test_nightly_on_a_local_cluster_publishes_the_local_engines_lists(flow_env, 
     champ = Registry(settings.tracking).champion()
     bundle = load_bundle(Registry(settings.tracking).download(champ.version, tmp_path / "champion"))
     dataset = load_dataset(settings.data.dataset)
-    lists, _, _ = publishing.ranked_lists(
-        bundle, dataset, settings.run, k=settings.nightly.serving_k, work_dir=tmp_path / "work", engine=LocalEngine()
+    parts, fallback, model = publishing.ranked_lists(
+        bundle,
+        dataset,
+        settings.run,
+        k=settings.nightly.serving_k,
+        work_dir=tmp_path / "work",
+        engine=LocalEngine(),
+        partition_users=50,
     )
+    # one Parquet file per partition of 50 users (whole users in each), under the work folder
+    assert [f.name for f in parts.files] == ["part-00000.parquet", "part-00001.parquet", "part-00002.parquet"]
+    assert parts.folder.parent == (tmp_path / "work" / "served" / "lists").resolve()
+    per_file = [set(f["user_id"].unique().to_list()) for f in parts.frames()]
+    assert [len(u) for u in per_file] == [50, 50, 20] and not set.intersection(*per_file)
+    assert parts.n_rows == sum(f.height for f in parts.frames())
     local = {
         u: (g.sort("rank")["item_id"].to_list(), g.sort("rank")["score"].to_list())
-        for (u,), g in lists.group_by("user_id")
+        for (u,), g in parts.collect().group_by("user_id")
     }
     assert set(local) == set(published) and len(local) == 120
     for user, (items, scores) in local.items():
         assert published[user][0] == items, user
         assert published[user][1] == pytest.approx(scores, abs=1e-9), user
+    # publishing streams the files into a store, then removes them
+    store = SQLiteSnapshotStore(tmp_path / "streamed.db")
+    info = publishing.publish(
+        store,
+        parts,
+        fallback,
+        model_version="v",
+        bundle=bundle,
+        model=model,
+        dataset=dataset,
+        work_dir=tmp_path / "work",
+    )
+    assert info.n_users == 120 and not parts.folder.exists()
+    streamed = store.read_all()
+    streamed.pop(FALLBACK_USER)
+    assert set(streamed) == set(local)
+    for user, (items, scores) in local.items():
+        assert streamed[user][0] == items and streamed[user][1] == pytest.approx(scores, abs=1e-9), user

@@ -67,7 +67,8 @@ def published(synthetic, synthetic_embeddings, tmp_path_factory):
     from recsys.config import load_settings
 
     settings = load_settings(nightly={"serving_k": 50})
-    lists, fallback, model = ranked_lists(bundle, synthetic, settings.run, k=50, work_dir=root / "work")
+    parts, fallback, model = ranked_lists(bundle, synthetic, settings.run, k=50, work_dir=root / "work")
+    lists = parts.collect()
     info = publish(
         store,
         lists,

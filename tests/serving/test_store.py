@@ -44,6 +44,31 @@ def test_publish_then_read(make_store):
     assert make_store().get("u3").items == got.items
 
 
+def test_publish_streams_frames_in_turn_and_refuses_a_user_twice(make_store):
+    store = make_store()
+    whole = lists(1, n_users=30)
+    users = [f"u{u}" for u in range(30)]
+    read: list[int] = []
+
+    def parts():  # three partitions of whole users, read one at a time (as a night's list files are)
+        for i in range(3):
+            read.append(i)
+            yield whole.filter(pl.col("user_id").is_in(users[i * 10 : (i + 1) * 10]))
+
+    info = store.publish(parts(), model_version="recsys/1", fallback=fallback(1), batch_size=4)
+    assert read == [0, 1, 2] and (info.n_users, info.k) == (30, 20) and store.current() == info
+    one = make_store()
+    assert one.read_all() == store.read_all()
+    assert {u: store.get(u).items for u in users} == {
+        u: whole.filter(pl.col("user_id") == u).sort("rank")["item_id"].to_list() for u in users
+    }
+    # a user in two partitions: refused, and the current snapshot stays
+    twice = [lists(2, n_users=3), lists(2, n_users=3).filter(pl.col("user_id") == "u1")]
+    with pytest.raises(ValueError, match="appears twice"):
+        store.publish(iter(twice), model_version="recsys/2")
+    assert store.current() == info and store.get("u1").model_version == "recsys/1"
+
+
 def test_retention_and_rollback(make_store):
     store = make_store(retention=3)
     infos = [store.publish(lists(g, n_users=5), model_version=f"recsys/{g}") for g in range(1, 6)]
