@@ -14,6 +14,12 @@ from recsys.data import schema as S
 from recsys.scoring.topk import top_k_indices
 
 
+def score_batch_size(n_items: int) -> int:
+    """Users scored at once over `n_items` candidates: 512, fewer on large catalogs so a batch's dense float64
+    scores stay ~64 MB."""
+    return max(16, min(512, 8_000_000 // max(1, n_items)))
+
+
 class Recommender(ABC):
     """Fit on training interactions; recommend the top K candidate items per user, excluding seen items.
 
@@ -87,7 +93,7 @@ class Recommender(ABC):
         """Top-K lists: user_id, item_id, rank (1-based), score. Ties break by candidate order. `batch_size`: users
         scored at once (default: 512, fewer on large catalogs so a batch's dense scores stay ~64 MB)."""
         known = [u for u in users if u in self.user_index_]
-        batch_size = batch_size or max(16, min(512, 8_000_000 // max(1, len(self.item_ids_))))
+        batch_size = batch_size or score_batch_size(len(self.item_ids_))
         parts = []
         for start in range(0, len(known), batch_size):
             batch = known[start : start + batch_size]

@@ -22,7 +22,7 @@ import polars as pl
 import scipy.linalg
 import scipy.sparse as sp
 
-from recsys.baselines._base import Recommender
+from recsys.baselines._base import Recommender, score_batch_size
 from recsys.baselines.neighbourhood import EASE
 from recsys.baselines.scalable import is_dense, lowpass_components
 from recsys.compute.scale import ScaleConfig
@@ -145,7 +145,7 @@ class EASELowPass(Recommender):
                 raise ValueError(f"factors={f}, but the fit kept {self.lowpass_.factors} components; refit")
         known = [u for u in users if u in self.user_index_]
         n = len(self.item_ids_)
-        batch_size = max(16, min(512, 8_000_000 // max(1, n)))  # as `recommend`
+        batch_size = score_batch_size(n)  # as `recommend`
         ease_w, low = self.ease_.arrays, self.lowpass_.arrays
         cold = ~self.has_train_events_
         parts: dict[tuple[int, float], list[pl.DataFrame]] = {c: [] for c in combos}

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import csv
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -112,7 +112,7 @@ def _check_fields(
     has_header: bool,
     names: Sequence[str] | None,
     on_ragged_row: OnProblem,
-    parse: object,
+    parse: Callable[[bytes], pl.DataFrame],
 ) -> tuple[pl.DataFrame, pl.DataFrame | None, int]:
     """Ragged rows (more or fewer fields than the header) and blank lines. polars pads short rows with nulls and
     refuses long ones without saying where; the csv module finds both by line. Only run when polars failed or a row's
@@ -142,7 +142,7 @@ def _check_fields(
     kept = [r for r in records if r.index not in bad]
     head = "" if not has_header else text.split("\n", 1)[0] + "\n"
     body = head + "".join(r.raw if r.raw.endswith("\n") else r.raw + "\n" for r in kept)
-    clean = parse(body.encode("utf-8")) if kept else None  # type: ignore[operator]
+    clean = parse(body.encode("utf-8")) if kept else None
     if clean is None:
         cols = list(names) if names else next(csv.reader([text.split("\n", 1)[0]], delimiter=separator))
         clean = pl.DataFrame(schema=dict.fromkeys(cols, pl.String))
