@@ -37,6 +37,7 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from recsys.config import public_data_dir
 from recsys.data import load_dataset
 from recsys.encoder import (
     EncoderConfig,
@@ -98,7 +99,7 @@ def _tune(events, cutoff: datetime, item_text, out: Path, ft_cfg: FineTuneConfig
 
 
 def quality_run(name: str, args: argparse.Namespace, console: Console) -> dict[str, object]:
-    ds = load_dataset(name)
+    ds = load_dataset(name, data_dir=public_data_dir())
     split = make_split(ds.interactions, "temporal")
     cutoff = datetime.fromisoformat(str(split.params["cutoff"]))
     item_text = build_item_text(ds.items)
@@ -213,7 +214,7 @@ def embedding_run(args: argparse.Namespace, console: Console) -> dict[str, objec
     import torch
     from sentence_transformers import SentenceTransformer
 
-    ds = load_dataset(DATASETS[0])
+    ds = load_dataset(DATASETS[0], data_dir=public_data_dir())
     item_text = build_item_text(ds.items)
     texts = item_text["text"].to_list()
     ours = TextEncoder(EncoderConfig())

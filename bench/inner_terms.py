@@ -35,6 +35,7 @@ from rich.console import Console
 from rich.table import Table
 
 from recsys.baselines import EASELowPass, SequenceNeighbours
+from recsys.config import public_data_dir
 from recsys.data import load_dataset
 from recsys.data import schema as S
 from recsys.evaluation.metrics import user_metrics
@@ -162,7 +163,7 @@ def main() -> None:
     args = ap.parse_args()
     t0 = time.perf_counter()
     seeds = [int(s) for s in args.seeds.split(",")]
-    ds = load_dataset("ml-100k")
+    ds = load_dataset("ml-100k", data_dir=public_data_dir())
     outer = make_split(ds.interactions, "ms-stratified", seed=42)
     results: dict[str, dict[int, float]] = {}
     joint_grid = list(itertools.product(*JOINT.values()))

@@ -28,6 +28,7 @@ from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from recsys.config import public_data_dir
 from recsys.data import schema as S
 from recsys.data.registry import load_dataset
 from recsys.encoder import EncoderConfig, InterestConfig, TextEncoder, TextRecommender, build_item_text
@@ -56,7 +57,7 @@ def main() -> None:
     args = ap.parse_args()
     console = Console()
     started = time.perf_counter()
-    ds = load_dataset(args.dataset)
+    ds = load_dataset(args.dataset, data_dir=public_data_dir())
     outer = make_split(ds.interactions, args.protocol, seed=args.seed, holdout=ds.holdout)  # type: ignore[arg-type]
     warm = validation_split(outer.train, args.protocol, seed=args.seed)
     cold = split_cold_items(outer.train, seed=args.seed)

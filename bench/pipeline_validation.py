@@ -25,6 +25,7 @@ from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from recsys.config import public_data_dir
 from recsys.data import load_dataset
 from recsys.encoder import EncoderStageConfig, TextEmbedder
 from recsys.evaluation import evaluate
@@ -58,7 +59,7 @@ def main() -> None:
     args = ap.parse_args()
     console = Console(width=200)
     started = time.perf_counter()
-    ds = load_dataset(args.dataset)
+    ds = load_dataset(args.dataset, data_dir=public_data_dir())
     outer = make_split(ds.interactions, args.protocol, seed=args.seed, holdout=ds.holdout)  # type: ignore[arg-type]
     inner = validation_split(outer.train, args.protocol, seed=args.seed)  # type: ignore[arg-type]
     embedder = TextEmbedder(

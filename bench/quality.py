@@ -36,6 +36,7 @@ from rich.console import Console
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from recsys.config import public_data_dir
 from recsys.data import load_dataset
 from recsys.encoder import EncoderStageConfig, FineTuneConfig, TextEmbedder
 from recsys.evaluation import evaluate
@@ -115,7 +116,7 @@ def main() -> None:
                     seed=args.seed,
                 )
             report = evaluate(
-                load_dataset(dataset),
+                load_dataset(dataset, data_dir=public_data_dir()),
                 protocol=protocol,  # type: ignore[arg-type]
                 extra_models=extra,
                 models=args.models.split(","),

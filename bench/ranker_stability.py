@@ -24,6 +24,7 @@ from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from recsys.config import public_data_dir
 from recsys.data import load_dataset
 from recsys.data import schema as S
 from recsys.encoder import EncoderStageConfig, TextEmbedder
@@ -43,7 +44,7 @@ def main() -> None:
     args = ap.parse_args()
     console = Console(width=160)
     seeds = [int(s) for s in args.seeds.split(",")]
-    ds = load_dataset(args.dataset)
+    ds = load_dataset(args.dataset, data_dir=public_data_dir())
     outer = make_split(ds.interactions, args.protocol, seed=args.encoder_seed, holdout=ds.holdout)
     val = validation_split(outer.train, args.protocol, seed=args.encoder_seed)  # the test data is not used below
     items = ds.items

@@ -172,6 +172,7 @@ def compare_lists(mine: Path, other: Path) -> dict[str, Any]:
 
 def quality(datasets: list[str], *, seed: int, console: Console) -> list[dict[str, Any]]:
     from recsys.baselines import ScaleConfig
+    from recsys.config import public_data_dir
     from recsys.data import load_dataset
     from recsys.encoder import EncoderStageConfig, TextEmbedder
     from recsys.evaluation import evaluate
@@ -180,7 +181,7 @@ def quality(datasets: list[str], *, seed: int, console: Console) -> list[dict[st
     rows = []
     for name in datasets:
         protocol = PROTOCOLS.get(name, "temporal")
-        ds = load_dataset(name)
+        ds = load_dataset(name, data_dir=public_data_dir())
         embedder = TextEmbedder(
             EncoderStageConfig(), work_dir=Path("results/bench-scale"), seed=seed, cache_dir=Path("results/embeddings")
         )

@@ -98,7 +98,7 @@ def free_port() -> int:
 
 def prepare(work: Path, dataset: str, console: Console) -> tuple[Path, list[str], list[str]]:
     """Train, publish, and write a settings TOML for `recsys serve`. Returns (config, users, catalog)."""
-    from recsys.config import load_settings
+    from recsys.config import load_settings, public_data_dir
     from recsys.data import load_dataset
     from recsys.encoder import EncoderConfig, TextEncoder, build_item_text, embed_items
     from recsys.encoder.text import ItemTextConfig
@@ -108,7 +108,7 @@ def prepare(work: Path, dataset: str, console: Console) -> tuple[Path, list[str]
     from recsys.registry import save_bundle
     from recsys.serving import SQLiteSnapshotStore
 
-    ds = load_dataset(dataset)
+    ds = load_dataset(dataset, data_dir=public_data_dir())
     console.print(f"{dataset}: embedding {ds.items.height} item texts and training the ranker")
     emb = embed_items(build_item_text(ds.items), TextEncoder(EncoderConfig()), cache_dir=work / "emb")
     split = make_split(ds.interactions, "temporal")

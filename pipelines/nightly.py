@@ -3,8 +3,9 @@
 `recsys.nightly.night.run_night`; this flow runs each of its steps as a Prefect task, with retries and timeouts on
 the steps whose failures are transient (file reads, the tracking server, the snapshot store).
 
-Steps exchange in-process objects (frames, models): nothing is worth persisting through Prefect's result store, and
-the expensive steps are content-addressed on disk by the library itself (adapters, heads, bundles, served models).
+Steps hand each other paths, ids and small records (`recsys.nightly.tasks`), never frames: the data, split,
+embeddings and report live in the night's folder, the expensive outputs are content-addressed on disk by the library
+(adapters, heads, bundles, served models), so Prefect's result store has nothing to persist.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ T = TypeVar("T")
 # Per step: Prefect task options beyond the defaults (no result persistence, no caching).
 RETRIED: dict[str, dict[str, Any]] = {
     "load_and_validate": {"retries": 2, "retry_delay_seconds": 5, "timeout_seconds": 900},
+    "fetch": {"retries": 2, "retry_delay_seconds": 5, "timeout_seconds": 600},
     "champion": {"retries": 2, "retry_delay_seconds": 5, "timeout_seconds": 600},
     "publish": {"retries": 2, "retry_delay_seconds": 2, "timeout_seconds": 600},
 }

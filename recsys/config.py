@@ -5,13 +5,14 @@ from __future__ import annotations
 import os
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, Protocol, TypeVar
 
 from pydantic import BaseModel, Field, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
 from recsys.compute import ComputeConfig, ScaleConfig
-from recsys.data.dataset import Dataset
+from recsys.data.feedback import Feedback
+from recsys.data.loaders import default_data_dir
 from recsys.data.validation import ValidationPolicy
 from recsys.encoder.config import EncoderStageConfig, fine_tune_enabled
 from recsys.encoder.interest import InterestConfig
@@ -28,6 +29,11 @@ class DataConfig(BaseModel, frozen=True, extra="forbid"):
     """Which dataset (registered name or spec .toml) and what to do with bad rows."""
 
     dataset: str = "synthetic"
+    data_dir: Path | None = Field(
+        None,
+        description="folder of the public datasets (ml-100k, amazon-scientific, ...); none: $RECSYS_DATA_DIR, else "
+        "../shared/data beside the project",
+    )
     policy: ValidationPolicy | None = Field(
         None, description="what to do with bad rows; None: the dataset spec's [policy], else every problem an error"
     )
@@ -149,6 +155,10 @@ def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
         model_config = SettingsConfigDict(toml_file=path)
 
     settings = Settings.model_validate(_FromFile(**overrides).model_dump())
+    if settings.data.data_dir is None:  # the documented variable for the public datasets' folder, read at the edge
+        settings = settings.model_copy(
+            update={"data": settings.data.model_copy(update={"data_dir": public_data_dir()})}
+        )
     # MLflow's own variable, read here at the edge (the library reads no environment): a shared tracking server
     uri = os.environ.get("MLFLOW_TRACKING_URI")
     if settings.tracking.uri is None and uri:
@@ -159,14 +169,31 @@ def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
 _Thresholded = TypeVar("_Thresholded", PairConfig, InterestConfig)
 
 
-def resolve_protocol(protocol: ProtocolName | Literal["auto"], dataset: Dataset) -> ProtocolName:
+class DataFacts(Protocol):
+    """What settings are resolved against: a loaded `Dataset` or a written one's `DatasetRef`."""
+
+    @property
+    def feedback(self) -> Feedback | None: ...
+
+    @property
+    def ships_split(self) -> bool: ...
+
+
+def public_data_dir() -> Path:
+    """The public datasets' folder for code assembled at the edge (CLI, benchmarks, tests): `$RECSYS_DATA_DIR`,
+    else `recsys.data.default_data_dir()`."""
+    env = os.environ.get("RECSYS_DATA_DIR")
+    return Path(env) if env else default_data_dir()
+
+
+def resolve_protocol(protocol: ProtocolName | Literal["auto"], dataset: DataFacts) -> ProtocolName:
     """`auto`: the split shipped with the data (`fixed`) when there is one, else `temporal`."""
     if protocol != "auto":
         return protocol
-    return "fixed" if dataset.holdout is not None else "temporal"
+    return "fixed" if dataset.ships_split else "temporal"
 
 
-def resolve_feedback(settings: Settings, dataset: Dataset) -> Settings:
+def resolve_feedback(settings: Settings, dataset: DataFacts) -> Settings:
     """`settings` with every "auto" resolved for `dataset` and this machine: the positive thresholds (training pairs,
     interest profiles of the encoder stage and of the ranker) set to the dataset's (`dataset.feedback`: from its spec
     or inferred when it was validated), the evaluation protocol (`resolve_protocol`), and whether the encoder is

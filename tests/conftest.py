@@ -8,7 +8,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from recsys.data import data_dir, generate_synthetic
+from recsys.config import public_data_dir
+from recsys.data import generate_synthetic
 from recsys.data.dataset import Dataset
 
 
@@ -28,7 +29,7 @@ def synthetic_embeddings(synthetic: Dataset):
 @pytest.fixture(scope="session")
 def real_data_dir() -> Path:
     """The public datasets; in CI their absence is a failure, elsewhere a skip."""
-    root = data_dir()
+    root = public_data_dir()
     if not (root / "ml-100k" / "u.data").is_file():
         if os.environ.get("CI"):
             pytest.fail(f"real datasets missing at {root} (set RECSYS_DATA_DIR); CI must have them")

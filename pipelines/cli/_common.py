@@ -47,6 +47,7 @@ def _load(
 ):
     """The dataset the flags name, else the settings' [data] (its dataset, policy and quarantine folder); flags win,
     each --policy flag overriding one key of the settings' policy."""
+    from recsys.config import public_data_dir
     from recsys.data import ValidationPolicy, load_dataset, load_files
     from recsys.data.validation import check_timestamp_unit
 
@@ -73,7 +74,8 @@ def _load(
             )
     name = dataset or (data.dataset if data is not None else None) or "synthetic"
     with _data_warnings():
-        return load_dataset(name, policy=pol, quarantine_dir=quarantine_dir)
+        root = data.data_dir if data is not None else public_data_dir()
+        return load_dataset(name, data_dir=root, policy=pol, quarantine_dir=quarantine_dir)
 
 
 @contextmanager

@@ -6,7 +6,7 @@ from recsys.data.dataset import Dataset, after_last_event, fingerprint_frames, v
 from recsys.data.errors import DataValidationError, DataWarning
 from recsys.data.feedback import Feedback, infer_feedback
 from recsys.data.loaders import (
-    data_dir,
+    default_data_dir,
     load_amazon_scientific,
     load_files,
     load_movielens_100k,
@@ -27,7 +27,7 @@ __all__ = [
     "ValidationPolicy",
     "ValidationReport",
     "after_last_event",
-    "data_dir",
+    "default_data_dir",
     "fingerprint_frames",
     "generate_synthetic",
     "infer_feedback",

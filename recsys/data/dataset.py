@@ -54,6 +54,11 @@ class Dataset:
         if self.feedback is None:  # every dataset says which feedback was assumed (summary, reports, nightly)
             object.__setattr__(self, "feedback", infer_feedback(self.interactions))
 
+    @property
+    def ships_split(self) -> bool:
+        """Whether the data came with its own hold-out (the `fixed` protocol's split)."""
+        return self.holdout is not None
+
     @cached_property
     def fingerprint(self) -> str:
         """sha256 over the canonical content of both frames (order-sensitive, version-stable); computed once."""

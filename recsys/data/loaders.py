@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
-import os
 from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
@@ -29,11 +28,9 @@ ML100K_GENRES = (
 )  # fmt: skip
 
 
-def data_dir() -> Path:
-    """Folder of the public datasets: `$RECSYS_DATA_DIR`, else `../shared/data` beside the project root."""
-    env = os.environ.get("RECSYS_DATA_DIR")
-    if env:
-        return Path(env)
+def default_data_dir() -> Path:
+    """Where the public datasets are when nothing says otherwise: `../shared/data` beside the project root. (The
+    settings' `[data] data_dir`, or `$RECSYS_DATA_DIR` read by `recsys.config` at the edge, name another folder.)"""
     return Path(__file__).resolve().parents[3] / "shared" / "data"
 
 
@@ -54,7 +51,7 @@ def load_movielens_100k(
     Wikipedia sentence per title (`ml-100k-wiki-summaries/movie_wiki.csv`, joined on the exact title) becomes the
     description.
     """
-    root = Path(path) if path else data_dir() / "ml-100k"
+    root = Path(path) if path else default_data_dir() / "ml-100k"
     ratings = read_frame(
         root / "u.data", separator="\t", has_header=False, names=[S.USER_ID, S.ITEM_ID, S.RATING, S.TIMESTAMP]
     )
@@ -113,7 +110,7 @@ def load_movielens_latest(
     With `with_tmdb`, TMDb overviews (`tmdb-5000-movies/tmdb_5000_movies.csv`, joined through links.tmdbId)
     become descriptions, and TMDb keywords are added to the tags.
     """
-    root = Path(path) if path else data_dir() / "ml-latest-small"
+    root = Path(path) if path else default_data_dir() / "ml-latest-small"
     ratings = read_frame(root / "ratings.csv")
     ratings = ratings.rename({"userId": S.USER_ID, "movieId": S.ITEM_ID}, strict=False)
     movies = read_frame(root / "movies.csv")
@@ -297,7 +294,7 @@ def load_amazon_scientific(
     `Dataset.holdout` names the shipped leave-one-out events: role "valid" (each user's second-to-last event) and
     "test" (the last); the `fixed` protocol evaluates on exactly these.
     """
-    root = Path(path) if path else data_dir() / "amazon-scientific"
+    root = Path(path) if path else default_data_dir() / "amazon-scientific"
     events = read_recbole_sequences(root, "Scientific")
     events = map_index(events, "user", read_recbole_index(root / "Scientific.user2index"), source=root)
     events = map_index(events, "item", read_recbole_index(root / "Scientific.item2index"), source=root)

@@ -14,17 +14,31 @@ from recsys.data.loaders import load_amazon_scientific, load_files, load_moviele
 from recsys.data.synthetic import generate_synthetic
 from recsys.data.validation import ValidationPolicy
 
-Loader = Callable[[ValidationPolicy | None, Path | None], Dataset]
+# (folder of the public datasets or None for the default, validation policy, quarantine folder) -> Dataset
+Loader = Callable[[Path | None, ValidationPolicy | None, Path | None], Dataset]
+
+
+def _under(root: Path | None, name: str) -> Path | None:
+    return Path(root) / name if root is not None else None
+
 
 DATASETS: dict[str, Loader] = {
-    "synthetic": lambda policy, qdir: generate_synthetic(),
-    "ml-100k": lambda policy, qdir: load_movielens_100k(policy=policy, quarantine_dir=qdir),
-    "ml-100k+wiki": lambda policy, qdir: load_movielens_100k(with_wiki=True, policy=policy, quarantine_dir=qdir),
-    "ml-latest-small": lambda policy, qdir: load_movielens_latest(policy=policy, quarantine_dir=qdir),
-    "ml-latest-small+tmdb": lambda policy, qdir: load_movielens_latest(
-        with_tmdb=True, policy=policy, quarantine_dir=qdir
+    "synthetic": lambda root, policy, qdir: generate_synthetic(),
+    "ml-100k": lambda root, policy, qdir: load_movielens_100k(
+        _under(root, "ml-100k"), policy=policy, quarantine_dir=qdir
     ),
-    "amazon-scientific": lambda policy, qdir: load_amazon_scientific(policy=policy, quarantine_dir=qdir),
+    "ml-100k+wiki": lambda root, policy, qdir: load_movielens_100k(
+        _under(root, "ml-100k"), with_wiki=True, policy=policy, quarantine_dir=qdir
+    ),
+    "ml-latest-small": lambda root, policy, qdir: load_movielens_latest(
+        _under(root, "ml-latest-small"), policy=policy, quarantine_dir=qdir
+    ),
+    "ml-latest-small+tmdb": lambda root, policy, qdir: load_movielens_latest(
+        _under(root, "ml-latest-small"), with_tmdb=True, policy=policy, quarantine_dir=qdir
+    ),
+    "amazon-scientific": lambda root, policy, qdir: load_amazon_scientific(
+        _under(root, "amazon-scientific"), policy=policy, quarantine_dir=qdir
+    ),
 }
 
 
@@ -91,10 +105,17 @@ def load_spec(path: Path) -> DatasetSpec:
     )
 
 
-def load_dataset(name: str, *, policy: ValidationPolicy | None = None, quarantine_dir: Path | None = None) -> Dataset:
-    """A dataset by registered name (see `DATASETS`) or by the path of a TOML spec."""
+def load_dataset(
+    name: str,
+    *,
+    data_dir: Path | None = None,
+    policy: ValidationPolicy | None = None,
+    quarantine_dir: Path | None = None,
+) -> Dataset:
+    """A dataset by registered name (see `DATASETS`; the public ones read from `data_dir`, default
+    `default_data_dir()`) or by the path of a TOML spec."""
     if name in DATASETS:
-        return DATASETS[name](policy, quarantine_dir)
+        return DATASETS[name](data_dir, policy, quarantine_dir)
     if name.endswith(".toml"):
         spec = load_spec(Path(name))
         return load_files(

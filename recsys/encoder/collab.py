@@ -167,7 +167,7 @@ def train_head(
     dim = vectors.shape[1]
     with torch.random.fork_rng():
         torch.manual_seed(seed)
-        e = torch.from_numpy(np.ascontiguousarray(vectors, dtype=np.float32))
+        e = torch.from_numpy(np.array(vectors, dtype=np.float32, copy=True))  # its own, writable memory
         w = torch.nn.Parameter(torch.eye(dim))
         eye = torch.eye(dim)
         optim = torch.optim.Adam([w], lr=cfg.learning_rate)

@@ -7,22 +7,22 @@ Semantics are in `recsys.nightly.steps`' module docstring.
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
-from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from recsys.compute import open_engine
 from recsys.config import Settings, resolve_feedback
-from recsys.data import load_dataset
-from recsys.data.dataset import Dataset
-from recsys.encoder.stage import with_head
-from recsys.nightly import publishing, steps
+from recsys.data.stored import DatasetRef
+from recsys.evaluation.stored import read_report, split_facts
+from recsys.nightly import publishing, steps, tasks
 from recsys.nightly.metering import metered
-from recsys.progress import count_bar, steps_bar, training_bar
-from recsys.registry import CHALLENGER, CHAMPION, Registry, load_bundle
+from recsys.registry import CHALLENGER, CHAMPION, GateDecision, Registry
 from recsys.registry import runs as mlrun
+from recsys.registry.bundle import bundle_digest
+from recsys.registry.tracking import VersionInfo
 from recsys.serving import SnapshotStore, open_store
 
 T = TypeVar("T")
@@ -40,53 +40,6 @@ def call_directly(name: str, fn: Callable[..., T], /, *args: Any, **kwargs: Any)
     return fn(*args, **kwargs)
 
 
-def load_data(settings: Settings) -> Dataset:
-    """Read and validate the configured dataset."""
-    d = settings.data
-    return load_dataset(d.dataset, policy=d.policy, quarantine_dir=d.quarantine_dir)
-
-
-def champion_bundle(registry: Registry, work_dir: Path) -> tuple[Any, Any]:
-    """(the champion's registry entry, its bundle), or (None, None) when there is no champion yet."""
-    champ = registry.champion()
-    if champ is None:
-        return None, None
-    return champ, load_bundle(registry.download(champ.version, work_dir / "champions" / str(champ.version)))
-
-
-def fine_tune_encoder(split: Any, items: Any, settings: Settings, init_adapter: Path | None) -> steps.EncoderOutcome:
-    """LoRA fine-tuning with a progress bar (no bar for a step that does not run)."""
-    from recsys.encoder.config import fine_tune_enabled
-
-    enc, run, work_dir = settings.encoder, settings.run, settings.nightly.work_dir
-    protocol = settings.evaluation.resolved_protocol
-    if not fine_tune_enabled(enc):
-        return steps.train_encoder(split, items, enc, run, protocol=protocol, work_dir=work_dir)
-    with training_bar("fine-tuning the encoder") as bar:
-        return steps.train_encoder(
-            split, items, enc, run, protocol=protocol, work_dir=work_dir, init_adapter=init_adapter, progress=bar
-        )
-
-
-def embed(items: Any, settings: Settings, adapter: Path | None) -> Any:
-    with count_bar("embedding item texts", items.height) as bar:
-        return steps.embed_catalog(items, settings.encoder, settings.run, adapter, progress=bar)
-
-
-def collab_head(split: Any, embeddings: Any, settings: Settings) -> Any:
-    with steps_bar("training the collaborative head") as bar:
-        return steps.train_collab_head(
-            split,
-            embeddings,
-            settings.encoder,
-            settings.run,
-            protocol=settings.evaluation.resolved_protocol,
-            work_dir=settings.nightly.work_dir,
-            progress=bar,
-            scale=settings.scale,
-        )
-
-
 def record(registry: Registry, run_id: str, report: Any, decision: Any, folder: Path) -> None:
     mlrun.log_evaluation(registry, run_id, report, folder=folder)
     mlrun.log_json(registry, run_id, "gate.json", decision.to_dict())
@@ -101,27 +54,33 @@ def run_night(
 ) -> dict[str, Any]:
     """One night: train a version, evaluate it against the champion, register it, promote it through the gate, and
     publish the champion's lists. Re-running on identical inputs registers nothing new (unless `force`). Returns a
-    summary (status, versions, gate, run id, snapshot, per-step seconds, metrics)."""
+    summary (status, versions, gate, run id, snapshot, per-step seconds, metrics).
+
+    Steps hand each other paths (`recsys.nightly.tasks`): the night's folder under `work_dir/nights/` holds the
+    validated data, the split, the embeddings and the report; it is removed when the night ends well and kept (a
+    day) when it fails."""
     cfg = settings.nightly
     seconds: dict[str, float] = {}
     peaks: dict[str, float] = {}  # each step's peak resident memory, MiB
     registry = Registry(settings.tracking)
     store = open_store(settings.serving, default_path=cfg.store_path, retention=cfg.retention)
+    folder = tasks.night_folder(cfg.work_dir)
     with metered(seconds, peaks, "load_and_validate"):
-        dataset = run_step("load_and_validate", load_data, settings)
-    settings = resolve_feedback(settings, dataset)  # "auto" thresholds: the data's explicit/implicit feedback
+        data = run_step("load_and_validate", tasks.load_and_validate, settings.data, folder / "data")
+    settings = resolve_feedback(settings, data)  # "auto" thresholds: the data's explicit/implicit feedback
     code = steps.code_version()
-    key = steps.input_key(dataset, settings, code_version=code)
-    feedback = dataset.feedback
+    key = steps.input_key(data, settings, code_version=code)
+    feedback = data.feedback
     log(
-        f"data {dataset.name}: {dataset.summary()['n_interactions']} (fingerprint {dataset.fingerprint[:12]}), "
-        f"{feedback.kind if feedback else '?'} feedback ({feedback.reason if feedback else ''}), input key {key}"
+        f"data {data.name}: {data.summary['n_interactions']} (fingerprint {data.fingerprint[:12]}), "
+        f"{feedback.kind} feedback ({feedback.reason}), input key {key}"
     )
     existing = registry.find_by_input_key(key)
     if existing is not None and not force:
         log(f"version {existing.label} was trained from identical inputs: nothing to retrain")
         champ = registry.champion()
-        snapshot = publishing.republish_champion(registry, store, settings, dataset=dataset)[0] if champ else None
+        snapshot = publishing.republish_champion(registry, store, settings, dataset=data)[0] if champ else None
+        shutil.rmtree(folder, ignore_errors=True)
         return _summary(
             status="unchanged",
             version=existing.version,
@@ -136,24 +95,28 @@ def run_night(
         run_name=f"nightly-{datetime.now(UTC):%Y%m%dT%H%M%S}",
         tags={
             "recsys.input_key": key,
-            "recsys.data_fingerprint": dataset.fingerprint,
+            "recsys.data_fingerprint": data.fingerprint,
             "mlflow.source.git.commit": code,
-            "recsys.dataset": dataset.name,
+            "recsys.dataset": data.name,
+            "recsys.night_folder": str(folder),
         },
     )
     try:
         params = mlrun.flatten(
             "", settings.model_dump(mode="json", include={"data", "evaluation", "encoder", "ranker", "nightly"})
         )
-        params |= {"data.fingerprint": dataset.fingerprint, "code.version": code, "input_key": key}
+        params |= {"data.fingerprint": data.fingerprint, "code.version": code, "input_key": key}
         mlrun.log_params(registry, run_id, params)
         first = {"seconds.load_and_validate": seconds["load_and_validate"]}
         mlrun.log_metrics(registry, run_id, first | {"peak_rss_mb.load_and_validate": peaks["load_and_validate"]})
-        night = _Night(settings, dataset, registry, store, run_id, key, code, existing, (seconds, peaks), run_step, log)
-        return night.run()
+        night = _Night(settings, data, registry, store, run_id, key, code, existing, (seconds, peaks), run_step, log)
+        summary = night.run(folder)
     except BaseException:
         mlrun.end_run(registry, run_id, failed=True)
+        log(f"the night's inputs and outputs so far are kept in {folder} (removed after a day)")
         raise
+    shutil.rmtree(folder, ignore_errors=True)
+    return summary
 
 
 class _Night:
@@ -162,7 +125,7 @@ class _Night:
     def __init__(
         self,
         settings: Settings,
-        dataset: Dataset,
+        data: DatasetRef,
         registry: Registry,
         store: SnapshotStore,
         run_id: str,
@@ -173,7 +136,7 @@ class _Night:
         run_step: StepRunner,
         log: Log,
     ) -> None:
-        self.settings, self.dataset, self.registry, self.store = settings, dataset, registry, store
+        self.settings, self.data, self.registry, self.store = settings, data, registry, store
         self.run_id, self.key, self.code, self.existing = run_id, key, code, existing
         (self.seconds, self.peaks), self.run_step, self.log = meters, run_step, log
         self.compute: dict[str, Any] = {"engine": settings.compute.engine, "partitions": 0, "ran_on": []}
@@ -186,27 +149,20 @@ class _Night:
         mlrun.log_metrics(self.registry, self.run_id, metrics)
         return out
 
-    def run(self) -> dict[str, Any]:
-        settings, dataset, registry, cfg, log = (
-            self.settings,
-            self.dataset,
-            self.registry,
-            self.settings.nightly,
-            self.log,
-        )
-        champ, champ_bundle = self.step("champion", champion_bundle, registry, cfg.work_dir)
-        mlrun.log_params(registry, self.run_id, {"champion.before": champ.label if champ else "none"})
-        split = self.step("split", steps.nightly_split, dataset, settings.evaluation, settings.run)
-        init = champ_bundle.adapter_path if (champ_bundle is not None and cfg.warm_start) else None
-        enc = self.step("fine_tune", fine_tune_encoder, split, dataset.items, settings, init)
-        embeddings = self.step("embed", embed, dataset.items, settings, enc.adapter)
-        head = self.step("collab_head", collab_head, split, embeddings, settings)
+    def run(self, folder: Path) -> dict[str, Any]:
+        settings, data, registry, cfg, log = self.settings, self.data, self.registry, self.settings.nightly, self.log
+        champ = self.step("champion", tasks.champion, registry, cfg.work_dir)
+        mlrun.log_params(registry, self.run_id, {"champion.before": champ.info.label if champ else "none"})
+        split = self.step("split", tasks.split, data, settings, folder / "split")
+        init = champ.adapter if (champ is not None and cfg.warm_start) else None
+        enc = self.step("fine_tune", tasks.fine_tune, split, data, settings, init)
+        embeddings = self.step("embed", tasks.embed, data, settings, enc.adapter, folder / "embeddings.parquet")
+        head = self.step("collab_head", tasks.collab_head, split, embeddings, settings)
         if head is not None:
-            embeddings = with_head(embeddings, head)
             r = head.result
             log(
-                f"collaborative head ({r.objective}): {r.steps} steps ({r.stopped}), loss {r.initial_loss:.4f} -> "
-                f"{r.final_loss:.4f}, {r.wall_seconds:.1f} s"
+                f"collaborative head ({r['objective']}): {r['steps']} steps ({r['stopped']}), loss "
+                f"{r['initial_loss']:.4f} -> {r['final_loss']:.4f}, {r['wall_seconds']:.1f} s"
             )
         if enc.result:
             log(
@@ -217,68 +173,46 @@ class _Night:
             log("LoRA fine-tuning: off ([encoder] enabled_fine_tune; auto = on where a CUDA device is present)")
         meta = {
             "input_key": self.key,
-            "data_fingerprint": dataset.fingerprint,
+            "data_fingerprint": data.fingerprint,
             "code_version": self.code,
-            "warm_start_from": champ.label if (champ and init) else None,
+            "warm_start_from": champ.info.label if (champ and init) else None,
             "fine_tune": enc.result,
-            "collab_head": asdict(head.result) if head is not None else None,
+            "collab_head": head.result if head is not None else None,
         }
         # What training actually did (steps run, pairs seen, loss, why it stopped), next to the settings.
         fine_tune = {k: v for k, v in (enc.result or {}).items() if k != "history"} or "off"
         trained = mlrun.flatten("trained", {"fine_tune": fine_tune, "collab_head": meta["collab_head"] or "off"})
         mlrun.log_params(registry, self.run_id, trained)
-        folder = self.key if self.existing is None else f"{self.key}-rerun-{datetime.now(UTC):%Y%m%dT%H%M%S}"
+        name = self.key if self.existing is None else f"{self.key}-rerun-{datetime.now(UTC):%Y%m%dT%H%M%S}"
         bundle = self.step(
             "train_ranker",
-            steps.train_version,
+            tasks.train_ranker,
             split,
-            dataset,
-            settings.encoder,
-            settings.ranker,
-            settings.run,
-            protocol=settings.evaluation.resolved_protocol,
-            embeddings=embeddings,
-            adapter=enc.adapter,
-            head=head,
-            out=cfg.work_dir / "bundles" / folder,
-            extra_meta=meta,
-            scale=settings.scale,
+            data,
+            embeddings,
+            head,
+            enc.adapter,
+            settings,
+            out=cfg.work_dir / "bundles" / name,
+            meta=meta,
         )
-        versions = {steps.CANDIDATE: bundle} | ({steps.CHAMPION: champ_bundle} if champ_bundle else {})
-        report = self.step(
-            "evaluate",
-            steps.evaluate_bundles,
-            dataset,
-            split,
-            versions,
-            settings.evaluation,
-            settings.run,
-            baselines=cfg.baselines,
-            progress=log,
-            scale=settings.scale,
-        )
-        decision = steps.gate(report, cfg.gate, seed=settings.run.seed_for("gate"))
+        versions = {steps.CANDIDATE: bundle} | ({steps.CHAMPION: champ.bundle} if champ else {})
+        report = self.step("evaluate", tasks.evaluate, data, split, versions, settings, out=folder / "report", log=log)
+        decision = self.step("gate", tasks.gate, report, cfg.gate, seed=settings.run.seed_for("gate"))
         log(f"gate: {'PROMOTE' if decision.promote else 'keep the champion'} ({decision.reason})")
         version = self.step("register", self._register, report, decision, bundle, split)
         # The champion after tonight: the candidate if promoted, else the current champion (its lists refreshed with
         # tonight's data). Lists are built before the alias moves; the alias moves before the atomic publish.
-        serving, label = (bundle, version.label) if decision.promote else (champ_bundle, champ.label if champ else None)
+        serving: Path | None
+        label: str | None
+        if decision.promote:
+            serving, label = bundle, version.label
+        else:
+            serving, label = (champ.bundle, champ.info.label) if champ else (None, None)
         snapshot_id = None
         if serving is not None and label is not None:
             with open_engine(settings.compute) as engine:  # where the user partitions' lists are built
-                lists, fallback, model = self.step(
-                    "build_lists",
-                    publishing.ranked_lists,
-                    serving,
-                    dataset,
-                    settings.run,
-                    k=cfg.serving_k,
-                    work_dir=cfg.work_dir,
-                    trending_days=settings.ranker.candidates.popular_window_days,
-                    scale=settings.scale,
-                    engine=engine,
-                    partition_users=settings.compute.partition_users,
-                )
+                built = self.step("build_lists", tasks.build_lists, serving, data, settings, engine=engine)
                 where = engine.where()
             self.compute = {"engine": engine.name, "partitions": len(where), "ran_on": sorted(set(where))}
             log(f"lists built in {len(where)} partitions on {', '.join(self.compute['ran_on']) or '-'}")
@@ -290,23 +224,12 @@ class _Night:
                 "run_id": self.run_id,
                 "reason": "promoted" if decision.promote else "refresh",
             }
-            snapshot = self.step(
-                "publish",
-                publishing.publish,
-                self.store,
-                lists,
-                fallback,
-                model_version=label,
-                bundle=serving,
-                model=model,
-                dataset=dataset,
-                work_dir=cfg.work_dir,
-                meta=reason,
-            )
+            snapshot = self.step("publish", tasks.publish, self.store, built, model_version=label, meta=reason)
             snapshot_id = snapshot.snapshot_id
         mlrun.log_json(registry, self.run_id, "timings.json", {"seconds": self.seconds, "peak_rss_mb": self.peaks})
         mlrun.end_run(registry, self.run_id)
         champion_now = registry.champion()
+        final = read_report(report)
         return _summary(
             status="promoted" if decision.promote else "not_promoted",
             version=version.version,
@@ -319,25 +242,26 @@ class _Night:
             seconds=self.seconds,
             peak_rss_mb=self.peaks,
             compute=self.compute,
-            metrics={m.name: m.metrics for m in report.models},
+            metrics={m.name: m.metrics for m in final.models},
         )
 
-    def _register(self, report: Any, decision: Any, bundle: Any, split: Any) -> Any:
+    def _register(self, report: Path, decision: GateDecision, bundle: Path, split: Path) -> VersionInfo:
         """Evaluation, gate, data summary and split into the run; the bundle registered as a version (challenger)."""
-        registry, run_id, dataset = self.registry, self.run_id, self.dataset
-        record(registry, run_id, report, decision, self.settings.nightly.work_dir / "runs" / run_id)
-        mlrun.log_json(registry, run_id, "data_summary.json", dataset.summary())
-        mlrun.log_json(registry, run_id, "split.json", {"params": split.params, "stats": split.stats})
+        registry, run_id, data = self.registry, self.run_id, self.data
+        record(registry, run_id, read_report(report), decision, self.settings.nightly.work_dir / "runs" / run_id)
+        mlrun.log_json(registry, run_id, "data_summary.json", data.summary)
+        facts = split_facts(split)
+        mlrun.log_json(registry, run_id, "split.json", {"params": facts["params"], "stats": facts["stats"]})
         tags = {
             "recsys.input_key": self.key,
-            "recsys.data_fingerprint": dataset.fingerprint,
+            "recsys.data_fingerprint": data.fingerprint,
             "recsys.code_version": self.code,
             "recsys.gate": "pass" if decision.promote else "fail",
             "recsys.gate_reason": decision.reason[:500],
-            "recsys.bundle_digest": bundle.digest,
+            "recsys.bundle_digest": bundle_digest(bundle),
         }
         if self.existing is not None:
             tags["recsys.rerun_of"] = str(self.existing.version)
-        version = mlrun.register_bundle(registry, run_id, bundle.path, tags=tags)
+        version = mlrun.register_bundle(registry, run_id, bundle, tags=tags)
         registry.set_alias(CHALLENGER, version.version)
         return version

@@ -22,6 +22,7 @@ from recsys.config import RunContext, Settings
 from recsys.data import schema as S
 from recsys.data.dataset import Dataset, after_last_event
 from recsys.data.registry import load_dataset
+from recsys.data.stored import DatasetRef
 from recsys.nightly.steps import _sha
 from recsys.ranker import RankingModel
 from recsys.ranker.scoring import write_lists
@@ -62,7 +63,12 @@ class ListParts:
 def lists_folder(work_dir: Path, *, stale_after_s: float = 6 * 3600) -> Path:
     """A new folder for one build's list files under `work_dir/served/lists/`; builds left there by a night that
     died before publishing are removed once older than `stale_after_s`."""
-    root = Path(work_dir).resolve() / "served" / "lists"
+    return dated_folder(Path(work_dir).resolve() / "served" / "lists", stale_after_s=stale_after_s)
+
+
+def dated_folder(root: Path, *, stale_after_s: float) -> Path:
+    """A new folder under `root` named by the time and a random tag; folders there older than `stale_after_s` (left
+    by runs that died) are removed first."""
     root.mkdir(parents=True, exist_ok=True)
     now = time.time()
     for old in root.iterdir():
@@ -108,6 +114,23 @@ def ranked_lists(
     return lists, fallback, model
 
 
+def configured_lists(
+    bundle: ModelBundle, dataset: Dataset, settings: Settings, *, engine: Engine | None = None
+) -> tuple[ListParts, pl.DataFrame, RankingModel]:
+    """`ranked_lists` with the settings' list length, folders, trending window, scale and partitions."""
+    return ranked_lists(
+        bundle,
+        dataset,
+        settings.run,
+        k=settings.nightly.serving_k,
+        work_dir=settings.nightly.work_dir,
+        trending_days=settings.ranker.candidates.popular_window_days,
+        scale=settings.scale,
+        engine=engine,
+        partition_users=settings.compute.partition_users,
+    )
+
+
 def trending(events: pl.DataFrame, *, k: int, window_days: int = 30) -> pl.DataFrame:
     """item_id, score: the pipeline's popularity source (events in the last `window_days`, ties by all-time
     count), best first."""
@@ -134,17 +157,39 @@ def publish(
 ) -> SnapshotInfo:
     """Publish the lists as a new snapshot. The ranking model they were made with (ranker, embeddings and the state
     built on this data) is saved first under `work_dir/served/models/`, content-addressed by version and data, and
-    the snapshot's metadata names it: the service loads it to re-rank exactly as the lists were made. List files
-    are streamed into the store one partition at a time, and removed once published."""
+    the snapshot's metadata names it: the service loads it to re-rank exactly as the lists were made."""
     served = served_model_dir(work_dir, bundle, dataset)
     if not (served / "model.json").is_file():
         model.save(served)
-    full = {
-        **(meta or {}),
-        "model": str(served),
-        "bundle_digest": bundle.digest,
-        "data_fingerprint": dataset.fingerprint,
-    }
+    return publish_parts(
+        store,
+        lists,
+        fallback,
+        model_version=model_version,
+        model=served,
+        bundle_digest=bundle.digest,
+        data_fingerprint=dataset.fingerprint,
+        meta=meta,
+    )
+
+
+def publish_parts(
+    store: SnapshotStore,
+    lists: ListParts | pl.DataFrame,
+    fallback: pl.DataFrame,
+    *,
+    model_version: str,
+    model: Path,
+    bundle_digest: str,
+    data_fingerprint: str,
+    meta: dict | None = None,
+) -> SnapshotInfo:
+    """Publish lists made by the ranking model saved in `model` as a new snapshot whose metadata names that model,
+    the bundle and the data. List files are streamed into the store one partition at a time, and removed once
+    published."""
+    if not (Path(model) / "model.json").is_file():
+        raise ValueError(f"{model}: no saved ranking model there; the snapshot would name a model that cannot load")
+    full = {**(meta or {}), "model": str(model), "bundle_digest": bundle_digest, "data_fingerprint": data_fingerprint}
     source = lists.frames() if isinstance(lists, ListParts) else lists
     info = store.publish(source, model_version=model_version, fallback=fallback, meta=full)
     if isinstance(lists, ListParts):
@@ -175,7 +220,7 @@ def servable_snapshot(snapshot: SnapshotInfo) -> str | None:
 
 
 def republish_champion(
-    registry: Registry, store: SnapshotStore, settings: Settings, *, dataset: Dataset | None = None
+    registry: Registry, store: SnapshotStore, settings: Settings, *, dataset: Dataset | DatasetRef | None = None
 ) -> tuple[SnapshotInfo, str]:
     """Serve the champion's lists: re-activate its newest published snapshot when there is one (instant rollback),
     else rebuild them on the current data and publish. Returns the snapshot and which of the two happened."""
@@ -193,16 +238,10 @@ def republish_champion(
         return store.activate(earlier.snapshot_id), "re-activated"
     if dataset is None:
         d = settings.data
-        dataset = load_dataset(d.dataset, policy=d.policy, quarantine_dir=d.quarantine_dir)
-    lists, fallback, model = ranked_lists(
-        bundle,
-        dataset,
-        settings.run,
-        k=settings.nightly.serving_k,
-        work_dir=settings.nightly.work_dir,
-        trending_days=settings.ranker.candidates.popular_window_days,
-        scale=settings.scale,
-    )
+        dataset = load_dataset(d.dataset, data_dir=d.data_dir, policy=d.policy, quarantine_dir=d.quarantine_dir)
+    elif isinstance(dataset, DatasetRef):  # already validated tonight: read back, not validated again
+        dataset = dataset.load()
+    lists, fallback, model = configured_lists(bundle, dataset, settings)
     snap = publish(
         store,
         lists,

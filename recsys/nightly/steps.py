@@ -32,6 +32,7 @@ from recsys.baselines import Recommender, ScaleConfig
 from recsys.config import EvaluationConfig, RunContext, Settings
 from recsys.data import schema as S
 from recsys.data.dataset import Dataset, fingerprint_frames
+from recsys.data.stored import DatasetRef
 from recsys.encoder.cache import ItemEmbeddings, embed_items
 from recsys.encoder.collab import CollabHead, train_head
 from recsys.encoder.config import EncoderStageConfig
@@ -58,11 +59,12 @@ def _sha(*parts: object) -> str:
     return h.hexdigest()
 
 
-def input_key(dataset: Dataset, settings: Settings, *, code_version: str) -> str:
+def input_key(dataset: Dataset | DatasetRef, settings: Settings, *, code_version: str) -> str:
     """Identity of a night's inputs: data content, every setting that shapes the model (seeds included), code."""
     shaping = settings.model_dump(mode="json", include={"data", "evaluation", "encoder", "ranker", "run", "scale"})
     for folder in ("work_dir", "cache_dir"):  # where things go, not what is trained
         shaping.get("run", {}).pop(folder, None)
+    shaping.get("data", {}).pop("data_dir", None)  # where the data is read from: its content is the fingerprint
     return _sha(dataset.fingerprint, shaping, code_version)[:24]
 
 
@@ -156,10 +158,10 @@ def train_collab_head(
     work_dir: Path,
     progress: Callable[[int, int, float], None] | None = None,
     scale: ScaleConfig | None = None,
-) -> CollabHead | None:
-    """The collaborative head (`[encoder.head]`, when enabled) trained on the inner training part of the split's
-    training window over `embeddings` (base + adapter): like the adapter, it never sees the events the ranker's labels
-    come from. Content-addressed: identical inputs reuse the head already on disk."""
+) -> Path | None:
+    """The folder of the collaborative head (`[encoder.head]`, when enabled) trained on the inner training part of
+    the split's training window over `embeddings` (base + adapter): like the adapter, it never sees the events the
+    ranker's labels come from. Content-addressed under `work_dir/heads/`: identical inputs reuse the head on disk."""
     seed = run.seed_for("head")
     if not enc.head.enabled:
         return None
@@ -175,7 +177,7 @@ def train_collab_head(
     )[:20]
     out = Path(work_dir) / "heads" / key
     if (out / "head.json").is_file():
-        return CollabHead.load(out)
+        return out
     head = train_head(
         inner.train, embeddings.item_ids, embeddings.vectors, enc.head, seed=seed, progress=progress, scale=scale
     )
@@ -184,7 +186,7 @@ def train_collab_head(
     head.save(tmp)
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)
-    return head
+    return out
 
 
 # -- ranker and bundle ------------------------------------------------------------------------------------------

@@ -208,6 +208,11 @@ def save_bundle(
     return load_bundle(folder)
 
 
+def bundle_digest(folder: Path) -> str:
+    """The content digest a bundle's metadata records (read without loading or checking the bundle)."""
+    return str(json.loads((Path(folder) / BUNDLE_FILE).read_text())["digest"])
+
+
 def load_bundle(folder: Path) -> ModelBundle:
     """Read a bundle written by `save_bundle`; refuses other formats and tampered contents."""
     folder = Path(folder)

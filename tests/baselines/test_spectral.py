@@ -83,9 +83,10 @@ def test_selection_scores_every_combination_on_the_inner_split_and_keeps_the_bes
 def test_blend_chosen_on_validation_beats_ease_on_ml100k(real_data_dir) -> None:
     """MS Recommenders' protocol on ML-100k: factors and weight chosen on the inner split only; on the test split
     the blend must beat EASE (l2 = 500, the value EASE's own validation picks) by a clear margin."""
+    from recsys.config import public_data_dir
     from recsys.data import load_dataset
 
-    ds = load_dataset("ml-100k")
+    ds = load_dataset("ml-100k", data_dir=public_data_dir())
     outer = split_ms_stratified(ds.interactions, seed=42)
     (f, w), _ = select_ease_lowpass(validation_split(outer.train, "ms-stratified"), l2=500.0)
     users = outer.test["user_id"].unique(maintain_order=True).to_list()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import polars as pl
 import pytest
 
+from recsys.config import public_data_dir
 from recsys.data import DataValidationError, load_dataset
 from recsys.data.validation import ValidationPolicy
 
@@ -57,5 +58,5 @@ def test_without_a_declared_range_the_observed_one_is_reported_with_a_warning(tm
 
 @pytest.mark.realdata
 def test_movielens_declares_its_scale(real_data_dir):
-    ds = load_dataset("ml-100k")
+    ds = load_dataset("ml-100k", data_dir=public_data_dir())
     assert not any("observed" in n for n in ds.report.notes)  # checked against 1-5, nothing to report

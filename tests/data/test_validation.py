@@ -189,7 +189,10 @@ def test_bad_spec_names_the_key(tmp_path: Path) -> None:
 
 def test_the_flows_apply_a_specs_own_policy_unless_settings_override_it(tmp_path: Path) -> None:
     from recsys.config import load_settings
-    from recsys.nightly.night import load_data
+    from recsys.nightly.tasks import load_and_validate
+
+    def load_data(settings):
+        return load_and_validate(settings.data, tmp_path / "night" / "data").load()
 
     e, i = write(tmp_path, events=EVENTS + "u1,A,1700000000,4\n")  # one duplicate event
     spec = tmp_path / "shop.toml"
