@@ -23,6 +23,9 @@ class ComputeConfig(BaseModel, frozen=True, extra="forbid"):
     workers: int = Field(2, ge=1, description="dask without an address: worker processes of the LocalCluster")
     threads_per_worker: int = Field(1, ge=1, description="dask without an address: threads per worker process")
     partition_users: int = Field(20_000, ge=1, description="users per partition of the list building")
+    shard_items: int = Field(
+        50_000, ge=1, description="dask: item texts per embedding shard (fewer texts to encode: one pass here)"
+    )
 
 
 class Engine(Protocol):
@@ -30,7 +33,9 @@ class Engine(Protocol):
 
     name: str
 
-    def map(self, fn: Callable[[T], R], parts: Sequence[T]) -> list[R]: ...
+    def map(self, fn: Callable[[T], R], parts: Sequence[T], *, done: Callable[[int], None] | None = None) -> list[R]:
+        """`fn` over `parts`; `done(i)` is called as partition i finishes (in the order they finish)."""
+        ...
 
     def where(self) -> list[str]:
         """Where the last `map`'s partitions ran (one entry per partition: 'local' or a worker's address)."""
@@ -45,9 +50,14 @@ class LocalEngine:
     def __init__(self) -> None:
         self._where: list[str] = []
 
-    def map(self, fn: Callable[[T], R], parts: Sequence[T]) -> list[R]:
+    def map(self, fn: Callable[[T], R], parts: Sequence[T], *, done: Callable[[int], None] | None = None) -> list[R]:
         self._where = ["local"] * len(parts)
-        return [fn(p) for p in parts]
+        out = []
+        for i, p in enumerate(parts):
+            out.append(fn(p))
+            if done:
+                done(i)
+        return out
 
     def where(self) -> list[str]:
         return list(self._where)
@@ -68,14 +78,20 @@ class DaskEngine:
         self.client = client
         self._where: list[str] = []
 
-    def map(self, fn: Callable[[T], R], parts: Sequence[T]) -> list[R]:
-        if not parts:
-            self._where = []
-            return []
+    def map(self, fn: Callable[[T], R], parts: Sequence[T], *, done: Callable[[int], None] | None = None) -> list[R]:
+        from distributed import as_completed
+
         futures = [self.client.submit(_on_worker, fn, p, pure=False) for p in parts]
-        done = self.client.gather(futures)
-        self._where = [w for _, w in done]
-        return [r for r, _ in done]
+        index = {f.key: i for i, f in enumerate(futures)}
+        results: list[tuple[R, str] | None] = [None] * len(futures)
+        for future in as_completed(futures):
+            i = index[future.key]
+            results[i] = future.result()  # raises the partition's error here
+            if done:
+                done(i)
+        finished = [r for r in results if r is not None]
+        self._where = [w for _, w in finished]
+        return [r for r, _ in finished]
 
     def where(self) -> list[str]:
         return list(self._where)

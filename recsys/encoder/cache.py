@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import cached_property
+from functools import cached_property, partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
 
 from recsys.data import schema as S
-from recsys.encoder.model import TextEncoder
+from recsys.encoder.model import EncoderConfig, TextEncoder
+
+if TYPE_CHECKING:
+    from recsys.compute import Engine
 
 
 @dataclass(frozen=True)
@@ -69,10 +73,15 @@ def embed_items(
     *,
     cache_dir: Path | None = None,
     progress: Callable[[int], None] | None = None,
+    engine: Engine | None = None,
+    shard_texts: int = 50_000,
 ) -> ItemEmbeddings:
     """Embed item_id, text rows, reusing cached vectors of the same (model version, text).
 
-    The cache is one Parquet file per model version under `cache_dir` (text_hash, vector).
+    The cache is one Parquet file per model version under `cache_dir` (text_hash, vector). With a distributed
+    `engine` and more than `shard_texts` texts to encode, the texts are encoded in shards of `shard_texts` on the
+    engine's workers (`encode_shard`), each loading the same weights at this encoder's precision; the vectors come
+    back in order and are cached here.
     """
     texts = item_text["text"].to_list()
     hashes = [text_hash(t) for t in texts]
@@ -86,7 +95,7 @@ def embed_items(
     if progress:
         progress(len(texts) - len(missing))  # items served from the cache (or duplicate texts) are done already
     if missing:
-        new = encoder.encode(list(missing.values()), progress=progress)
+        new = _encode(encoder, list(missing.values()), progress, engine, shard_texts)
         cached.update(zip(missing, new, strict=True))
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -97,3 +106,45 @@ def embed_items(
     vectors = np.stack([cached[h] for h in hashes]) if hashes else np.zeros((0, encoder.dim))
     vectors = vectors.astype(np.float32, copy=False)
     return ItemEmbeddings(item_text[S.ITEM_ID].to_list(), vectors, encoder.version, len(missing))
+
+
+def _encode(
+    encoder: TextEncoder,
+    texts: list[str],
+    progress: Callable[[int], None] | None,
+    engine: Engine | None,
+    shard_texts: int,
+) -> np.ndarray:
+    """`texts` encoded here, or in shards on `engine`'s workers when it is distributed and they are many."""
+    if engine is None or engine.name == "local" or len(texts) <= shard_texts:
+        return encoder.encode(texts, progress=progress)
+    shards = [texts[i : i + shard_texts] for i in range(0, len(texts), shard_texts)]
+    done = (lambda i: progress(len(shards[i]))) if progress else None
+    parts = engine.map(partial(encode_shard, portable(encoder)), shards, done=done)
+    return np.concatenate(parts)
+
+
+def portable(encoder: TextEncoder) -> EncoderConfig:
+    """`encoder`'s settings as another process needs them: absolute folders, this process's precision (the cache
+    key names it), the device left to the worker (a worker with a GPU uses it)."""
+    cfg = encoder.cfg
+    precision = "bfloat16" if str(encoder.dtype) == "torch.bfloat16" else "float32"
+    return cfg.model_copy(
+        update={
+            "model_path": str(encoder.path.resolve()),
+            "adapter_path": str(encoder.adapter_path.resolve()) if encoder.adapter_path else None,
+            "precision": precision,
+        }
+    )
+
+
+_WORKER_ENCODERS: dict[str, TextEncoder] = {}  # one loaded encoder per settings, per worker process
+
+
+def encode_shard(cfg: EncoderConfig, texts: Sequence[str]) -> np.ndarray:
+    """One shard's vectors, in a worker process (the encoder is loaded once per process and kept)."""
+    key = cfg.model_dump_json()
+    if key not in _WORKER_ENCODERS:
+        _WORKER_ENCODERS.clear()  # a new adapter tonight: the previous encoder's memory is released
+        _WORKER_ENCODERS[key] = TextEncoder(cfg)
+    return _WORKER_ENCODERS[key].encode(list(texts))

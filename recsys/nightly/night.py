@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-from recsys.compute import open_engine
+from recsys.compute import Engine, open_engine
 from recsys.config import Settings, resolve_feedback
 from recsys.data.stored import DatasetRef
 from recsys.evaluation.stored import read_report, split_facts
@@ -140,6 +140,7 @@ class _Night:
         self.run_id, self.key, self.code, self.existing = run_id, key, code, existing
         (self.seconds, self.peaks), self.run_step, self.log = meters, run_step, log
         self.compute: dict[str, Any] = {"engine": settings.compute.engine, "partitions": 0, "ran_on": []}
+        self.compute |= {"embed_shards": 0, "embed_ran_on": []}
 
     def step(self, name: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run one step through the runner; its wall seconds and peak memory go to the summary and the MLflow run."""
@@ -150,13 +151,24 @@ class _Night:
         return out
 
     def run(self, folder: Path) -> dict[str, Any]:
+        # one engine for the night (a LocalCluster, when asked for, starts once): item shards, then list partitions
+        with open_engine(self.settings.compute) as engine:
+            return self._run(folder, engine)
+
+    def _run(self, folder: Path, engine: Engine) -> dict[str, Any]:
         settings, data, registry, cfg, log = self.settings, self.data, self.registry, self.settings.nightly, self.log
         champ = self.step("champion", tasks.champion, registry, cfg.work_dir)
         mlrun.log_params(registry, self.run_id, {"champion.before": champ.info.label if champ else "none"})
         split = self.step("split", tasks.split, data, settings, folder / "split")
         init = champ.adapter if (champ is not None and cfg.warm_start) else None
         enc = self.step("fine_tune", tasks.fine_tune, split, data, settings, init)
-        embeddings = self.step("embed", tasks.embed, data, settings, enc.adapter, folder / "embeddings.parquet")
+        embeddings = self.step(
+            "embed", tasks.embed, data, settings, enc.adapter, folder / "embeddings.parquet", engine=engine
+        )
+        shards = engine.where()  # the night's first mapped step: empty when the texts were encoded here
+        self.compute |= {"embed_shards": len(shards), "embed_ran_on": sorted(set(shards))}
+        if shards:
+            log(f"item texts embedded in {len(shards)} shards on {', '.join(self.compute['embed_ran_on'])}")
         head = self.step("collab_head", tasks.collab_head, split, embeddings, settings)
         if head is not None:
             r = head.result
@@ -211,10 +223,9 @@ class _Night:
             serving, label = (champ.bundle, champ.info.label) if champ else (None, None)
         snapshot_id = None
         if serving is not None and label is not None:
-            with open_engine(settings.compute) as engine:  # where the user partitions' lists are built
-                built = self.step("build_lists", tasks.build_lists, serving, data, settings, engine=engine)
-                where = engine.where()
-            self.compute = {"engine": engine.name, "partitions": len(where), "ran_on": sorted(set(where))}
+            built = self.step("build_lists", tasks.build_lists, serving, data, settings, engine=engine)
+            where = engine.where()
+            self.compute |= {"engine": engine.name, "partitions": len(where), "ran_on": sorted(set(where))}
             log(f"lists built in {len(where)} partitions on {', '.join(self.compute['ran_on']) or '-'}")
             if decision.promote:
                 registry.set_alias(CHAMPION, version.version)

@@ -29,6 +29,7 @@ from typing import Any
 import polars as pl
 
 from recsys.baselines import Recommender, ScaleConfig
+from recsys.compute import Engine
 from recsys.config import EvaluationConfig, RunContext, Settings
 from recsys.data import schema as S
 from recsys.data.dataset import Dataset, fingerprint_frames
@@ -141,11 +142,17 @@ def embed_catalog(
     adapter: Path | None,
     *,
     progress: Callable[[int], None] | None = None,
+    engine: Engine | None = None,
+    shard_items: int = 50_000,
 ) -> ItemEmbeddings:
-    """Every item's text embedded by base + adapter; only texts new to this model version are encoded."""
+    """Every item's text embedded by base + adapter; only texts new to this model version are encoded (in shards
+    on `engine`'s workers when it is distributed and they are more than `shard_items`)."""
     model_cfg = enc.model.model_copy(update={"adapter_path": str(adapter) if adapter else None})
     text = build_item_text(items, enc.text)
-    return embed_items(text, TextEncoder(model_cfg), cache_dir=run.cache_dir, progress=progress)
+    encoder = TextEncoder(model_cfg)
+    return embed_items(
+        text, encoder, cache_dir=run.cache_dir, progress=progress, engine=engine, shard_texts=shard_items
+    )
 
 
 def train_collab_head(

@@ -88,11 +88,22 @@ def fine_tune(split_dir: Path, data: DatasetRef, settings: Settings, init_adapte
         )
 
 
-def embed(data: DatasetRef, settings: Settings, adapter: Path | None, out: Path) -> Path:
-    """Every item's text embedded (base + adapter, through the cache); the vectors written to `out`."""
+def embed(
+    data: DatasetRef, settings: Settings, adapter: Path | None, out: Path, *, engine: Engine | None = None
+) -> Path:
+    """Every item's text embedded (base + adapter, through the cache; new texts in shards on `engine`'s workers
+    when it is distributed and they are many); the vectors written to `out`."""
     items = data.load().items
     with count_bar("embedding item texts", items.height) as bar:
-        emb = steps.embed_catalog(items, settings.encoder, settings.run, adapter, progress=bar)
+        emb = steps.embed_catalog(
+            items,
+            settings.encoder,
+            settings.run,
+            adapter,
+            progress=bar,
+            engine=engine,
+            shard_items=settings.compute.shard_items,
+        )
     return emb.save(out)
 
 

@@ -32,10 +32,15 @@ def test_dask_engine_runs_partitions_on_worker_processes():
 
 
 def test_nightly_on_a_local_cluster_publishes_the_local_engines_lists(flow_env, tmp_path):
-    env = {**flow_env, "compute": {"engine": "dask", "workers": 2, "partition_users": 40}}
+    compute_cfg = {"engine": "dask", "workers": 2, "partition_users": 40, "shard_items": 80}
+    # an empty embedding cache: every item text is encoded tonight
+    env = {**flow_env, "compute": compute_cfg, "run": {"cache_dir": str(tmp_path / "embeddings")}}
     out = nightly(overrides=env)
     assert out["status"] == "promoted"
     compute = out["compute"]
+    # 200 item texts in shards of 80: three tasks, all on the cluster's workers
+    assert compute["embed_shards"] == 3
+    assert compute["embed_ran_on"] and all(w.startswith("tcp://127.0.0.1:") for w in compute["embed_ran_on"])
     # 120 users in partitions of 40: three tasks, all on the cluster's workers
     assert compute["engine"] == "dask" and compute["partitions"] == 3
     assert compute["ran_on"] and all(w.startswith("tcp://127.0.0.1:") for w in compute["ran_on"])
