@@ -87,12 +87,20 @@ def select_device(name: DeviceName = "auto", precision: Precision = "auto") -> t
 def load_base_model(path: Path, dtype: torch.dtype, *, attn_implementation: str | None = None) -> torch.nn.Module:
     """The transformer body of a Hugging Face model folder (no task head), with a clear error for a wrong folder."""
     from transformers import AutoModel
+    from transformers.utils import logging as hf_logging
 
     if not (Path(path) / "config.json").is_file():
         raise FileNotFoundError(f"{path}: not a Hugging Face model folder (no config.json)")
-    if attn_implementation:
-        return AutoModel.from_pretrained(path, dtype=dtype, attn_implementation=attn_implementation)
-    return AutoModel.from_pretrained(path, dtype=dtype)
+    extra = {"attn_implementation": attn_implementation} if attn_implementation else {}
+    # transformers draws its own "Loading weights" bar for every load (a dozen per night, in the logs too); the
+    # step's own progress bar covers it. Switched off for this call only.
+    shown = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        return AutoModel.from_pretrained(path, dtype=dtype, **extra)
+    finally:
+        if shown:
+            hf_logging.enable_progress_bar()
 
 
 class TextEncoder:

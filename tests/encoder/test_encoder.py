@@ -88,3 +88,12 @@ def test_cache_is_kept_apart_per_precision(tiny_model: Path, tmp_path: Path) -> 
         enc = TextEncoder(EncoderConfig(model_path=str(tiny_model), precision=precision))
         assert embed_items(items, enc, cache_dir=tmp_path).n_encoded == 1
     assert len(list(tmp_path.glob("*.parquet"))) == 2
+
+
+def test_loading_draws_no_transformers_bar_and_leaves_the_setting_alone(tiny_model: Path, capfd) -> None:
+    from transformers.utils import logging as hf_logging
+
+    assert hf_logging.is_progress_bar_enabled()
+    TextEncoder(EncoderConfig(model_path=str(tiny_model), precision="float32"))
+    assert "Loading weights" not in capfd.readouterr().err  # the step's own bar covers the load
+    assert hf_logging.is_progress_bar_enabled()  # switched off for the load only
