@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, TypeAlias
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 import numpy as np
 from pydantic import BaseModel, Field
@@ -91,7 +91,7 @@ def load_base_model(path: Path, dtype: torch.dtype, *, attn_implementation: str 
 
     if not (Path(path) / "config.json").is_file():
         raise FileNotFoundError(f"{path}: not a Hugging Face model folder (no config.json)")
-    extra = {"attn_implementation": attn_implementation} if attn_implementation else {}
+    extra: dict[str, Any] = {"attn_implementation": attn_implementation} if attn_implementation else {}
     # transformers draws its own "Loading weights" bar for every load (a dozen per night, in the logs too); the
     # step's own progress bar covers it. Switched off for this call only.
     shown = hf_logging.is_progress_bar_enabled()
