@@ -43,12 +43,21 @@ def top_mask(scores: np.ndarray, n: int) -> np.ndarray:
     return mask & np.isfinite(scores)
 
 
-def prior_score(src: dict[str, np.ndarray], seen: np.ndarray | None, text_weight: float) -> np.ndarray:
+def text_z(text: np.ndarray, seen: np.ndarray) -> np.ndarray:
+    """z(interest match) per user over the unseen items with text, 0 elsewhere: the prior's text term."""
+    valid = np.isfinite(text) & ~seen
+    return np.where(valid, zscore_rows(np.where(valid, text, 0.0), valid), 0.0)
+
+
+def prior_score(
+    src: dict[str, np.ndarray], seen: np.ndarray | None, text_weight: float, *, z: np.ndarray | None = None
+) -> np.ndarray:
     """The prior: the blend, plus `text_weight` * z(interest match) over the unseen items with text. Items without
-    training events have a neutral blend (0), so there the interest match alone orders them."""
+    training events have a neutral blend (0), so there the interest match alone orders them. `z`: `text_z` of these
+    users, when already computed (a grid of weights over the same batch computes it once)."""
     if text_weight <= 0 or "text" not in src:
         return src["blend"]
-    assert seen is not None, "the text prior needs the users' seen mask"
-    text = src["text"]
-    valid = np.isfinite(text) & ~seen
-    return src["blend"] + text_weight * np.where(valid, zscore_rows(np.where(valid, text, 0.0), valid), 0.0)
+    if z is None:
+        assert seen is not None, "the text prior needs the users' seen mask"
+        z = text_z(src["text"], seen)
+    return src["blend"] + text_weight * z

@@ -76,18 +76,29 @@ class Candidates:
         rows = state.rows(users)
         scores = state.source_scores(rows)
         if self.has_text:
-            assert self.embeddings is not None and self.text_rows is not None and state.interests is not None
-            full = profile_scores(state.interests, self.embeddings, users)
-            cols = self.text_rows
-            text = np.full((len(users), len(cols)), -np.inf)
-            text[:, cols >= 0] = full[:, cols[cols >= 0]]
-            scores["text"] = text
+            scores["text"] = self.text_scores(users)
         scores["popular"] = np.broadcast_to(state.popular, (len(users), len(state.item_ids))).copy()
         weight = self.text_weight if self.use_text else 0.0
         if weight > 0 and "text" in scores and seen is None:
             seen = state.seen_mask(rows)
         scores["prior"] = prior_score(scores, seen, weight)
         return scores
+
+    def text_scores(self, users: list[str]) -> np.ndarray:
+        """The interest match of known users over the candidate items (-inf where an item has no text)."""
+        state = self.state
+        assert self.embeddings is not None and self.text_rows is not None and state.interests is not None
+        full = profile_scores(state.interests, self.embeddings, users)
+        cols = self.text_rows
+        text = np.full((len(users), len(cols)), -np.inf)
+        text[:, cols >= 0] = full[:, cols[cols >= 0]]
+        return text
+
+    def prior_inputs(self, users: list[str]) -> dict[str, np.ndarray]:
+        """Only what the prior is made of, for known users: the blend and the interest match (`source_scores`'
+        values, without the other sources)."""
+        blend = self.state.blend_scores(self.state.rows(users))
+        return {"blend": blend, "text": self.text_scores(users)} if self.has_text else {"blend": blend}
 
     # -- rows ----------------------------------------------------------------------------------------------------------
     def frame(

@@ -15,7 +15,7 @@ from recsys.evaluation.compare import holm_adjust, paired_comparison
 from recsys.evaluation.metrics import mean_or_zero, user_metrics
 from recsys.evaluation.selection import select_ease_lowpass
 from recsys.evaluation.splits import ProtocolName, Split, sample_users
-from recsys.ranker._common import TEXT_FEATURES, prior_score
+from recsys.ranker._common import TEXT_FEATURES, prior_score, text_z
 from recsys.ranker.candidates import Candidates, user_batch
 from recsys.ranker.config import PipelineConfig, RankerConfig
 from recsys.ranker.training import train_ranker
@@ -80,15 +80,15 @@ def choose_text_weight(cfg: PipelineConfig, candidates: Candidates, split: Split
         return cfg.text_weight, {"mode": "fixed", "weight": cfg.text_weight}
     users = [u for u in split.test[S.USER_ID].unique(maintain_order=True).to_list() if u in state.user_index]
     grid = cfg.text_weight_grid
-    base = candidates.with_text_weight(0.0)  # the sources once per batch, then every weight on them
     lists: dict[float, list[pl.DataFrame]] = {w: [] for w in grid}
     step = user_batch(len(state.item_ids))
     for start in range(0, len(users), step):
         batch = users[start : start + step]
         seen = state.seen_mask(state.rows(batch))
-        src = base.source_scores(batch, seen=seen)
+        src = candidates.prior_inputs(batch)  # the blend and the text once per batch, then every weight on them
+        z = text_z(src["text"], seen)  # the same for every weight
         for w in grid:
-            prior = np.where(seen, -np.inf, prior_score(src, seen, w))
+            prior = np.where(seen, -np.inf, prior_score(src, seen, w, z=z))
             lists[w].append(top_k_frame(batch, prior, state.item_ids, 10))
     truth = split.test.select(S.USER_ID, S.ITEM_ID)
     scores: dict[float, float] = {}

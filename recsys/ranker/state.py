@@ -80,6 +80,10 @@ class RankingState:
             return set()
         return set(self.item_ids[self.seen.indices[self.seen.indptr[row] : self.seen.indptr[row + 1]]].tolist())
 
+    def blend_scores(self, rows: np.ndarray) -> np.ndarray:
+        """The blend of known user rows (`source_scores(rows)["blend"]`, without the other sources)."""
+        return _finite(self.blend.components(self.seen[rows])["blend"])
+
     def source_scores(self, rows: np.ndarray) -> dict[str, np.ndarray]:
         """Collaborative source scores (len(rows) x items) of known user rows: ease, lowpass, blend, sar, itemknn and
         seqnb when kept."""

@@ -365,3 +365,34 @@ def test_a_config_saved_before_the_tail_source_keeps_its_candidates() -> None:
     del older["candidates"]["n_text_tail"]
     assert saved_pipeline_config(older).candidates.n_text_tail == 0
     assert "n_text_tail" not in older["candidates"]  # the saved data itself is not changed
+
+
+def test_the_text_weight_grid_reads_the_same_blend_and_text_as_the_candidates(synthetic, synthetic_embeddings) -> None:
+    """`choose_text_weight` scores its grid from `prior_inputs` (the blend and the interest match only) and one
+    `text_z` per batch: the same numbers as the full `source_scores` and `prior_score` per weight."""
+    from recsys.evaluation import split_temporal
+    from recsys.ranker import CandidateConfig, PipelineConfig
+    from recsys.ranker._common import prior_score, text_z
+    from recsys.ranker.candidates import Candidates
+    from recsys.ranker.window import build_state
+
+    split = split_temporal(synthetic.interactions)
+    state = build_state(
+        split.train,
+        synthetic.items,
+        synthetic.items["item_id"].to_list(),
+        PipelineConfig(),
+        ease_l2=500.0,
+        blend=(16, 0.5),
+        embeddings=synthetic_embeddings,
+    )
+    cands = Candidates(state, CandidateConfig(), embeddings=synthetic_embeddings)
+    users = sorted(state.user_ids)[:25]
+    seen = state.seen_mask(state.rows(users))
+    full, lean = cands.source_scores(users, seen=seen), cands.prior_inputs(users)
+    assert set(lean) == {"blend", "text"}
+    for name in lean:
+        np.testing.assert_array_equal(lean[name], full[name])
+    z = text_z(lean["text"], seen)
+    for w in (0.0, 0.3, 1.0):
+        np.testing.assert_array_equal(prior_score(lean, seen, w, z=z), prior_score(full, seen, w))
