@@ -83,15 +83,15 @@ class DaskEngine:
 
         futures = [self.client.submit(_on_worker, fn, p, pure=False) for p in parts]
         index = {f.key: i for i, f in enumerate(futures)}
-        results: list[tuple[R, str] | None] = [None] * len(futures)
+        results: dict[int, tuple[R, str]] = {}
         for future in as_completed(futures):
             i = index[future.key]
             results[i] = future.result()  # raises the partition's error here
             if done:
                 done(i)
-        finished = [r for r in results if r is not None]
-        self._where = [w for _, w in finished]
-        return [r for r, _ in finished]
+        ordered = [results[i] for i in range(len(futures))]
+        self._where = [w for _, w in ordered]
+        return [r for r, _ in ordered]
 
     def where(self) -> list[str]:
         return list(self._where)

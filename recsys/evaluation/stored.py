@@ -118,5 +118,10 @@ def read_report(folder: Path) -> EvaluationReport:
     )
 
 
+def report_metrics(folder: Path) -> dict[str, dict[str, float]]:
+    """Each model's metrics in the report in `folder`, without reading its per-user frames."""
+    return {m["name"]: m["metrics"] for m in _meta(Path(folder) / "report.json")["models"]}
+
+
 def _meta(path: Path) -> dict:
     return read_meta(path, FORMAT, what="written by recsys.evaluation.stored")

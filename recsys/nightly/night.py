@@ -16,7 +16,7 @@ from typing import Any, Protocol, TypeVar
 from recsys.compute import Engine, open_engine
 from recsys.config import Settings, resolve_feedback
 from recsys.data.stored import DatasetRef
-from recsys.evaluation.stored import read_report, split_facts
+from recsys.evaluation.stored import read_report, report_metrics, split_facts
 from recsys.nightly import publishing, steps, tasks
 from recsys.nightly.metering import metered
 from recsys.registry import CHALLENGER, CHAMPION, GateDecision, Registry
@@ -139,8 +139,13 @@ class _Night:
         self.settings, self.data, self.registry, self.store = settings, data, registry, store
         self.run_id, self.key, self.code, self.existing = run_id, key, code, existing
         (self.seconds, self.peaks), self.run_step, self.log = meters, run_step, log
-        self.compute: dict[str, Any] = {"engine": settings.compute.engine, "partitions": 0, "ran_on": []}
-        self.compute |= {"embed_shards": 0, "embed_ran_on": []}
+        self.compute: dict[str, Any] = {
+            "engine": settings.compute.engine,
+            "partitions": 0,
+            "ran_on": [],
+            "embed_shards": 0,
+            "embed_ran_on": [],
+        }
 
     def step(self, name: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run one step through the runner; its wall seconds and peak memory go to the summary and the MLflow run."""
@@ -240,7 +245,6 @@ class _Night:
         mlrun.log_json(registry, self.run_id, "timings.json", {"seconds": self.seconds, "peak_rss_mb": self.peaks})
         mlrun.end_run(registry, self.run_id)
         champion_now = registry.champion()
-        final = read_report(report)
         return _summary(
             status="promoted" if decision.promote else "not_promoted",
             version=version.version,
@@ -253,7 +257,7 @@ class _Night:
             seconds=self.seconds,
             peak_rss_mb=self.peaks,
             compute=self.compute,
-            metrics={m.name: m.metrics for m in final.models},
+            metrics=report_metrics(report),
         )
 
     def _register(self, report: Path, decision: GateDecision, bundle: Path, split: Path) -> VersionInfo:

@@ -149,9 +149,8 @@ def embed_catalog(
     on `engine`'s workers when it is distributed and they are more than `shard_items`)."""
     model_cfg = enc.model.model_copy(update={"adapter_path": str(adapter) if adapter else None})
     text = build_item_text(items, enc.text)
-    encoder = TextEncoder(model_cfg)
     return embed_items(
-        text, encoder, cache_dir=run.cache_dir, progress=progress, engine=engine, shard_texts=shard_items
+        text, TextEncoder(model_cfg), cache_dir=run.cache_dir, progress=progress, engine=engine, shard_texts=shard_items
     )
 
 
