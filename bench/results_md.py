@@ -308,7 +308,8 @@ def scale_quality_section(data: dict[str, Any]) -> list[str]:
     lines = [
         "## Exact vs scalable models (`bench/scale.py --quality`)",
         "",
-        f"{data['benchmark']}; {data['metric']}.",
+        f"{data['benchmark']}; {data['metric']}. Machine: {data.get('environment', {}).get('cpu', 'not recorded')}; "
+        f"commit {data.get('environment', {}).get('git_sha', '?')[:10]}.",
         "",
         "| dataset | protocol | seed | model | exact nDCG@10 | scalable nDCG@10 | ratio |",
         "|---|---|---|---|---|---|---|",
@@ -319,6 +320,30 @@ def scale_quality_section(data: dict[str, Any]) -> list[str]:
                 f"| {r['dataset']} | {r['protocol']} | {r['seed']} | `{model}` | {_f(m['exact']['ndcg@10'])} | "
                 f"{_f(m['scalable']['ndcg@10'])} | {m['ratio']:.3f} |"
             )
+    return [*lines, ""]
+
+
+def candidates_section(data: dict[str, Any], name: str) -> list[str]:
+    machine = data["machine"].get("processor") or data["machine"]["platform"]
+    lines = [
+        f"## Candidate rows per user, indexed vs dense (`bench/candidates.py`, {name})",
+        "",
+        f"{data['benchmark']}; {data['protocol']}. Machine: {machine}, "
+        f"{data['machine']['cpu_count']} cores. Found: the share of the dense path's candidate rows (text picks, "
+        "collaborative picks) the HNSW path also gives.",
+        "",
+        "| state | items | dense ms/user | exact-index ms/user | HNSW ms/user | dense / HNSW | rows found | text found "
+        "| collab. found | index build s (HNSW) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in data["rows"]:
+        ag = r["agreement_with_dense"]["hnsw"]
+        ms = r["ms_per_user"]
+        lines.append(
+            f"| {r['state']} | {r['items']} | {ms['dense']:.2f} | {ms['exact']:.2f} | {ms['hnsw']:.2f} | "
+            f"x{r['dense_over']['hnsw']} | {ag['dense_rows_found']:.2%} | {ag['dense_text_picks_found']:.2%} | "
+            f"{ag['dense_collaborative_picks_found']:.2%} | {r['index_build_seconds']['hnsw']} |"
+        )
     return [*lines, ""]
 
 
@@ -350,6 +375,8 @@ def render() -> str:
     sq = RESULTS / "scale-quality.json"
     if sq.is_file():
         lines += scale_quality_section(json.loads(sq.read_text()))
+    for cf in sorted(RESULTS.glob("candidates*.json")):
+        lines += candidates_section(json.loads(cf.read_text()), cf.name)
     c = RESULTS / "cli.json"
     if c.is_file():
         lines += cli_section(json.loads(c.read_text()))

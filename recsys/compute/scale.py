@@ -3,6 +3,8 @@ settings model here, so reading settings never imports the models."""
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, Field
 
 
@@ -33,4 +35,13 @@ class ScaleConfig(BaseModel, frozen=True, extra="forbid"):
         ge=1,
         description="sparse forms: neighbours kept per item (EASE regresses on them; 100 kept the EASE + low-pass "
         "blend within 1.5% of the dense one on ML-100k and amazon-scientific)",
+    )
+    item_index: Literal["hnsw", "exact"] = Field(
+        "hnsw",
+        description="above the threshold, the text candidates come from this index over the item embeddings: an "
+        "HNSW graph (faiss; sublinear, approximate) or an exact search (every item, as below the threshold)",
+    )
+    hnsw_links: int = Field(16, ge=2, description="HNSW: links per item in the graph (faiss' M)")
+    hnsw_ef_search: int = Field(
+        256, ge=1, description="HNSW: candidates kept while searching (more: higher recall, slower searches)"
     )

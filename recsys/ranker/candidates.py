@@ -19,6 +19,7 @@ from recsys.encoder.cache import ItemEmbeddings
 from recsys.encoder.interest import interest_feature_arrays, profile_scores
 from recsys.ranker._common import FEATURE_DECIMALS, SCORED, prior_score, top_mask
 from recsys.ranker.config import CandidateConfig
+from recsys.ranker.indexed import IndexedSources
 from recsys.ranker.state import RankingState
 
 # Users scored together: each source's scores are a dense users x items float64 matrix (about a dozen per batch), so
@@ -57,6 +58,8 @@ class Candidates:
             self.text_rows = np.fromiter((row.get(i, -1) for i in state.item_ids.tolist()), dtype=np.int64)
         # the tail: items few users chose in the window (cold items included), where text must speak for them
         self.not_tail = np.asarray(state.seen.getnnz(axis=0)).ravel() > cfg.tail_users
+        # a state fitted with the scalable sources (a catalog above `[scale] dense_item_limit`): the indexed path
+        self.indexed = IndexedSources(self) if state.scalable else None
 
     @property
     def has_text(self) -> bool:
@@ -117,6 +120,10 @@ class Candidates:
             if not batch:
                 continue
             rows = state.rows(batch)
+            if self.indexed is not None:
+                weight = self.text_weight if self.use_text else 0.0
+                parts.append(pl.DataFrame(self.indexed.columns(batch, rows, include, text_weight=weight)))
+                continue
             seen_mask = state.seen_mask(rows)
             src = self.source_scores(batch, seen=seen_mask)
             pick = {}

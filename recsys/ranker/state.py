@@ -5,7 +5,8 @@ process and MLflow's pyfunc load it and score through the same kernels (`recsys.
 (`recsys.ranker.candidates`). Nothing here fits anything, and the files are npz (no pickles) and Parquet:
 
     state.json       as_of, the format version, names and shapes
-    arrays.npz       item ids, user ids, seen items, the sources' weights, popularity, genre and interest arrays
+    arrays.npz       item ids, user ids, seen items, the sources' weights, popularity, genre and interest arrays, and
+                     on a large catalog the candidate indexes (HNSW graphs as bytes)
     users.parquet    user features, one row per user in user-id order of arrays.npz
     items.parquet    item features, one row per candidate item
 """
@@ -32,6 +33,7 @@ from recsys.scoring import (
     load_arrays,
     save_arrays,
 )
+from recsys.scoring.vector_index import ItemIndexes
 
 STATE_FORMAT = 1
 STATE_FILE = "state.json"
@@ -57,6 +59,9 @@ class RankingState:
     genre_shares: np.ndarray  # users x genres: share of the user's events per genre
     genre_counts: np.ndarray  # items x genres: how often the genre is listed for the item
     interests: UserInterests | None  # interest vectors (None: no text)
+    # the text indexes of the indexed candidate path (`recsys.ranker.indexed`): built with a state fitted with the
+    # scalable sources and text, None otherwise
+    item_indexes: ItemIndexes | None = None
     user_index: dict[str, int] = field(init=False, repr=False)
     item_index: dict[str, int] = field(init=False, repr=False)
 
@@ -79,6 +84,11 @@ class RankingState:
         if row is None:
             return set()
         return set(self.item_ids[self.seen.indices[self.seen.indptr[row] : self.seen.indptr[row + 1]]].tolist())
+
+    @property
+    def scalable(self) -> bool:
+        """Fitted with the scalable sources (EASE's sparse neighbour form): candidates take the indexed path."""
+        return sp.issparse(self.blend.ease.weights)
 
     def blend_scores(self, rows: np.ndarray) -> np.ndarray:
         """The blend of known user rows (`source_scores(rows)["blend"]`, without the other sources)."""
@@ -133,6 +143,8 @@ class RankingState:
                 "interest_negative": i.negative,
                 "interest_recent": i.recent,
             }
+        if self.item_indexes is not None:
+            arrays |= self.item_indexes.to_arrays()
         save_arrays(folder / "arrays.npz", arrays)
         self.user_features.write_parquet(folder / "users.parquet")
         self.item_features.write_parquet(folder / "items.parquet")
@@ -144,6 +156,7 @@ class RankingState:
             "n_items": len(self.item_ids),
             "sequence_features": self.seqnb is not None,
             "interests": self.interests is not None,
+            "item_indexes": self.item_indexes is not None,
         }
         (folder / STATE_FILE).write_text(json.dumps(meta, indent=2))
         return folder
@@ -208,6 +221,7 @@ class RankingState:
             genre_shares=dense("genre_shares"),
             genre_counts=dense("genre_counts"),
             interests=interests,
+            item_indexes=ItemIndexes.from_arrays(a) if meta.get("item_indexes") else None,
         )
 
 

@@ -7,6 +7,7 @@ import re
 
 import numpy as np
 import polars as pl
+import scipy.sparse as sp
 
 from features import (
     item_catalog_features,
@@ -23,6 +24,8 @@ from recsys.encoder.cache import ItemEmbeddings
 from recsys.encoder.interest import user_interests
 from recsys.ranker.config import PipelineConfig
 from recsys.ranker.state import RankingState, check_alignment
+from recsys.scoring import BlendParts
+from recsys.scoring.vector_index import ItemIndexes, VectorIndex
 
 # Count features: their scale grows with the window, so the inner split's ranker would read the full window's
 # counts as ~4/3 larger than anything it was trained on (ms-stratified keeps 75% of the events in each split).
@@ -64,6 +67,12 @@ def build_state(
         raise AssertionError("the sources index the window's users differently")
     interests = user_interests(train, embeddings, as_of=as_of, cfg=cfg.interest) if embeddings else None
 
+    indexes = None
+    if sp.issparse(source.parts.ease.weights):  # the scalable sources: the indexed candidate path
+        indexes = item_indexes(
+            source.seen_, item_ids, source.parts, embeddings, cfg.candidates.tail_users, scale or ScaleConfig()
+        )
+
     frame_ids = pl.DataFrame({S.ITEM_ID: item_ids})
     windows = tuple(sorted({*cfg.popularity_windows, cfg.candidates.popular_window_days}))
     pop = item_popularity(train, as_of=as_of, windows=windows)
@@ -100,6 +109,37 @@ def build_state(
         genre_shares=shares,
         genre_counts=counts,
         interests=interests,
+        item_indexes=indexes,
     )
     check_alignment(state)
     return state
+
+
+def item_indexes(
+    seen: sp.csr_matrix,
+    item_ids: list[str],
+    blend: BlendParts,
+    embeddings: ItemEmbeddings | None,
+    tail_users: int,
+    scale: ScaleConfig,
+) -> ItemIndexes:
+    """The indexes of a scalable state (`[scale] item_index`): the low-pass filter's item factors (V_j scale_j, so
+    that a user's low-pass score is an inner product with q = x D^-a V) over the items with training events, and,
+    with `embeddings`, every candidate item with text and those of them with at most `tail_users` users in the
+    window (`seen`: users x items)."""
+    opts = {"kind": scale.item_index, "m": scale.hnsw_links, "ef_search": scale.hnsw_ef_search}
+    lp = blend.lowpass
+    factors = lp.components[:, : blend.factors] * lp.item_scale[:, None]
+    lowpass = VectorIndex.build(lp.active, factors, **opts)  # type: ignore[arg-type]
+    if embeddings is None:
+        return ItemIndexes(lowpass, None, None, tail_users)
+    row = embeddings.row_of
+    rows = np.fromiter((row.get(i, -1) for i in item_ids), dtype=np.int64, count=len(item_ids))
+    cols = np.flatnonzero(rows >= 0)
+    tail = cols[np.asarray(seen.getnnz(axis=0)).ravel()[cols] <= tail_users]
+    return ItemIndexes(
+        lowpass,
+        VectorIndex.build(cols, embeddings.vectors[rows[cols]], **opts),  # type: ignore[arg-type]
+        VectorIndex.build(tail, embeddings.vectors[rows[tail]], **opts),  # type: ignore[arg-type]
+        tail_users,
+    )

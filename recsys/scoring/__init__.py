@@ -1,5 +1,6 @@
 """Scoring with fitted arrays, no fitting code: the numpy/scipy kernels of the collaborative sources (shared by the
-baselines that fit them and by the state a night saves for serving) and a plain array archive format.
+baselines that fit them and by the state a night saves for serving), the item indexes of large catalogs' candidates
+and a plain array archive format.
 
 The serving process imports this package, never `recsys.baselines` (whose modules fit models): see the import
 contracts in pyproject.toml.
@@ -16,13 +17,16 @@ from recsys.scoring.sources import (
     SequenceGraph,
     blend_components,
 )
+from recsys.scoring.vector_index import ItemIndexes, VectorIndex
 
 __all__ = [
     "BlendParts",
     "EaseWeights",
+    "ItemIndexes",
     "ItemSimilarity",
     "LowPassFactors",
     "SequenceGraph",
+    "VectorIndex",
     "blend_components",
     "load_arrays",
     "save_arrays",

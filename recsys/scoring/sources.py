@@ -8,6 +8,7 @@ the published lists and online re-ranking compute identical numbers.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -134,9 +135,9 @@ class SequenceGraph:
             return empty, empty, empty
         return np.concatenate(left), np.concatenate(right), np.concatenate(owner)
 
-    def score(self, rows: np.ndarray, n_items: int) -> np.ndarray:
+    def _chunks(self, rows: np.ndarray) -> Iterator[sp.csr_matrix]:
+        """Per chunk of gaps, its users x items contribution (sparse)."""
         left, right, owner = self._gaps(rows)
-        out = np.zeros((len(rows), n_items))
         for start in range(0, len(left), GAP_CHUNK):
             sl = slice(start, start + GAP_CHUNK)
             # sqrt(A[l, j] * A[j, r]) per gap (A is symmetric); for the tail (l = r) that is A[l, j] itself
@@ -145,5 +146,17 @@ class SequenceGraph:
             to_user = sp.csr_matrix(
                 (np.ones(len(owner[sl])), (owner[sl], np.arange(len(owner[sl])))), shape=(len(rows), len(owner[sl]))
             )
-            out += (to_user @ both).toarray()
+            yield sp.csr_matrix(to_user @ both)
+
+    def score(self, rows: np.ndarray, n_items: int) -> np.ndarray:
+        out = np.zeros((len(rows), n_items))
+        for part in self._chunks(rows):
+            out += part.toarray()
+        return out
+
+    def score_sparse(self, rows: np.ndarray, n_items: int) -> sp.csr_matrix:
+        """`score` as a sparse matrix (the same sums, chunk by chunk)."""
+        out = sp.csr_matrix((len(rows), n_items))
+        for part in self._chunks(rows):
+            out = sp.csr_matrix(out + part)
         return out
