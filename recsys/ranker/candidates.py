@@ -65,6 +65,11 @@ class Candidates:
     def has_text(self) -> bool:
         return self.state.interests is not None and self.embeddings is not None
 
+    def prepare(self) -> None:
+        """Make the per-state tables the first batch would (the indexed path's sums, Gram matrices and lookups)."""
+        if self.indexed is not None:
+            self.indexed.prepare()
+
     def with_text_weight(self, weight: float) -> Candidates:
         """The same candidates with another weight of the interest match in the prior (lookups shared)."""
         other = copy.copy(self)

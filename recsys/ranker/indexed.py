@@ -137,6 +137,13 @@ class IndexedSources:
         """Item columns by trending score, best first (ties by column)."""
         return np.argsort(-self.cands.state.popular, kind="stable")
 
+    def prepare(self) -> None:
+        """Build every per-state table now (a service does it before serving; otherwise the first batch does)."""
+        for name in ("train_cols", "untrained_cols", "train_pos", "lowpass", "similarities", "popular_order"):
+            getattr(self, name)
+        if self.cands.has_text:
+            _ = self.text
+
     # -- per batch -----------------------------------------------------------------------------------------------------
     def columns(
         self, batch: list[str], rows: np.ndarray, include: dict[str, list[int]] | None, *, text_weight: float

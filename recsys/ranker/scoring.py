@@ -49,6 +49,10 @@ class RankingModel:
             state, cfg.candidates, embeddings=embeddings, text_weight=cfg.text_weight or 0.0, use_text=use_text
         )
 
+    def prepare(self) -> None:
+        """Make the candidates' per-state tables now (the serving process does, before it serves the model)."""
+        self.candidates.prepare()
+
     @property
     def embeddings(self) -> ItemEmbeddings | None:
         return self.candidates.embeddings

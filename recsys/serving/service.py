@@ -86,7 +86,9 @@ def _load_model(meta: dict) -> RankingModel | None:
                 "again with `recsys run nightly --force` to enable re-ranking"
             )
         return None
-    return RankingModel.load(Path(path))
+    model = RankingModel.load(Path(path))
+    model.prepare()  # the per-state tables a request would otherwise build: loaded before the snapshot is served
+    return model
 
 
 MAX_BACKOFF_S = 300.0  # longest wait between retries of a snapshot that failed to load

@@ -111,8 +111,11 @@ def test_hnsw_picks_nearly_the_exact_text_candidates_and_travel_with_the_state(
     # saved and loaded: the same graph (not rebuilt), the same rows
     loaded = RankingState.load(hnsw.save(tmp_path / "state"))
     assert loaded.item_indexes is not None and loaded.item_indexes.text.kind == "hnsw"
-    c = Candidates(loaded, CFG, embeddings=synthetic_embeddings, text_weight=0.5).frame(users)
-    assert c.equals(a)
+    served = Candidates(loaded, CFG, embeddings=synthetic_embeddings, text_weight=0.5)
+    served.prepare()  # what the service does before serving: every per-state table made up front
+    assert served.indexed is not None
+    assert {"text", "lowpass", "similarities", "popular_order"} <= set(vars(served.indexed))
+    assert served.frame(users).equals(a)
 
 
 def test_a_dense_state_keeps_the_dense_path(synthetic, synthetic_embeddings) -> None:
