@@ -57,11 +57,12 @@ def distinct(values: np.ndarray) -> np.ndarray:
 def moments(total: np.ndarray, squares: np.ndarray, n: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Mean and standard deviation from sums over n values (`zscore_rows`' rule: deviation 1 where it is 0; a
     variance that is rounding noise of the second moment counts as 0)."""
+    few = n <= 1  # one value or none: no spread (the dense rule gives deviation 1)
     n = np.maximum(n, 1)
     mean = total / n
     second = squares / n
     var = second - mean * mean
-    flat = var <= 1e-12 * np.maximum(second, 1e-300)
+    flat = few | (var <= 1e-12 * np.maximum(second, 1e-300))
     return mean, np.where(flat, 1.0, np.sqrt(np.where(flat, 1.0, var)))
 
 

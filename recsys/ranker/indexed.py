@@ -121,8 +121,11 @@ class IndexedSources:
                     f"the state's tail index was built for tail_users = {idx.tail_users}, the candidates ask "
                     f"{cands.cfg.tail_users}"
                 )
-            if not np.array_equal(idx.text.cols, cols):
-                raise ValueError("the state's text index covers other items than these embeddings")
+            probe = np.unique(np.linspace(0, len(cols) - 1, num=min(len(cols), 8)).astype(np.int64))
+            if not np.array_equal(idx.text.cols, cols) or not np.allclose(
+                idx.text.vectors_at(probe), vectors[probe], atol=1e-6
+            ):
+                raise ValueError("the state's text index was built from other embeddings than these")
             full, tail_idx = idx.text, idx.tail
         return full, tail_idx, cols, vectors.sum(axis=0), vectors.T @ vectors
 
@@ -333,14 +336,15 @@ class IndexedSources:
         return cols
 
     def prior_parts(self, batch: list[str], rows: np.ndarray) -> pl.DataFrame:
-        """user_id, item_id, blend, text_z over the candidates of `batch` (known users at state `rows`; seen items
-        excluded): the prior with text weight w is blend + w * text_z (the text weight's validation grid)."""
+        """user_id, item_id, column (the item's), blend, text_z over the candidates of `batch` (known users at state
+        `rows`; seen items excluded): the prior with text weight w is blend + w * text_z (the text weight's grid)."""
         cols = self.columns(batch, rows, None, text_weight=1.0)
         blend = np.asarray(cols["score_blend"])
         return pl.DataFrame(
             {
                 S.USER_ID: cols[S.USER_ID],
                 S.ITEM_ID: cols[S.ITEM_ID],
+                "column": cols["_col"],
                 "blend": blend,
                 "text_z": np.asarray(cols["score_prior"]) - blend,
             }

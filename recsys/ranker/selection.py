@@ -111,11 +111,11 @@ def choose_text_weight(cfg: PipelineConfig, candidates: Candidates, split: Split
 
 
 def _top_by(parts: pl.DataFrame, score: pl.Expr, k: int) -> pl.DataFrame:
-    """Each user's k best rows of `parts` (user_id, item_id, ...) by `score`, ties by item id, as a recommendation
-    frame."""
+    """Each user's k best rows of `parts` (user_id, item_id, column, ...) by `score`, ties by the item's column (as
+    `top_k_frame`), as a recommendation frame."""
     return (
         parts.with_columns(score.alias(S.SCORE))
-        .sort([S.USER_ID, S.SCORE, S.ITEM_ID], descending=[False, True, False])
+        .sort([S.USER_ID, S.SCORE, "column"], descending=[False, True, False])
         .group_by(S.USER_ID, maintain_order=True)
         .head(k)
         .with_columns(pl.int_range(1, pl.len() + 1, dtype=pl.Int32).over(S.USER_ID).alias(S.RANK))

@@ -1,10 +1,11 @@
 """Inner-product top-k over a fixed set of item vectors: exact, or an HNSW graph (faiss) for large catalogs.
 
-The lean candidate path (`recsys.ranker.indexed`) asks one of these for each user's best items by interest match,
-with the user's seen items excluded. `exact` multiplies the queries with every vector in float64 (the dense path's
-product, so its picks are the dense path's); `hnsw` walks a graph built once per window, in float32, at a small
-loss of recall (measured on the 100k-item synthetic night's embeddings and interest profiles: 0.97 of the exact
-top-150 at about half the exact search's time; the graph's cost grows with log(items), the product's with items).
+The indexed candidate path (`recsys.ranker.indexed`) asks one of these for each user's best items by interest
+match (and by low-pass score), the user's seen items excluded. `exact` multiplies the queries with every vector in
+float64 and ranks the products rounded to float32 (the dense path's interest match, so its picks are the dense
+path's); `hnsw` walks a graph built once per window, in float32, at a small loss of recall (measured on the
+100k-item synthetic night's embeddings and interest profiles: 0.97 of the exact top-150 at about half the exact
+search's time; the graph's cost grows with log(items), the product's with items).
 
 Why faiss: the reference implementation of HNSW (and of the index family around it), wheels on PyPI for every
 platform we run on, an index serialises to a byte array (stored in the state's npz, no pickles), and on this
@@ -67,28 +68,45 @@ class VectorIndex:
 
     def search(self, queries: np.ndarray, k: int, exclude: list[np.ndarray]) -> list[np.ndarray]:
         """Per query row, the item columns of its k best inner products (fewer if the index has fewer), best first,
-        without that row's `exclude` columns (ties by column in `exact`)."""
+        without that row's `exclude` columns. What a row gets depends on that row alone, never on the others
+        searched with it (a night's batch and an online request of one give the same picks): `exact` ranks the
+        products rounded to float32 (as the dense interest match is), ties by column; `hnsw` asks each row for
+        k + its own excluded count, with efSearch at least that."""
         n = len(queries)
         if k <= 0 or len(self.cols) == 0 or n == 0:
             return [np.zeros(0, dtype=np.int64) for _ in range(n)]
         # ask for enough that k remain after the row's excluded items
-        ask = min(len(self.cols), k + max((len(e) for e in exclude), default=0))
+        asks = np.minimum(len(self.cols), k + np.asarray([len(e) for e in exclude], dtype=np.int64))
+        rows: list[np.ndarray] = [np.zeros(0, dtype=np.int64)] * n
         if self.kind == "exact":
-            scores = np.asarray(queries, dtype=np.float64) @ self.vectors.T
-            rows = top_k_indices(scores, ask)
+            scores = (np.asarray(queries, dtype=np.float64) @ self.vectors.T).astype(np.float32)
+            found = top_k_indices(scores, int(asks.max()))
+            rows = [found[i, : asks[i]] for i in range(n)]
         else:
             import faiss
 
             assert self.graph is not None
-            params = faiss.SearchParametersHNSW(efSearch=max(self.ef_search, ask))  # type: ignore[attr-defined]
-            _, rows = self.graph.search(np.ascontiguousarray(queries, dtype=np.float32), ask, params=params)
+            q32 = np.ascontiguousarray(queries, dtype=np.float32)
+            for ask in np.unique(asks):  # one search per distinct ask: the same efSearch for a row in any batch
+                at = np.flatnonzero(asks == ask)
+                params = faiss.SearchParametersHNSW(efSearch=max(self.ef_search, int(ask)))  # type: ignore[attr-defined]
+                _, got = self.graph.search(q32[at], int(ask), params=params)
+                for i, g in zip(at, got, strict=True):
+                    rows[i] = g
         out = []
-        for found, skip in zip(rows, exclude, strict=True):
-            cols = self.cols[found[found >= 0]]
+        for found_i, skip in zip(rows, exclude, strict=True):
+            cols = self.cols[found_i[found_i >= 0]]
             if len(skip):
                 cols = cols[~np.isin(cols, skip)]
             out.append(cols[:k])
         return out
+
+    def vectors_at(self, rows: np.ndarray) -> np.ndarray:
+        """The stored vectors of index rows `rows` (float64)."""
+        if self.kind == "exact":
+            return self.vectors[rows]
+        assert self.graph is not None
+        return np.stack([self.graph.reconstruct(int(r)) for r in rows]).astype(np.float64)
 
     # -- files -----------------------------------------------------------------------------------------------------
     def to_arrays(self, prefix: str) -> dict[str, np.ndarray]:

@@ -164,3 +164,14 @@ def test_the_text_weight_is_chosen_among_the_candidates(synthetic, synthetic_emb
     assert info["mode"] == "auto" and weight == dense_weight
     assert info["validation_ndcg@10"] == pytest.approx(dense_info["validation_ndcg@10"], abs=1e-9)
     assert len(set(info["validation_ndcg@10"].values())) > 1, info  # the weights rank differently
+
+
+def test_hnsw_picks_of_a_user_do_not_depend_on_the_batch(synthetic, synthetic_embeddings) -> None:
+    state = _state(synthetic, synthetic_embeddings, index="hnsw")
+    cands = Candidates(state, CFG, embeddings=synthetic_embeddings, text_weight=0.5)
+    by_history = sorted(state.user_ids, key=lambda u: (len(state.seen_items(u)), u))
+    light, heavy = by_history[:12], by_history[-1]
+    assert len(state.seen_items(heavy)) > 2 * len(state.seen_items(light[-1]))  # it raises the batch's search size
+    together = cands.frame([*light, heavy]).filter(pl.col("user_id") != heavy)
+    alone = pl.concat([cands.frame([u]) for u in light]).sort("user_id", "item_id")
+    assert together.equals(alone)
