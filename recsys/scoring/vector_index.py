@@ -29,6 +29,9 @@ IndexKind = Literal["exact", "hnsw"]
 # HNSW build breadth: candidates kept while linking a new vector (faiss' default is 40; 128 gave recall 0.97 at
 # efSearch 256 on MiniLM vectors, see above)
 EF_CONSTRUCTION = 128
+# A search asks for k + the row's excluded count rounded up to a multiple of this (rows with similar histories share
+# one faiss call; one call per row loses faiss' parallelism over queries)
+ASK_STEP = 64
 
 
 @dataclass(frozen=True)
@@ -71,12 +74,14 @@ class VectorIndex:
         without that row's `exclude` columns. What a row gets depends on that row alone, never on the others
         searched with it (a night's batch and an online request of one give the same picks): `exact` ranks the
         products rounded to float32 (as the dense interest match is), ties by column; `hnsw` asks each row for
-        k + its own excluded count, with efSearch at least that."""
+        k + its own excluded count (rounded up to a multiple of ASK_STEP), with efSearch at least that."""
         n = len(queries)
         if k <= 0 or len(self.cols) == 0 or n == 0:
             return [np.zeros(0, dtype=np.int64) for _ in range(n)]
-        # ask for enough that k remain after the row's excluded items
-        asks = np.minimum(len(self.cols), k + np.asarray([len(e) for e in exclude], dtype=np.int64))
+        # ask for enough that k remain after the row's excluded items, rounded up to a multiple of ASK_STEP so that
+        # most rows of a batch share one search (a row's ask still depends on that row alone)
+        excluded = np.asarray([len(e) for e in exclude], dtype=np.int64)
+        asks = np.minimum(len(self.cols), k + -(-excluded // ASK_STEP) * ASK_STEP)
         rows: list[np.ndarray] = [np.zeros(0, dtype=np.int64)] * n
         if self.kind == "exact":
             scores = (np.asarray(queries, dtype=np.float64) @ self.vectors.T).astype(np.float32)
