@@ -67,6 +67,6 @@ def moments(total: np.ndarray, squares: np.ndarray, n: np.ndarray) -> tuple[np.n
 
 
 def first_not_in(ordered: np.ndarray, skip: np.ndarray, n: int) -> np.ndarray:
-    """The first n values of `ordered` (ascending) that are not in `skip`."""
+    """The first n values of `ordered`, in its order, that are not in `skip`."""
     head = ordered[: n + len(skip)]
     return head[~np.isin(head, skip)][:n]

@@ -275,7 +275,8 @@ class IndexedSources:
                 len(text_cols) - np.bincount(tr, minlength=n_users),
             )
 
-        picks["popular"] = [self._popular(s) for s in seen]
+        # the n_popular unseen items by trending score
+        picks["popular"] = [first_not_in(self.popular_order, s, cfg.n_popular) for s in seen]
 
         # -- the union per user, plus requested items
         union = []
@@ -349,11 +350,3 @@ class IndexedSources:
                 "text_z": np.asarray(cols["score_prior"]) - blend,
             }
         )
-
-    def _popular(self, seen: np.ndarray) -> np.ndarray:
-        """The n_popular unseen items by trending score."""
-        n = self.cands.cfg.n_popular
-        if n <= 0:
-            return np.zeros(0, dtype=np.int64)
-        head = self.popular_order[: n + len(seen)]
-        return head[~np.isin(head, seen)][:n]
