@@ -347,6 +347,31 @@ def candidates_section(data: dict[str, Any], name: str) -> list[str]:
     return [*lines, ""]
 
 
+def blend_grid_section(data: dict[str, Any]) -> list[str]:
+    machine = data["machine"].get("processor") or data["machine"]["platform"]
+    lines = [
+        "## Collaborative grid and lists on a large catalog, pooled vs dense (`bench/blend_grid.py`)",
+        "",
+        f"{data['benchmark']}; {data['protocol']}. Machine: {machine}, {data['machine']['cpu_count']} cores. "
+        "Same item: the share of the dense lists' (user, rank) positions where the pooled list has the same item "
+        "(the lowest over the grid's combinations); chosen: the (factors x weight) each picks by validation nDCG@10.",
+        "",
+        "| data | grid dense ms/user | grid pooled ms/user | dense / pooled | EASE dense ms/user | EASE pooled ms/user "
+        "| dense / pooled | same item (grid) | same item (EASE) | chosen pooled / dense |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in data["rows"]:
+        ms, x = r["ms_per_user"], r["dense_over_pooled"]
+        same = min(g["dense_positions_same_item"] for g in r["grid"].values())
+        same_ease = r["ease_agreement"]["dense_positions_same_item"]
+        lines.append(
+            f"| {r['data']} | {ms['grid_dense']:.2f} | {ms['grid_pooled']:.2f} | x{x['grid']} | {ms['ease_dense']:.2f} "
+            f"| {ms['ease_pooled']:.2f} | x{x['ease']} | {same:.2%} | {same_ease:.2%} | "
+            f"{r['chosen']['pooled']} / {r['chosen']['dense']} |"
+        )
+    return [*lines, ""]
+
+
 def render() -> str:
     lines = [
         "# Measured results",
@@ -377,6 +402,9 @@ def render() -> str:
         lines += scale_quality_section(json.loads(sq.read_text()))
     for cf in sorted(RESULTS.glob("candidates*.json")):
         lines += candidates_section(json.loads(cf.read_text()), cf.name)
+    bg = RESULTS / "blend-grid.json"
+    if bg.is_file():
+        lines += blend_grid_section(json.loads(bg.read_text()))
     c = RESULTS / "cli.json"
     if c.is_file():
         lines += cli_section(json.loads(c.read_text()))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import ClassVar, Literal
 
 import numpy as np
@@ -9,7 +10,8 @@ import polars as pl
 import scipy.linalg
 import scipy.sparse as sp
 
-from recsys.baselines._base import Recommender
+from recsys.baselines._base import Recommender, score_batch_size
+from recsys.baselines.pooled import PooledBlend
 from recsys.baselines.scalable import chunked_similarity, is_dense, neighbour_ease
 from recsys.compute.scale import ScaleConfig
 from recsys.data import schema as S
@@ -195,3 +197,18 @@ class EASE(Recommender):
 
     def _score(self, rows: np.ndarray) -> np.ndarray:
         return self.arrays.score(self.seen_[rows], len(self.item_ids_))
+
+    def recommend(
+        self, users: Sequence[str], *, k: int = 10, exclude_seen: bool = True, batch_size: int | None = None
+    ) -> pl.DataFrame:
+        """As `Recommender.recommend`; with the sparse (neighbour) weights and seen items excluded, each user's list
+        comes from a pool (its score's support and the first items outside it, `recsys.baselines.pooled`)."""
+        if not (exclude_seen and PooledBlend.applies(self.arrays)):
+            return super().recommend(users, k=k, exclude_seen=exclude_seen, batch_size=batch_size)
+        known = [u for u in users if u in self.user_index_]
+        rows = np.fromiter((self.user_index_[u] for u in known), dtype=np.int64, count=len(known))
+        size = batch_size or score_batch_size(len(self.item_ids_))
+        lists = PooledBlend(self.arrays).recommend(
+            known, rows, self.seen_, self.item_ids_, [(0, 0.0)], k=k, batch_size=size, zscore=False
+        )
+        return lists[(0, 0.0)]

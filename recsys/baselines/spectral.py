@@ -24,6 +24,7 @@ import scipy.sparse as sp
 
 from recsys.baselines._base import Recommender, score_batch_size
 from recsys.baselines.neighbourhood import EASE
+from recsys.baselines.pooled import PooledBlend
 from recsys.baselines.scalable import is_dense, lowpass_components
 from recsys.compute.scale import ScaleConfig
 from recsys.data import schema as S
@@ -134,18 +135,44 @@ class EASELowPass(Recommender):
     def _score(self, rows: np.ndarray) -> np.ndarray:
         return self.components(rows)["blend"]
 
+    def recommend(
+        self, users: Sequence[str], *, k: int = 10, exclude_seen: bool = True, batch_size: int | None = None
+    ) -> pl.DataFrame:
+        """As `Recommender.recommend`; with the sparse forms (seen items excluded) from pools, not dense rows."""
+        if exclude_seen and PooledBlend.applies(self.ease_.arrays, self.lowpass_.arrays):
+            combo = (self.factors, self.weight)
+            return self.recommend_grid(users, [combo], k=k)[combo]
+        return super().recommend(users, k=k, exclude_seen=exclude_seen, batch_size=batch_size)
+
     def recommend_grid(
         self, users: Sequence[str], combos: Sequence[tuple[int, float]], *, k: int = 10
     ) -> dict[tuple[int, float], pl.DataFrame]:
         """`recommend(users, k=k)` with each (factors, weight) of `combos` (seen items excluded), identical lists,
         at a fraction of the cost: per user batch EASE's scores, the mask and their z-scores are computed once, and
-        the low-pass z-scores once per factor count; only the blend and its top-k are per combination."""
+        the low-pass z-scores once per factor count; only the blend and its top-k are per combination. With the
+        sparse forms (large catalogs) each combination's lists come from a pool per user (`recsys.baselines.pooled`):
+        EASE's support and the low-pass top k outside it."""
         for f, _ in combos:
             if f > self.lowpass_.factors:
                 raise ValueError(f"factors={f}, but the fit kept {self.lowpass_.factors} components; refit")
         known = [u for u in users if u in self.user_index_]
         n = len(self.item_ids_)
         batch_size = score_batch_size(n)  # as `recommend`
+        ease_w, low = self.ease_.arrays, self.lowpass_.arrays
+        if PooledBlend.applies(ease_w, low):  # the sparse forms: pooled, no users x items row per combination
+            rows = np.fromiter((self.user_index_[u] for u in known), dtype=np.int64, count=len(known))
+            pooled = PooledBlend(ease_w, low)
+            return pooled.recommend(known, rows, self.seen_, self.item_ids_, combos, k=k, batch_size=batch_size)
+        return self.dense_grid(known, combos, k=k)
+
+    def dense_grid(
+        self, users: Sequence[str], combos: Sequence[tuple[int, float]], *, k: int = 10
+    ) -> dict[tuple[int, float], pl.DataFrame]:
+        """`recommend_grid` from dense rows (users x items per batch), whatever the forms (what the pooled lists
+        are measured against: `bench/candidates.py --grid`)."""
+        known = [u for u in users if u in self.user_index_]
+        n = len(self.item_ids_)
+        batch_size = score_batch_size(n)
         ease_w, low = self.ease_.arrays, self.lowpass_.arrays
         cold = ~self.has_train_events_
         parts: dict[tuple[int, float], list[pl.DataFrame]] = {c: [] for c in combos}

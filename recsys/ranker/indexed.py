@@ -33,7 +33,7 @@ import polars as pl
 import scipy.sparse as sp
 
 from recsys.data import schema as S
-from recsys.ranker._pairs import Cells, distinct, first_not_in, lookup, moments, product_at
+from recsys.scoring.pairs import Cells, distinct, first_not_in, lookup, moments, product_at
 from recsys.scoring.topk import top_k_indices
 from recsys.scoring.vector_index import VectorIndex
 

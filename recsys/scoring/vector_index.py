@@ -18,6 +18,8 @@ searching is multi-threaded and deterministic per query. The serving process onl
 
 from __future__ import annotations
 
+import hashlib
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -32,6 +34,40 @@ EF_CONSTRUCTION = 128
 # A search asks for k + the row's excluded count rounded up to a multiple of this (rows with similar histories share
 # one faiss call; one call per row loses faiss' parallelism over queries)
 ASK_STEP = 64
+
+
+# Graphs built in this process, by content (`_hnsw_graph`): the most recent few are kept.
+_GRAPHS: OrderedDict[str, Any] = OrderedDict()
+GRAPHS_KEPT = 4
+
+
+def _hnsw_graph(vectors: np.ndarray, m: int) -> Any:
+    """The HNSW graph (inner product) of `vectors` with `m` links, built on one thread, so the same vectors give the
+    same graph. A night builds several states whose graphs are often the same (the text index over one catalog's
+    embeddings in the ranker's inner, nested and final windows; the final window's every graph again in the
+    evaluation): the last GRAPHS_KEPT graphs are kept by a digest of their vectors and parameters and handed out
+    again instead of rebuilt (searching never modifies a graph, so sharing one is safe)."""
+    import faiss
+
+    v32 = np.ascontiguousarray(vectors, dtype=np.float32)
+    digest = hashlib.blake2b(v32.tobytes(), digest_size=20)
+    digest.update(np.asarray([*v32.shape, m, EF_CONSTRUCTION], dtype=np.int64).tobytes())
+    key = digest.hexdigest()
+    if key in _GRAPHS:
+        _GRAPHS.move_to_end(key)
+        return _GRAPHS[key]
+    graph = faiss.IndexHNSWFlat(int(v32.shape[1]), m, faiss.METRIC_INNER_PRODUCT)
+    graph.hnsw.efConstruction = EF_CONSTRUCTION
+    threads = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(1)  # one thread: the same vectors give the same graph
+    try:
+        graph.add(v32)
+    finally:
+        faiss.omp_set_num_threads(threads)
+    _GRAPHS[key] = graph
+    while len(_GRAPHS) > GRAPHS_KEPT:
+        _GRAPHS.popitem(last=False)
+    return graph
 
 
 @dataclass(frozen=True)
@@ -54,17 +90,7 @@ class VectorIndex:
             raise ValueError("index columns must be strictly ascending")
         if kind == "exact":
             return cls("exact", cols, np.asarray(vectors, dtype=np.float64), None, ef_search)
-        import faiss
-
-        graph = faiss.IndexHNSWFlat(int(vectors.shape[1]), m, faiss.METRIC_INNER_PRODUCT)
-        graph.hnsw.efConstruction = EF_CONSTRUCTION
-        threads = faiss.omp_get_max_threads()
-        faiss.omp_set_num_threads(1)  # one thread: the same vectors give the same graph
-        try:
-            graph.add(np.ascontiguousarray(vectors, dtype=np.float32))
-        finally:
-            faiss.omp_set_num_threads(threads)
-        return cls("hnsw", cols, np.zeros((0, vectors.shape[1])), graph, ef_search)
+        return cls("hnsw", cols, np.zeros((0, vectors.shape[1])), _hnsw_graph(vectors, m), ef_search)
 
     def __len__(self) -> int:
         return len(self.cols)

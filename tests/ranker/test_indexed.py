@@ -16,6 +16,7 @@ from recsys.ranker import CandidateConfig, PipelineConfig
 from recsys.ranker.candidates import Candidates
 from recsys.ranker.state import RankingState
 from recsys.ranker.window import build_state
+from recsys.scoring import vector_index
 from recsys.scoring.vector_index import VectorIndex
 
 CFG = CandidateConfig(n_text=15, n_text_tail=5, tail_users=3, n_collaborative=15, n_popular=5)
@@ -92,6 +93,11 @@ def test_hnsw_picks_nearly_the_exact_text_candidates_and_travel_with_the_state(
     hnsw = _state(synthetic, synthetic_embeddings, index="hnsw")
     exact = _state(synthetic, synthetic_embeddings, index="exact")
     assert hnsw.item_indexes is not None and hnsw.item_indexes.text.kind == "hnsw"
+    # the same window again (as the night's evaluation rebuilds the final window's state): every graph is reused
+    again = _state(synthetic, synthetic_embeddings, index="hnsw").item_indexes
+    assert again is not None
+    for name in ("lowpass", "text", "tail"):
+        assert getattr(again, name).graph is getattr(hnsw.item_indexes, name).graph, name
     users = sorted(hnsw.user_ids)
     a = Candidates(hnsw, CFG, embeddings=synthetic_embeddings, text_weight=0.5).frame(users)
     b = Candidates(exact, CFG, embeddings=synthetic_embeddings, text_weight=0.5).frame(users)
@@ -137,7 +143,13 @@ def test_vector_index_search_excludes_and_orders() -> None:
         want = cols[allowed][np.argsort(-truth[q, allowed], kind="stable")[:20]]
         assert np.array_equal(got, want)
     hnsw = VectorIndex.build(cols, vectors, kind="hnsw", m=16, ef_search=128)
+    # the same vectors again: the process's graph is handed out, not rebuilt; rebuilt, it is the same graph
+    assert VectorIndex.build(cols + 1, vectors, kind="hnsw", m=16).graph is hnsw.graph
+    assert VectorIndex.build(cols, vectors[::-1], kind="hnsw", m=16).graph is not hnsw.graph
+    assert VectorIndex.build(cols, vectors, kind="hnsw", m=8).graph is not hnsw.graph
+    vector_index._GRAPHS.clear()
     again = VectorIndex.build(cols, vectors, kind="hnsw", m=16, ef_search=128)
+    assert again.graph is not hnsw.graph
     got = hnsw.search(queries, 20, exclude)
     assert all(np.array_equal(x, y) for x, y in zip(got, again.search(queries, 20, exclude), strict=True))
     for g, e, skip in zip(got, exact, exclude, strict=True):

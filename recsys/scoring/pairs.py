@@ -1,5 +1,6 @@
-"""Small array helpers of the indexed candidate path (`recsys.ranker.indexed`): cell lookups in sparse matrices,
-products at given pairs, distinct values, and mean and deviation from sums."""
+"""Small array helpers for scoring at (user, item) pairs instead of whole rows: cell lookups in sparse matrices,
+products at given pairs, distinct values, and mean and deviation from sums. Used by the indexed candidate path
+(`recsys.ranker.indexed`) and the sparse forms' exact top-k (`recsys.baselines.pooled`)."""
 
 from __future__ import annotations
 
