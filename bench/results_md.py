@@ -272,12 +272,16 @@ def scale_engine_section(data: dict[str, Any], local: dict[str, Any] | None) -> 
         "",
         f"{data['protocol']}. The lists are built by user partitions on the cluster's workers (the other steps run "
         "in the night's process); `local` is the same size from the section above. Identical lists: every user's items "
-        "and order equal to the local run's. "
-        f"Code {str(env.get('git_sha', '?'))[:10]}, CPU {env.get('cpu', '?')}.",
+        "and order equal to the local run's (compared when both ran the same code). "
+        f"CPU {env.get('cpu', '?')}.",
         "",
-        "| size | engine | completed | wall s | peak MiB | build_lists s | where | identical lists |",
-        "|---|---|---|---|---|---|---|---|",
+        "| size | engine | code | completed | wall s | peak MiB | build_lists s | where | identical lists |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
+    code = {
+        "local": str((local or {}).get("environment", {}).get("git_sha", "?"))[:7],
+        "dask": str(env.get("git_sha", "?"))[:7],
+    }
     by_size = {r["size"]: r for r in (local or {}).get("rows", []) if r["completed"]}
     for r in data["rows"]:
         ref = by_size.get(r["size"])
@@ -295,11 +299,11 @@ def scale_engine_section(data: dict[str, Any], local: dict[str, Any] | None) -> 
                 else ""
             )
             lines.append(
-                f"| {row['size']} | {engine} | {'yes' if done else 'no'} | {row['wall_seconds']:.0f} | "
-                f"{row['peak_rss_mb']:.0f} | "
+                f"| {row['size']} | {engine} | {code[engine]} | {'yes' if done else 'no'} | "
+                f"{row['wall_seconds']:.0f} | {row['peak_rss_mb']:.0f} | "
                 f"{row['steps_seconds'].get('build_lists', 0):.0f} | {where} | {ident} |"
                 if done
-                else f"| {row['size']} | {engine} | no | {row['wall_seconds']:.0f} | – | – | – | |"
+                else f"| {row['size']} | {engine} | {code[engine]} | no | {row['wall_seconds']:.0f} | – | – | – | |"
             )
     return [*lines, ""]
 

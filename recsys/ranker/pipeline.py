@@ -207,6 +207,36 @@ class RankingPipeline(Recommender):
         """See `RankingModel.rank_candidates`."""
         return self.model_.rank_candidates(pairs)
 
+    def recommend(
+        self, users: Sequence[str], *, k: int = 10, exclude_seen: bool = True, batch_size: int | None = None
+    ) -> pl.DataFrame:
+        """Top-k lists from each batch's candidate frame (`RankingModel.ranked`: the lists a night publishes), never a
+        users x items matrix; the candidates hold no seen item, so these are `Recommender.recommend`'s lists (a test
+        compares both). `exclude_seen=False` scores through the dense path."""
+        if not exclude_seen:
+            return super().recommend(users, k=k, exclude_seen=False, batch_size=batch_size)
+        known = [u for u in users if u in self.user_index_]
+        size = batch_size or 1024
+        parts = []
+        for start in range(0, len(known), size):
+            batch = known[start : start + size]
+            frame = self.model_.frame(batch)
+            if frame.height:
+                self._record(batch, frame)
+                parts.append(self.model_.ranked(frame, k=k))
+        return pl.concat(parts) if parts else pl.DataFrame(schema=S.RECOMMENDATION_SCHEMA)
+
+    def _record(self, users: list[str], frame: pl.DataFrame) -> None:
+        """Keep the candidates for the candidate recall of `evaluation_extras`, for the first `scale.label_users`
+        users only (a bounded record: every user's candidates of a large night would not fit in memory)."""
+        room = self.scale.label_users - self.recorded_users_
+        if room > 0:
+            part = frame.filter(pl.col(S.USER_ID).is_in(users[:room])).select(
+                S.USER_ID, S.ITEM_ID, "is_from_text", "is_from_cf", "is_from_popular"
+            )
+            self.recorded_users_ += min(room, len(users))
+            self.last_candidates_ = part if self.last_candidates_ is None else pl.concat([self.last_candidates_, part])
+
     def _score(self, rows: np.ndarray) -> np.ndarray:
         users = [self.users_[r] for r in rows]
         frame = self.model_.frame(users)
@@ -219,17 +249,7 @@ class RankingPipeline(Recommender):
                 (self.item_index_[i] for i in frame[S.ITEM_ID].to_list()), dtype=np.int64, count=frame.height
             )
             out[r, c] = scores
-            # kept for the candidate recall of `evaluation_extras`, for the first `scale.label_users` users only (a
-            # bounded record: every user's candidates of a large night would not fit in memory)
-            room = self.scale.label_users - self.recorded_users_
-            if room > 0:
-                part = frame.filter(pl.col(S.USER_ID).is_in(users[:room])).select(
-                    S.USER_ID, S.ITEM_ID, "is_from_text", "is_from_cf", "is_from_popular"
-                )
-                self.recorded_users_ += min(room, len(users))
-                self.last_candidates_ = (
-                    part if self.last_candidates_ is None else pl.concat([self.last_candidates_, part])
-                )
+            self._record(users, frame)
         return out
 
     def evaluation_extras(self, test: pl.DataFrame) -> dict[str, object]:

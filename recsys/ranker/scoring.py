@@ -76,21 +76,25 @@ class RankingModel:
         parts = []
         for start in range(0, len(users), batch_size):
             frame = self.frame(users[start : start + batch_size])
-            if frame.height == 0:
-                continue
-            col = pl.col(S.ITEM_ID).replace_strict(self.state.item_index, return_dtype=pl.Int64)
-            scored = frame.select(S.USER_ID, S.ITEM_ID, col.alias("_col")).with_columns(
-                pl.Series(S.SCORE, self.ranker.predict(frame), dtype=pl.Float64)
-            )
-            parts.append(
-                scored.sort([S.USER_ID, S.SCORE, "_col"], descending=[False, True, False])
-                .with_columns(pl.int_range(1, pl.len() + 1).over(S.USER_ID).cast(pl.Int32).alias(S.RANK))
-                .filter(pl.col(S.RANK) <= k)
-                .select(S.USER_ID, S.ITEM_ID, S.RANK, S.SCORE)
-            )
+            if frame.height:
+                parts.append(self.ranked(frame, k=k))
         if not parts:
             return pl.DataFrame(schema=S.RECOMMENDATION_SCHEMA)
         return pl.concat(parts)
+
+    def ranked(self, frame: pl.DataFrame, *, k: int) -> pl.DataFrame:
+        """Each user's k best rows of a candidate `frame` by the ranker (user_id, item_id, rank, score), ties by the
+        items' catalog order."""
+        col = pl.col(S.ITEM_ID).replace_strict(self.state.item_index, return_dtype=pl.Int64)
+        scored = frame.select(S.USER_ID, S.ITEM_ID, col.alias("_col")).with_columns(
+            pl.Series(S.SCORE, self.ranker.predict(frame), dtype=pl.Float64)
+        )
+        return (
+            scored.sort([S.USER_ID, S.SCORE, "_col"], descending=[False, True, False])
+            .with_columns(pl.int_range(1, pl.len() + 1).over(S.USER_ID).cast(pl.Int32).alias(S.RANK))
+            .filter(pl.col(S.RANK) <= k)
+            .select(S.USER_ID, S.ITEM_ID, S.RANK, S.SCORE)
+        )
 
     def rank_candidates(self, pairs: pl.DataFrame) -> pl.DataFrame:
         """Score given (user_id, item_id) rows with the ranker: on-demand re-ranking of candidate lists.

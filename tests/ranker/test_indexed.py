@@ -187,3 +187,31 @@ def test_hnsw_picks_of_a_user_do_not_depend_on_the_batch(synthetic, synthetic_em
     together = cands.frame([*light, heavy]).filter(pl.col("user_id") != heavy)
     alone = pl.concat([cands.frame([u]) for u in light]).sort("user_id", "item_id")
     assert together.equals(alone)
+
+
+@pytest.mark.parametrize("limit", [10_000, 0])
+def test_the_pipelines_lists_come_from_candidate_frames_and_equal_dense_scoring(
+    synthetic, synthetic_embeddings, limit
+) -> None:
+    """`RankingPipeline.recommend` (what an evaluation lists) ranks the candidate frames as the night's published lists
+    do, and gives the lists of the dense scoring over every item, with the dense state and with the scalable one."""
+    from recsys.baselines._base import Recommender
+    from recsys.ranker import RankingPipeline
+
+    split = split_temporal(synthetic.interactions)
+    scale = ScaleConfig(dense_item_limit=limit, neighbours=30)
+    pipe = RankingPipeline(synthetic_embeddings, seed=1, scale=scale).fit(
+        split.train, candidates=synthetic.items["item_id"].to_list(), items=synthetic.items
+    )
+    assert pipe.state_.scalable == (limit == 0)
+    users = [*split.test["user_id"].unique().sort().to_list(), "nobody"]
+    lists = pipe.recommend(users, k=20, batch_size=7)
+    recorded = pipe.last_candidates_
+    assert lists.equals(pipe.model_.top_k(users, k=20))
+    pipe.last_candidates_, pipe.recorded_users_ = None, 0
+    dense = Recommender.recommend(pipe, users, k=20)
+    assert lists.select("user_id", "item_id", "rank").equals(dense.select("user_id", "item_id", "rank"))
+    np.testing.assert_allclose(lists["score"].to_numpy(), dense["score"].to_numpy(), rtol=0, atol=1e-12)
+    assert recorded is not None and recorded.sort("user_id", "item_id").equals(
+        pipe.last_candidates_.sort("user_id", "item_id")
+    )
