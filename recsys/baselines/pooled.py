@@ -27,7 +27,7 @@ import scipy.sparse as sp
 
 from recsys.data import schema as S
 from recsys.scoring import EaseWeights, LowPassFactors
-from recsys.scoring.pairs import Cells, first_not_in, moments
+from recsys.scoring.pairs import Cells, RowPool, first_not_in, moments
 from recsys.scoring.topk import top_k_indices
 
 Combo = tuple[int, float]  # (low-pass factors, blend weight); weight 0 = EASE alone
@@ -113,7 +113,7 @@ class PooledBlend:
             firsts = [first_not_in(order, np.concatenate([a, b]), k) for a, b in zip(support, seen, strict=True)]
             fr = np.repeat(np.arange(n_users), [len(f) for f in firsts])
             fc = np.concatenate(firsts) if firsts else np.zeros(0, dtype=np.int64)
-            pool = _Pool([(er, ec), (fr, fc)], n_users)
+            pool = RowPool([(er, ec), (fr, fc)], n_users)
             best = pool.best(np.concatenate([e_z, zero_z[fr]]), k)
             for combo in combos:
                 if combo[1] <= 0:
@@ -140,7 +140,7 @@ class PooledBlend:
             ok = np.isfinite(vals)
             pr = np.repeat(np.arange(n_users), ok.sum(axis=1))
             pc, pv = idx[ok], vals[ok]
-            pool = _Pool([(er, ec), (pr, pc)], n_users)
+            pool = RowPool([(er, ec), (pr, pc)], n_users)
             for combo in combos:
                 w = combo[1]
                 if combo[0] != f or w <= 0:
@@ -151,41 +151,6 @@ class PooledBlend:
                 best = pool.best(values, k)
                 out[combo] = (best[0], train[best[1]], best[2])
         return out
-
-
-class _Pool:
-    """Per row, the pooled entries (row, column): EASE's support (rows ascending, as CSR) then the extra picks (rows
-    ascending). A row's top k by value, ties by column: the k-th largest value per row from a padded rows x longest
-    matrix (`torch.topk`), then only the entries at or above it are sorted (the pool itself never is)."""
-
-    def __init__(self, parts: Sequence[tuple[np.ndarray, np.ndarray]], n_rows: int) -> None:
-        rows, cols, pos = [], [], []
-        filled = np.zeros(n_rows, dtype=np.int64)  # entries placed per row so far
-        for r, c in parts:
-            starts = np.searchsorted(r, np.arange(n_rows))
-            pos.append(filled[r] + np.arange(len(r)) - starts[r])
-            filled += np.bincount(r, minlength=n_rows)
-            rows.append(r)
-            cols.append(c)
-        self.r, self.c, self.pos = np.concatenate(rows), np.concatenate(cols), np.concatenate(pos)
-        self.shape = (n_rows, int(filled.max()) if n_rows else 0)
-
-    def best(self, value: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Each row's k best (row, column, value) for `value` per pooled entry (in the pool's order), best first."""
-        import torch
-
-        if not len(value):
-            return self.r, self.c, value
-        m = np.full(self.shape, -np.inf)
-        m[self.r, self.pos] = value
-        kk = min(k, self.shape[1])
-        kth = torch.topk(torch.from_numpy(m), kk, dim=1, sorted=False).values.min(dim=1).values.numpy()
-        keep = value >= kth[self.r]  # the row's k best and any ties with the k-th
-        r, c, v = self.r[keep], self.c[keep], value[keep]
-        order = np.lexsort((c, -v, r))
-        r, c, v = r[order], c[order], v[order]
-        first = np.arange(len(r)) - np.searchsorted(r, r) < k
-        return r[first], c[first], v[first]
 
 
 def pooled_frame(

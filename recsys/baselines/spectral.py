@@ -155,21 +155,20 @@ class EASELowPass(Recommender):
         for f, _ in combos:
             if f > self.lowpass_.factors:
                 raise ValueError(f"factors={f}, but the fit kept {self.lowpass_.factors} components; refit")
-        known = [u for u in users if u in self.user_index_]
-        n = len(self.item_ids_)
-        batch_size = score_batch_size(n)  # as `recommend`
         ease_w, low = self.ease_.arrays, self.lowpass_.arrays
-        if PooledBlend.applies(ease_w, low):  # the sparse forms: pooled, no users x items row per combination
-            rows = np.fromiter((self.user_index_[u] for u in known), dtype=np.int64, count=len(known))
-            pooled = PooledBlend(ease_w, low)
-            return pooled.recommend(known, rows, self.seen_, self.item_ids_, combos, k=k, batch_size=batch_size)
-        return self.dense_grid(known, combos, k=k)
+        if not PooledBlend.applies(ease_w, low):
+            return self.dense_grid(users, combos, k=k)
+        # the sparse forms: pooled, no users x items row per combination
+        known = [u for u in users if u in self.user_index_]
+        rows = np.fromiter((self.user_index_[u] for u in known), dtype=np.int64, count=len(known))
+        size = score_batch_size(len(self.item_ids_))  # as `recommend`
+        return PooledBlend(ease_w, low).recommend(known, rows, self.seen_, self.item_ids_, combos, k=k, batch_size=size)
 
     def dense_grid(
         self, users: Sequence[str], combos: Sequence[tuple[int, float]], *, k: int = 10
     ) -> dict[tuple[int, float], pl.DataFrame]:
         """`recommend_grid` from dense rows (users x items per batch), whatever the forms (what the pooled lists
-        are measured against: `bench/candidates.py --grid`)."""
+        are measured against: `bench/blend_grid.py`)."""
         known = [u for u in users if u in self.user_index_]
         n = len(self.item_ids_)
         batch_size = score_batch_size(n)

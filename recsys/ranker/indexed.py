@@ -33,7 +33,7 @@ import polars as pl
 import scipy.sparse as sp
 
 from recsys.data import schema as S
-from recsys.scoring.pairs import Cells, distinct, first_not_in, lookup, moments, product_at
+from recsys.scoring.pairs import Cells, RowPool, distinct, first_not_in, lookup, moments, product_at
 from recsys.scoring.topk import top_k_indices
 from recsys.scoring.vector_index import VectorIndex
 
@@ -242,13 +242,8 @@ class IndexedSources:
                 pools.append(pool[~np.isin(pool, seen[i])])
             pr = np.repeat(np.arange(n_users), [len(p) for p in pools])
             pc = np.concatenate(pools) if pools else np.zeros(0, dtype=np.int64)
-            value = blend_at(pr, pc)
-            order = np.lexsort((pc, -value, pr))  # per user: best first, ties by column
-            pr, pc = pr[order], pc[order]
-            starts = np.searchsorted(pr, np.arange(n_users))
-            rank = np.arange(len(pr)) - starts[pr]
-            keep = rank < n
-            picks["blend"] = np.split(pc[keep], np.searchsorted(pr[keep], np.arange(1, n_users)))
+            br, bc, _ = RowPool([(pr, pc)], n_users).best(blend_at(pr, pc), n)  # best first, ties by column
+            picks["blend"] = np.split(bc, np.searchsorted(br, np.arange(1, n_users)))
 
         # -- the interest match: the state's item indexes, z-scored from sums
         prof = None

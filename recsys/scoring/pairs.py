@@ -1,8 +1,10 @@
 """Small array helpers for scoring at (user, item) pairs instead of whole rows: cell lookups in sparse matrices,
-products at given pairs, distinct values, and mean and deviation from sums. Used by the indexed candidate path
-(`recsys.ranker.indexed`) and the sparse forms' exact top-k (`recsys.baselines.pooled`)."""
+products at given pairs, distinct values, mean and deviation from sums, and each row's best pooled entries. Used by
+the indexed candidate path (`recsys.ranker.indexed`) and the sparse forms' exact top-k (`recsys.baselines.pooled`)."""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import numpy as np
 import scipy.sparse as sp
@@ -71,3 +73,39 @@ def first_not_in(ordered: np.ndarray, skip: np.ndarray, n: int) -> np.ndarray:
     """The first n values of `ordered`, in its order, that are not in `skip`."""
     head = ordered[: n + len(skip)]
     return head[~np.isin(head, skip)][:n]
+
+
+class RowPool:
+    """Candidate (row, column) entries given in parts, each with rows ascending and no column twice in a row (e.g.
+    EASE's support as CSR, then extra picks). `best(value, k)`: each row's k best by value, ties by column, for any
+    values of the entries: the k-th largest value per row from a padded rows x longest matrix (`torch.topk`), then
+    only the entries at or above it are sorted (the pool itself never is). One pool serves many value vectors."""
+
+    def __init__(self, parts: Sequence[tuple[np.ndarray, np.ndarray]], n_rows: int) -> None:
+        rows, cols, pos = [], [], []
+        filled = np.zeros(n_rows, dtype=np.int64)  # entries placed per row so far
+        for r, c in parts:
+            starts = np.searchsorted(r, np.arange(n_rows))
+            pos.append(filled[r] + np.arange(len(r)) - starts[r])
+            filled += np.bincount(r, minlength=n_rows)
+            rows.append(r)
+            cols.append(c)
+        self.r, self.c, self.pos = np.concatenate(rows), np.concatenate(cols), np.concatenate(pos)
+        self.shape = (n_rows, int(filled.max()) if n_rows else 0)
+
+    def best(self, value: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Each row's k best (row, column, value) for `value` per pooled entry (in the pool's order), best first."""
+        import torch
+
+        if not len(value):
+            return self.r, self.c, value
+        m = np.full(self.shape, -np.inf)
+        m[self.r, self.pos] = value
+        kk = min(k, self.shape[1])
+        kth = torch.topk(torch.from_numpy(m), kk, dim=1, sorted=False).values.min(dim=1).values.numpy()
+        keep = value >= kth[self.r]  # the row's k best and any ties with the k-th
+        r, c, v = self.r[keep], self.c[keep], value[keep]
+        order = np.lexsort((c, -v, r))
+        r, c, v = r[order], c[order], v[order]
+        first = np.arange(len(r)) - np.searchsorted(r, r) < k
+        return r[first], c[first], v[first]
