@@ -27,7 +27,7 @@ import scipy.sparse as sp
 
 from recsys.data import schema as S
 from recsys.scoring import EaseWeights, LowPassFactors
-from recsys.scoring.pairs import Cells, RowPool, first_not_in, moments
+from recsys.scoring.pairs import Cells, RowPool, first_not_in, moments, quadratic_forms, row_products
 from recsys.scoring.topk import top_k_indices
 
 Combo = tuple[int, float]  # (low-pass factors, blend weight); weight 0 = EASE alone
@@ -128,8 +128,8 @@ class PooledBlend:
             low = (q @ v.T) * scale  # users x train items: the one dense product
             seen_low = low[sr, sc]
             l_mean, l_sd = moments(
-                q @ w_sum - np.bincount(sr, seen_low, minlength=n_users),
-                np.einsum("ij,jk,ik->i", q, w_gram, q) - np.bincount(sr, seen_low**2, minlength=n_users),
+                row_products(q, w_sum) - np.bincount(sr, seen_low, minlength=n_users),
+                quadratic_forms(q, w_gram) - np.bincount(sr, seen_low**2, minlength=n_users),
                 n_valid,
             )
             support_low = low[er, ec]

@@ -33,7 +33,18 @@ import polars as pl
 import scipy.sparse as sp
 
 from recsys.data import schema as S
-from recsys.scoring.pairs import Cells, RowPool, distinct, first_not_in, lookup, moments, product_at
+from recsys.scoring.pairs import (
+    Cells,
+    RowPool,
+    distinct,
+    first_not_in,
+    lookup,
+    moments,
+    product_at,
+    quadratic_forms,
+    row_dots,
+    row_products,
+)
 from recsys.scoring.topk import top_k_indices
 from recsys.scoring.vector_index import VectorIndex
 
@@ -163,9 +174,10 @@ class IndexedSources:
         # -- the blend: EASE's sparse rows and the low-pass factors, z-scored from sums
         train, pos = self.train_cols, self.train_pos
         v, scale, w_sum, w_gram = self.lowpass
-        ease = sp.csr_matrix(hist[:, train] @ blend.ease.weights)  # users x train positions
+        hist_t = hist[:, train]
+        ease = sp.csr_matrix(hist_t @ blend.ease.weights)  # users x train positions
         ease.sum_duplicates()
-        q = np.asarray((hist[:, train] @ sp.diags(1.0 / scale)) @ v)  # users x factors
+        q = np.asarray((hist_t @ sp.diags(1.0 / scale)) @ v)  # users x factors
         # the seen train items' terms, to take out of the sums
         sr = np.repeat(np.arange(n_users), np.diff(hist.indptr))
         sc = pos[hist.indices]
@@ -185,8 +197,8 @@ class IndexedSources:
             n_valid,
         )
         l_mean, l_sd = moments(
-            q @ w_sum - np.bincount(sr, low_seen, minlength=n_users),
-            np.einsum("ij,jk,ik->i", q, w_gram, q) - np.bincount(sr, low_seen**2, minlength=n_users),
+            row_products(q, w_sum) - np.bincount(sr, low_seen, minlength=n_users),
+            quadratic_forms(q, w_gram) - np.bincount(sr, low_seen**2, minlength=n_users),
             n_valid,
         )
         bw = blend.weight
@@ -262,11 +274,10 @@ class IndexedSources:
             tr, tc = np.repeat(np.arange(n_users), np.diff(hist.indptr)), hist.indices
             keep = has_text[tc]
             tr, tc = tr[keep], tc[keep]
-            vec = cands.embeddings.vectors64
-            t_seen = np.einsum("ij,ij->i", prof[tr], vec[cands.text_rows[tc]])
+            t_seen = row_dots(prof, tr, cands.embeddings.vectors, cands.text_rows[tc])
             t_mean, t_sd = moments(
-                prof @ t_sum - np.bincount(tr, t_seen, minlength=n_users),
-                np.einsum("ij,jk,ik->i", prof, t_gram, prof) - np.bincount(tr, t_seen**2, minlength=n_users),
+                row_products(prof, t_sum) - np.bincount(tr, t_seen, minlength=n_users),
+                quadratic_forms(prof, t_gram) - np.bincount(tr, t_seen**2, minlength=n_users),
                 len(text_cols) - np.bincount(tr, minlength=n_users),
             )
 
@@ -313,7 +324,7 @@ class IndexedSources:
             has = e_rows >= 0
             text = np.full(len(r), np.nan)
             # float64 products rounded to float32, as `profile_scores`
-            text[has] = np.einsum("ij,ij->i", prof[r[has]], cands.embeddings.vectors64[e_rows[has]]).astype(np.float32)
+            text[has] = row_dots(prof, r[has], cands.embeddings.vectors, e_rows[has]).astype(np.float32)
             scores["text"] = text
             if text_weight > 0:
                 valid = has & ~seen_rc
