@@ -19,6 +19,7 @@ from datetime import datetime
 
 import numpy as np
 import polars as pl
+import scipy.sparse as sp
 from pydantic import BaseModel, Field
 
 from recsys.data import schema as S
@@ -62,6 +63,30 @@ def _normalise(m: np.ndarray) -> np.ndarray:
     return np.divide(m, norms, out=np.zeros_like(m), where=norms > 0)
 
 
+PROFILE_CHUNK = 65_536  # users per product block: a float64 block of 65k x 384 is 200 MB, whatever the user count
+
+
+def weighted_profiles(
+    users: np.ndarray, items: np.ndarray, weights: np.ndarray, vectors: np.ndarray, n_users: int
+) -> np.ndarray:
+    """Row u: the normalised sum of weights[e] * vectors[items[e]] over the events e with users[e] = u (float32; zero
+    rows for users without events). A sparse users x items product over user blocks: gathering a vector per event
+    made an events x dimensions array (15 GB for 10M events at 384 dimensions). Each row sums its events in their
+    given order (the CSR keeps them, duplicates unsummed), in float64, as a running sum per event would."""
+    order = np.argsort(users, kind="stable")
+    indptr = np.zeros(n_users + 1, dtype=np.int64)
+    np.cumsum(np.bincount(users, minlength=n_users), out=indptr[1:])
+    rows = sp.csr_matrix(
+        (np.asarray(weights, dtype=np.float64)[order], np.asarray(items)[order], indptr),
+        shape=(n_users, len(vectors)),
+    )
+    out = np.zeros((n_users, vectors.shape[1]), dtype=np.float32)
+    for start in range(0, n_users, PROFILE_CHUNK):
+        block = rows[start : start + PROFILE_CHUNK]
+        out[start : start + block.shape[0]] = _normalise(np.asarray(block @ vectors))
+    return out
+
+
 def user_interests(
     interactions: pl.DataFrame, embeddings: ItemEmbeddings, *, as_of: datetime, cfg: InterestConfig | None = None
 ) -> UserInterests:
@@ -91,13 +116,12 @@ def user_interests(
     users = past[S.USER_ID].unique(maintain_order=True).to_list()
     index = {u: i for i, u in enumerate(users)}
     past = past.with_columns(pl.col(S.USER_ID).replace_strict(index, return_dtype=pl.Int64).alias("_u"))
-    vectors = embeddings.vectors
-    n, d = len(users), vectors.shape[1]
+    n = len(users)
 
     def weighted_mean(frame: pl.DataFrame) -> np.ndarray:
-        out = np.zeros((n, d), dtype=np.float64)
-        np.add.at(out, frame["_u"].to_numpy(), vectors[frame["_item"].to_numpy()] * frame["_w"].to_numpy()[:, None])
-        return _normalise(out).astype(np.float32)
+        return weighted_profiles(
+            frame["_u"].to_numpy(), frame["_item"].to_numpy(), frame["_w"].to_numpy(), embeddings.vectors64, n
+        )
 
     liked = past.filter("_use")
     profile = weighted_mean(liked)

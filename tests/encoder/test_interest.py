@@ -77,3 +77,27 @@ def test_auto_threshold_on_implicit_events_makes_every_event_liked() -> None:
     rated = make_events([("u", "a", 0, 5.0), ("u", "b", 1, 1.0)])
     explicit = user_interests(rated, EMB, as_of=datetime(2024, 2, 1))
     assert explicit.profile[0][1] == 0 and explicit.negative[0][1] == pytest.approx(1.0)  # 1 < 0.8 x 5
+
+
+def test_weighted_profiles_equal_a_running_sum_per_event_bit_for_bit() -> None:
+    """The sparse, user-blocked product gives the bits of adding each event's weighted vector in turn (the form it
+    replaced, which made an events x dimensions array)."""
+    import numpy as np
+
+    import recsys.encoder.interest as interest
+
+    rng = np.random.default_rng(0)
+    vectors = rng.standard_normal((200, 64)).astype(np.float32)
+    users, items, weights = rng.integers(0, 90, 5000), rng.integers(0, 200, 5000), rng.random(5000) * 3
+    users[users == 7] = 8  # a user without events: a zero row
+    running = np.zeros((90, 64))
+    np.add.at(running, users, vectors[items] * weights[:, None])
+    expected = interest._normalise(running).astype(np.float32)
+    for chunk in (16, 90, interest.PROFILE_CHUNK):
+        old, interest.PROFILE_CHUNK = interest.PROFILE_CHUNK, chunk
+        try:
+            got = interest.weighted_profiles(users, items, weights, vectors.astype(np.float64), 90)
+        finally:
+            interest.PROFILE_CHUNK = old
+        assert got.dtype == np.float32 and np.array_equal(got, expected), chunk
+    assert not got[7].any()
