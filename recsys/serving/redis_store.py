@@ -20,6 +20,7 @@ from dataclasses import asdict, replace
 from datetime import datetime
 from typing import cast
 
+import orjson
 import polars as pl
 
 from recsys.data import schema as S
@@ -117,6 +118,16 @@ class RedisSnapshotStore:
 
     def fallback(self) -> RankedList | None:
         return self.get(FALLBACK_USER)
+
+    def list_in(self, snapshot_id: str, user_id: str) -> tuple[list[str], list[float]] | None:
+        raw = cast(str | None, self.r.hget(self._k("snap", snapshot_id, "lists"), user_id))
+        if raw is None:
+            return None
+        items, scores = orjson.loads(raw)
+        return items, scores
+
+    def is_ready(self, snapshot_id: str) -> bool:
+        return self.r.zscore(self._k("snapshots"), snapshot_id) is not None
 
     def read_all(self, snapshot_id: str | None = None) -> dict[str, tuple[list[str], list[float]]]:
         for _ in range(5):  # the pointer may move (and the old snapshot be pruned) between the two reads

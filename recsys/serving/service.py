@@ -1,8 +1,10 @@
-"""What the HTTP service does, without HTTP: hold the current snapshot (lists + the champion's model) in memory,
-answer list and re-rank requests from it, and swap to a newly published snapshot atomically.
+"""What the HTTP service does, without HTTP: hold the current snapshot (lists + the champion's model), answer list
+and re-rank requests from it, and swap to a newly published snapshot atomically.
 
 A request reads `self.loaded` once and uses only that object, so a reload (which builds a complete new
-`LoadedSnapshot` first and then replaces the reference) can never give it a mix of two snapshots.
+`LoadedSnapshot` first and then replaces the reference) can never give it a mix of two snapshots. A snapshot's lists
+are held in memory up to `lists_in_memory_max_entries` (users x k); a larger one is read from the store per request,
+always from the snapshot loaded (`StoredLists`), so start-up and memory do not grow with the number of users.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Protocol
 
 import numpy as np
 import polars as pl
@@ -21,7 +23,7 @@ from pydantic import BaseModel, Field, SecretStr
 from recsys.data import schema as S
 from recsys.encoder.cache import ItemEmbeddings
 from recsys.ranker.scoring import RankingModel
-from recsys.serving.store import SnapshotInfo, SnapshotStore
+from recsys.serving.store import FALLBACK_USER, SnapshotInfo, SnapshotStore, SQLiteSnapshotStore
 
 log = logging.getLogger("recsys.serving")
 
@@ -58,16 +60,54 @@ class ServingConfig(BaseModel, frozen=True, extra="forbid"):
         "where extra BLAS threads only contend with the server's own threads: 1 thread made re-ranking ~2.5x faster",
     )
     admin_token: SecretStr | None = Field(None, description="bearer token of /admin/*; None disables them")
+    lists_in_memory_max_entries: int = Field(
+        5_000_000,
+        ge=0,
+        description="a snapshot with at most this many list entries (users x k) is held in memory (~120 bytes an "
+        "entry, read at load); a larger one is read from the store per request (0: always), so start-up and memory "
+        "stay flat whatever the number of users",
+    )
 
 
 class NotReady(RuntimeError):
     """No snapshot (or no model for re-ranking) is loaded yet."""
 
 
+class SnapshotGone(RuntimeError):
+    """The snapshot a request read from was pruned from the store (a newer one is current)."""
+
+
+class ListSource(Protocol):
+    """A snapshot's lists by user: a dict held in memory, or `StoredLists`."""
+
+    def get(self, user_id: str, /) -> tuple[list[str], list[float]] | None: ...
+
+    def __len__(self) -> int: ...
+
+
+@dataclass(frozen=True)
+class StoredLists:
+    """A snapshot's lists read from the store per request, always from this snapshot (never a newer one half-way)."""
+
+    store: SnapshotStore
+    snapshot_id: str
+    n_users: int
+
+    def get(self, user_id: str, /) -> tuple[list[str], list[float]] | None:
+        """The user's list; None when they have none; `SnapshotGone` when the snapshot itself was pruned."""
+        got = self.store.list_in(self.snapshot_id, user_id)
+        if got is None and not self.store.is_ready(self.snapshot_id):
+            raise SnapshotGone(self.snapshot_id)
+        return got
+
+    def __len__(self) -> int:
+        return self.n_users
+
+
 @dataclass(frozen=True)
 class LoadedSnapshot:
     info: SnapshotInfo
-    lists: dict[str, tuple[list[str], list[float]]]
+    lists: ListSource
     fallback: tuple[list[str], list[float]]
     model: RankingModel | None  # the champion's ranking model (None: re-ranking unavailable)
     model_key: str | None
@@ -140,12 +180,19 @@ class RankingService:
                 return False
             if not (force or retry_now) and self._backing_off(info.snapshot_id):
                 return False
-            lists = self.store.read_all(info.snapshot_id)
-            if not lists and info.n_users:  # pruned between the two reads (a newer one is current): next poll
-                return False
-            from recsys.serving.store import FALLBACK_USER
-
-            fallback = lists.pop(FALLBACK_USER, ([], []))
+            lists: ListSource
+            if info.n_users * max(info.k, 1) <= self.cfg.lists_in_memory_max_entries:
+                held = self.store.read_all(info.snapshot_id)
+                if not held and info.n_users:  # pruned between the two reads (a newer one is current): next poll
+                    return False
+                fallback = held.pop(FALLBACK_USER, ([], []))
+                lists = held
+            else:
+                got = self.store.list_in(info.snapshot_id, FALLBACK_USER)
+                if got is None and not self.store.is_ready(info.snapshot_id):
+                    return False  # pruned meanwhile: next poll
+                fallback = got or ([], [])
+                lists = StoredLists(self.store, info.snapshot_id, info.n_users)
             model, key = (old.model, old.model_key) if old is not None else (None, None)
             wanted = str(info.meta.get("model"))
             if self.cfg.load_model and (model is None or key != wanted or force):
@@ -163,7 +210,10 @@ class RankingService:
             if not self._model_missing(self.loaded):
                 self.failures.pop(info.snapshot_id, None)
                 self.last_error = None
-            log.info("serving snapshot %s (%s, %d users)", info.snapshot_id, info.model_version, len(lists))
+            where = "from the store" if isinstance(lists, StoredLists) else "in memory"
+            log.info(
+                "serving snapshot %s (%s, %d users, lists %s)", info.snapshot_id, info.model_version, len(lists), where
+            )
             return True
 
     def ready(self) -> tuple[bool, str]:
@@ -184,14 +234,42 @@ class RankingService:
             return f"not loaded: {self.last_error or 'unknown error'}"
         return "ok"
 
+    @property
+    def lists_in_memory(self) -> bool:
+        """Whether a list request is answered from memory (no I/O), as opposed to a read from the store."""
+        cur = self.loaded
+        return cur is None or not isinstance(cur.lists, StoredLists)
+
+    @property
+    def list_reads_wait(self) -> bool:
+        """Whether a list request may wait on a server (lists read per request from Redis): the app runs those in its
+        thread pool. A SQLite store's read is an indexed lookup in a local file (~0.1 ms; WAL readers do not wait
+        for writers), cheaper than the thread-pool hop: it runs on the event loop, as a dict read does."""
+        cur = self.loaded
+        return (
+            cur is not None and isinstance(cur.lists, StoredLists) and not isinstance(self.store, SQLiteSnapshotStore)
+        )
+
     # -- requests ------------------------------------------------------------------------------------------------
     def recommendations(self, user_id: str, k: int, exclude: frozenset[str] = frozenset()) -> dict:
         cur = self.loaded
         if cur is None:
             raise NotReady("no snapshot loaded yet")
-        got = cur.lists.get(user_id)
+        snapshot_id, model_version, fallback_list = cur.info.snapshot_id, cur.info.model_version, cur.fallback
+        try:
+            got = cur.lists.get(user_id)
+        except SnapshotGone:
+            # the loaded snapshot was pruned before the next poll (publishes faster than the poll, retention 1):
+            # answer from the store's current snapshot, named as such; the reloader swaps the model in the
+            # background (loading it here would hold up every request behind this one)
+            ranked = self.store.get(user_id) or self.store.fallback()
+            if ranked is None:
+                raise NotReady("the loaded snapshot was pruned and the store has no current one") from None
+            got = None if ranked.fallback else (ranked.items, ranked.scores)
+            snapshot_id, model_version = ranked.snapshot_id, ranked.model_version
+            fallback_list = (ranked.items, ranked.scores)
         fallback = got is None
-        items, scores = cur.fallback if got is None else got
+        items, scores = fallback_list if got is None else got
         out: list[dict[str, object]] = []
         for item, score in zip(items, scores, strict=True):
             if item in exclude:
@@ -204,8 +282,8 @@ class RankingService:
             "items": out,
             "fallback": fallback,
             "fallback_reason": "unknown or cold user: trending items" if fallback else None,
-            "model_version": cur.info.model_version,
-            "snapshot_id": cur.info.snapshot_id,
+            "model_version": model_version,
+            "snapshot_id": snapshot_id,
         }
 
     def rank(

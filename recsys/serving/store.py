@@ -22,6 +22,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Protocol
 
+import orjson
 import polars as pl
 
 from recsys.data import schema as S
@@ -71,6 +72,14 @@ class SnapshotStore(Protocol):
     def fallback(self) -> RankedList | None: ...
 
     def read_all(self, snapshot_id: str | None = None) -> dict[str, tuple[list[str], list[float]]]: ...
+
+    def list_in(self, snapshot_id: str, user_id: str) -> tuple[list[str], list[float]] | None:
+        """One user's (items, scores) in a given snapshot (None: no list there, or no such snapshot)."""
+        ...
+
+    def is_ready(self, snapshot_id: str) -> bool:
+        """Whether the snapshot is published and not pruned."""
+        ...
 
 
 def new_snapshot_id(now: datetime | None = None) -> str:
@@ -308,6 +317,18 @@ class SQLiteSnapshotStore:
     def fallback(self) -> RankedList | None:
         """The popularity/trending list published with the current snapshot."""
         return self.get(FALLBACK_USER)
+
+    def list_in(self, snapshot_id: str, user_id: str) -> tuple[list[str], list[float]] | None:
+        row = (
+            self._con()
+            .execute("SELECT items, scores FROM lists WHERE snapshot_id = ? AND user_id = ?", (snapshot_id, user_id))
+            .fetchone()
+        )
+        return None if row is None else (orjson.loads(row[0]), orjson.loads(row[1]))  # ~4x json's speed here
+
+    def is_ready(self, snapshot_id: str) -> bool:
+        row = self._con().execute("SELECT state FROM snapshots WHERE id = ?", (snapshot_id,)).fetchone()
+        return row is not None and row[0] == "ready"
 
     def read_all(self, snapshot_id: str | None = None) -> dict[str, tuple[list[str], list[float]]]:
         """Every list of a snapshot (default: current) in one read transaction: for in-memory serving."""

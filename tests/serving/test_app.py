@@ -187,7 +187,8 @@ def test_health_ready_metrics_openapi_admin(published, tmp_path):
         assert http.post("/admin/reload").status_code == 404  # no token configured: admin disabled
 
 
-def test_publish_during_concurrent_reads_and_hot_reload(published):
+@pytest.mark.parametrize("in_memory", [True, False], ids=["lists-in-memory", "lists-from-the-store"])
+def test_publish_during_concurrent_reads_and_hot_reload(published, in_memory):
     store: SQLiteSnapshotStore = published["store"]
     base: pl.DataFrame = published["lists"]
     users = base["user_id"].unique().sort().head(40).to_list()
@@ -197,11 +198,14 @@ def test_publish_during_concurrent_reads_and_hot_reload(published):
         top = frame.filter(pl.col("rank") <= 10).sort("user_id", "rank")
         expected[info.snapshot_id] = {u: list(g["item_id"]) for (u,), g in top.group_by("user_id")}
 
-    remember(store.current(), base)
+    # the base lists current (an earlier run of this test left a rotated snapshot current)
+    remember(republish(published, store, base, trending(published["dataset"].interactions, k=20), "recsys/1"), base)
     failures: list[str] = []
     responses: list[tuple[str, str, list[str]]] = []
     stop = threading.Event()
-    with Server(create_app(service_for(published))) as http:
+    service = service_for(published, lists_in_memory_max_entries=5_000_000 if in_memory else 0)
+    with Server(create_app(service)) as http:
+        assert service.lists_in_memory is in_memory
         port = http.base_url.port
 
         def reader(seed: int) -> None:
