@@ -376,6 +376,28 @@ def blend_grid_section(data: dict[str, Any]) -> list[str]:
     return [*lines, ""]
 
 
+def serving_scale_section(data: dict[str, Any]) -> list[str]:
+    env = data["environment"]
+    lines = [
+        "## Serving on the scale bench's snapshots (`bench/serving_scale.py`)",
+        "",
+        f"{data['benchmark']}; {data['protocol']}. Machine: {env['machine']}, {env['cpus']} cores; commit "
+        f"{env['commit']}. Memory at ready: the server's resident set once the lists and the model are loaded.",
+        "",
+        "| night | lists | users | items | entries | start-up s | RSS at ready MB | peak RSS MB | GET p50 ms "
+        "| GET p99 ms | req/s | /healthz p99 ms | lists made by |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in data["rows"]:
+        lines.append(
+            f"| {r['night']} | {r['mode']} | {r['snapshot_users']:,} | {r['items']:,} | {r['entries']:,} "
+            f"| {r['startup_s']:.1f} | {r['ready_rss_mb']:.0f} | {r['after_load_peak_rss_mb']:.0f} "
+            f"| {r['get_p50_ms']:.2f} | {r['get_p99_ms']:.2f} | {r['get_rps']:.0f} | {r['healthz_p99_ms']:.2f} "
+            f"| {r['lists_from']} |"
+        )
+    return [*lines, ""]
+
+
 def render() -> str:
     lines = [
         "# Measured results",
@@ -409,6 +431,9 @@ def render() -> str:
     bg = RESULTS / "blend-grid.json"
     if bg.is_file():
         lines += blend_grid_section(json.loads(bg.read_text()))
+    ss = RESULTS / "serving-scale.json"
+    if ss.is_file():
+        lines += serving_scale_section(json.loads(ss.read_text()))
     c = RESULTS / "cli.json"
     if c.is_file():
         lines += cli_section(json.loads(c.read_text()))
