@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import io
 import mmap
+import os
 import struct
 import zipfile
 from pathlib import Path
@@ -70,7 +71,10 @@ def save_arrays(path: Path, arrays: dict[str, Array]) -> Path:
     array's data aligned for memory mapping)."""
     flat = _flatten(arrays)
     path = Path(path)
-    with path.open("wb") as fh, zipfile.ZipFile(fh, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
+    # written beside, then renamed over `path`: a process that maps the old file keeps reading it (rewriting a mapped
+    # file in place would truncate it under the mapping)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with tmp.open("wb") as fh, zipfile.ZipFile(fh, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
         for key, arr in flat.items():
             name = f"{key}.npy"
             # where this member's data will start: its local header (written at the current position) and the zip64
@@ -78,6 +82,7 @@ def save_arrays(path: Path, arrays: dict[str, Array]) -> Path:
             data_at = fh.tell() + _LOCAL_HEADER + len(name.encode("utf-8")) + _ZIP64_EXTRA
             with zf.open(name, "w", force_zip64=True) as out:
                 _write_npy(out, arr, data_at)
+    os.replace(tmp, path)
     return path
 
 

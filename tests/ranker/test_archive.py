@@ -63,3 +63,12 @@ def test_files_written_by_plain_savez_still_load(tmp_path) -> None:
     compressed = tmp_path / "zipped.npz"
     np.savez_compressed(compressed, profile=profile)
     assert np.array_equal(load_arrays(compressed)["profile"], profile)
+
+
+def test_saving_over_a_mapped_file_leaves_the_mapping_readable(tmp_path) -> None:
+    """A new save replaces the file (rename), so arrays mapped from the old one keep their values."""
+    path = save_arrays(tmp_path / "a.npz", {"x": np.arange(100_000, dtype=np.float64)})
+    old = load_arrays(path)["x"]
+    save_arrays(path, {"x": np.zeros(10)})
+    assert old[-1] == 99_999.0 and load_arrays(path)["x"].shape == (10,)
+    assert [p.name for p in tmp_path.iterdir()] == ["a.npz"]
