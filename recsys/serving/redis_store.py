@@ -20,11 +20,18 @@ from dataclasses import asdict, replace
 from datetime import datetime
 from typing import cast
 
-import orjson
 import polars as pl
 
 from recsys.data import schema as S
-from recsys.serving.store import FALLBACK_USER, Lists, RankedList, SnapshotInfo, grouped_chunks, new_snapshot
+from recsys.serving.store import (
+    FALLBACK_USER,
+    Lists,
+    RankedList,
+    SnapshotInfo,
+    decode_list,
+    grouped_chunks,
+    new_snapshot,
+)
 
 _GET = """
 local sid = redis.call('GET', KEYS[1])
@@ -123,7 +130,7 @@ class RedisSnapshotStore:
         raw = cast(str | None, self.r.hget(self._k("snap", snapshot_id, "lists"), user_id))
         if raw is None:
             return None
-        items, scores = orjson.loads(raw)
+        items, scores = decode_list(raw)
         return items, scores
 
     def is_ready(self, snapshot_id: str) -> bool:

@@ -82,6 +82,15 @@ class SnapshotStore(Protocol):
         ...
 
 
+def decode_list(text: str | bytes) -> list:
+    """A stored JSON list: orjson (several times json's speed on a hundred ids or floats), or json for what only it
+    reads (NaN or Infinity, which `json.dumps` writes for a non-finite score)."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
+
+
 def new_snapshot_id(now: datetime | None = None) -> str:
     """Sortable by creation time (to the microsecond), unique: 20261128T220501.123456Z-1a2b3c4d."""
     now = now or datetime.now(UTC)
@@ -324,7 +333,7 @@ class SQLiteSnapshotStore:
             .execute("SELECT items, scores FROM lists WHERE snapshot_id = ? AND user_id = ?", (snapshot_id, user_id))
             .fetchone()
         )
-        return None if row is None else (orjson.loads(row[0]), orjson.loads(row[1]))  # ~4x json's speed here
+        return None if row is None else (decode_list(row[0]), decode_list(row[1]))
 
     def is_ready(self, snapshot_id: str) -> bool:
         row = self._con().execute("SELECT state FROM snapshots WHERE id = ?", (snapshot_id,)).fetchone()

@@ -78,3 +78,16 @@ def test_a_pruned_snapshot_is_never_answered_from(published, fresh_store):
     cold = service.recommendations("nobody", 3)
     assert cold["fallback"] is True and cold["snapshot_id"] == second.snapshot_id
     assert service.reload() and service.recommendations(user, 10) == body
+
+
+def test_a_non_finite_score_reads_back_from_the_store(fresh_store) -> None:
+    """json writes NaN / Infinity for non-finite floats; the per-request read (orjson first) still reads them."""
+    store = fresh_store()
+    frame = pl.DataFrame(
+        {"user_id": ["a", "a", "b"], "item_id": ["x", "y", "x"], "rank": [1, 2, 1], "score": [float("inf"), 0.5, 1.0]},
+        schema_overrides={"rank": pl.Int32},
+    )
+    info = store.publish(frame, model_version="v", fallback=None)
+    assert store.list_in(info.snapshot_id, "a") == (["x", "y"], [float("inf"), 0.5])
+    assert store.list_in(info.snapshot_id, "b") == (["x"], [1.0]) and store.list_in(info.snapshot_id, "c") is None
+    assert store.is_ready(info.snapshot_id) and not store.is_ready("no-such-snapshot")
