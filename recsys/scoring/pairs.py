@@ -1,7 +1,7 @@
 """Small array helpers for scoring at (user, item) pairs instead of whole rows: cell lookups in sparse matrices,
 products at given pairs, row-wise dot products and quadratic forms, distinct values, mean and deviation from sums, and
-each row's best pooled entries. Used by
-the indexed candidate path (`recsys.ranker.indexed`) and the sparse forms' exact top-k (`recsys.baselines.pooled`)."""
+each row's best pooled entries. Used by the indexed candidate path (`recsys.ranker.indexed`) and the sparse forms'
+exact top-k (`recsys.baselines.pooled`)."""
 
 from __future__ import annotations
 
