@@ -93,7 +93,14 @@ def _member(mapped: mmap.mmap, info: zipfile.ZipInfo) -> np.ndarray | None:
         return None
     name_len, extra_len = struct.unpack_from("<HH", mapped, info.header_offset + 26)
     start = info.header_offset + _LOCAL_HEADER + name_len + extra_len
-    head = io.BytesIO(mapped[start : start + min(info.file_size, 1 << 20)])
+    # only the .npy header is copied out (the magic string, the version, the header's length, the header): reading
+    # more would page in the start of every array at load
+    major = mapped[start + 6] if info.file_size > 8 else 0
+    fixed = 10 if major == 1 else 12
+    if info.file_size < fixed:
+        return None
+    length = struct.unpack_from("<H" if major == 1 else "<I", mapped, start + 8)[0]
+    head = io.BytesIO(mapped[start : start + min(info.file_size, fixed + length)])
     version = np.lib.format.read_magic(head)
     if version == (1, 0):
         shape, fortran, dtype = np.lib.format.read_array_header_1_0(head)
