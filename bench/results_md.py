@@ -229,14 +229,14 @@ def scale_section(data: dict[str, Any]) -> list[str]:
         "baseline included); the night's peak is the largest of the step peaks and `wait4`'s (which only sees the "
         "last step, since the meter resets the high-water mark). One run per size on a shared 2-core machine (other "
         "jobs ran beside it): upper bounds. "
-        f"Code {str(env.get('git_sha', '?'))[:10]}, CPU {env.get('cpu', '?')}.",
+        f"CPU {env.get('cpu', '?')}; each row names the code it ran (rows of earlier runs joined with `--previous`).",
         "",
     ]
     done = [r for r in data["rows"] if r["completed"]]
     steps = list(dict.fromkeys(k for r in done for k in r["steps_seconds"]))
     lines += [
-        "| size | events | completed | wall s | peak MiB | " + " | ".join(steps) + " |",
-        "|---|---|---|---|---|" + "---|" * len(steps),
+        "| size | code | events | completed | wall s | peak MiB | " + " | ".join(steps) + " |",
+        "|---|---|---|---|---|---|" + "---|" * len(steps),
     ]
     for r in data["rows"]:
         cells = [
@@ -246,7 +246,8 @@ def scale_section(data: dict[str, Any]) -> list[str]:
             for s in steps
         ]
         lines.append(
-            f"| {r['size']} | {r['events']} | {'yes' if r['completed'] else 'no'} | {r['wall_seconds']:.0f} | "
+            f"| {r['size']} | {str(r.get('git_sha', env.get('git_sha', '?')))[:7]} | {r['events']} | "
+            f"{'yes' if r['completed'] else 'no'} | {r['wall_seconds']:.0f} | "
             f"{max([r['peak_rss_mb'], *r.get('steps_peak_rss_mb', {}).values()]):.0f} | " + " | ".join(cells) + " |"
         )
     if data.get("growth"):

@@ -152,6 +152,19 @@ def growth(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def previous_rows(paths: list[Path], *, skip: list[str]) -> list[dict[str, Any]]:
+    """The completed rows of earlier runs' JSON whose sizes are not in `skip` (a later file's row wins for the same
+    size), in size order, each with the code it ran (`git_sha`; its run's when the row has none) and its file."""
+    rows: dict[str, dict[str, Any]] = {}
+    for path in paths:
+        data = json.loads(path.read_text())
+        sha = data.get("environment", {}).get("git_sha")
+        for r in data["rows"]:
+            if r["completed"] and r["size"] not in skip:
+                rows[r["size"]] = {**r, "git_sha": r.get("git_sha", sha), "from": r.get("from", str(path))}
+    return sorted(rows.values(), key=lambda r: _size(r["size"]))
+
+
 def compare_lists(mine: Path, other: Path) -> dict[str, Any]:
     """The published lists of two runs of the same size (e.g. the dask engine's and the local one's): users whose
     items and order are identical, and the largest score difference among them."""
@@ -220,6 +233,14 @@ def main() -> None:
         help="another run's root (e.g. results/scale for the local engine): compare the published lists per size",
     )
     ap.add_argument("--compare-only", action="store_true", help="only add --compare-with's comparison to the JSON")
+    ap.add_argument(
+        "--previous",
+        type=Path,
+        action="append",
+        default=[],
+        help="an earlier run's JSON (repeatable; a later file's row wins for the same size): its completed sizes not "
+        "in --sizes join the table and the growth ratios, each row with the code it ran; --sizes '' only combines",
+    )
     args = ap.parse_args()
     if args.compare_only:  # a finished run: its JSON gets the comparison of its lists with another run's
         out = args.out or Path(f"bench/results/scale{'' if args.engine == 'local' else '-' + args.engine}.json")
@@ -257,8 +278,13 @@ def main() -> None:
     else:
         out = args.out or Path(f"bench/results/scale{'' if args.engine == 'local' else '-' + args.engine}.json")
         sizes = [s.strip() for s in args.sizes.split(",") if s.strip()]
-        rows: list[dict[str, Any]] = []
+        if not sizes and not args.previous:
+            raise SystemExit("--sizes is empty: name the earlier runs to combine with --previous")
+        earlier = previous_rows(args.previous, skip=sizes)
+        rows: list[dict[str, Any]] = earlier
         result = {}
+        if not sizes:  # nothing to run: the earlier runs' rows combined (the last file's description)
+            result = {**json.loads(args.previous[-1].read_text()), "rows": rows, "growth": growth(rows)}
         for size in sizes:  # the JSON is rewritten after each size: a long run that is stopped keeps what finished
             row = run_size(
                 size,
@@ -271,7 +297,8 @@ def main() -> None:
             other = args.compare_with / f"{size}-seed{args.seed}" / "snapshots.db" if args.compare_with else None
             if row["completed"] and other is not None and other.is_file():
                 row["lists_vs"] = compare_lists(args.root / f"{size}-seed{args.seed}" / "snapshots.db", other)
-            rows.append(row)
+            row["git_sha"] = environment_info().get("git_sha")
+            rows = sorted([*rows, row], key=lambda r: _size(r["size"]))
             result = {
                 "benchmark": "the full nightly on streamed synthetic data, per size: wall time and peak memory by step",
                 "protocol": "a first night from a clean state (no champion, empty caches); the nightly's own split "
