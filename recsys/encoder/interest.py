@@ -25,6 +25,7 @@ from pydantic import BaseModel, Field
 from recsys.data import schema as S
 from recsys.data.feedback import PositiveThreshold, resolve_threshold
 from recsys.encoder.cache import ItemEmbeddings
+from recsys.scoring.threads import one_blas_thread
 
 INTEREST_FEATURES: tuple[str, ...] = ("im_profile", "im_recent_max", "im_recent_mean", "im_last", "im_negative")
 
@@ -181,11 +182,14 @@ def interest_feature_arrays(
     ok = np.flatnonzero((user_rows >= 0) & (item_rows >= 0))
     # One user at a time: their candidates against their profile and recent items as small matrix products (the
     # recent items' vectors are read once per user, not once per candidate).
+    # (One BLAS thread: `recsys.scoring.threads`.)
     order = ok[np.argsort(user_rows[ok], kind="stable")]
     bounds = np.flatnonzero(np.diff(user_rows[order])) + 1
-    for idx in np.split(order, bounds) if order.size else []:
-        for name, values in user_interest_scores(interests, vectors, int(user_rows[idx[0]]), item_rows[idx]).items():
-            out[name][idx] = values
+    with one_blas_thread():
+        for idx in np.split(order, bounds) if order.size else []:
+            scores = user_interest_scores(interests, vectors, int(user_rows[idx[0]]), item_rows[idx])
+            for name, values in scores.items():
+                out[name][idx] = values
     return out
 
 

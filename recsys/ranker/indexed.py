@@ -37,7 +37,7 @@ from recsys.scoring.pairs import (
     Cells,
     RowPool,
     distinct,
-    first_not_in,
+    first_not_in_rows,
     lookup,
     moments,
     product_at,
@@ -169,6 +169,7 @@ class IndexedSources:
         hist = sp.csr_matrix(state.seen[rows])
         n_users, n_items = len(batch), len(state.item_ids)
         seen = [hist.indices[hist.indptr[i] : hist.indptr[i + 1]] for i in range(n_users)]
+        seen_r = np.repeat(np.arange(n_users), np.diff(hist.indptr))  # (seen_r, hist.indices): the seen pairs
         picks: dict[str, list[np.ndarray]] = {}
 
         # -- the blend: EASE's sparse rows and the low-pass factors, z-scored from sums
@@ -179,7 +180,7 @@ class IndexedSources:
         ease.sum_duplicates()
         q = np.asarray((hist_t @ sp.diags(1.0 / scale)) @ v)  # users x factors
         # the seen train items' terms, to take out of the sums
-        sr = np.repeat(np.arange(n_users), np.diff(hist.indptr))
+        sr = seen_r
         sc = pos[hist.indices]
         st = sc >= 0
         sr, sc = sr[st], sc[st]
@@ -244,16 +245,21 @@ class IndexedSources:
                 low_top = [train[i[np.isfinite(b)]] for i, b in zip(idx, best, strict=True)]
                 del low_all
             pools = []
+            untrained_first = first_not_in_rows(self.untrained_cols, n_users, seen_r, hist.indices, n)
+            if bw <= 0:  # every item outside the support ties: the first columns outside the support and the seen
+                ex_r, ex_c = np.concatenate([er, seen_r]), np.concatenate([train[ease.indices], hist.indices])
+                zero_first = first_not_in_rows(train, n_users, ex_r, ex_c, n)
             for i in range(n_users):
                 support = train[ease.indices[ease.indptr[i] : ease.indptr[i + 1]]]
                 mine = support if ease_top is None else ease_top[i]
-                parts = [mine, low_top[i], first_not_in(self.untrained_cols, seen[i], n)]
-                if bw <= 0:  # every item outside the support ties: the first columns
-                    parts.append(first_not_in(train, np.concatenate([support, seen[i]]), n))
-                pool = distinct(np.concatenate(parts))
-                pools.append(pool[~np.isin(pool, seen[i])])
+                parts = [mine, low_top[i], untrained_first[i]]
+                if bw <= 0:
+                    parts.append(zero_first[i])
+                pools.append(distinct(np.concatenate(parts)))
             pr = np.repeat(np.arange(n_users), [len(p) for p in pools])
             pc = np.concatenate(pools) if pools else np.zeros(0, dtype=np.int64)
+            unseen = seen_cells.at(pr, pc) == 0  # the seen items out of the pools, in one pass over the batch
+            pr, pc = pr[unseen], pc[unseen]
             br, bc, _ = RowPool([(pr, pc)], n_users).best(blend_at(pr, pc), n)  # best first, ties by column
             picks["blend"] = np.split(bc, np.searchsorted(br, np.arange(1, n_users)))
 
@@ -271,7 +277,7 @@ class IndexedSources:
                 text_picks = [distinct(np.concatenate([a, b])) for a, b in zip(text_picks, more, strict=True)]
             picks["text"] = text_picks
             has_text = cands.text_rows >= 0 if cands.text_rows is not None else np.zeros(n_items, dtype=bool)
-            tr, tc = np.repeat(np.arange(n_users), np.diff(hist.indptr)), hist.indices
+            tr, tc = seen_r, hist.indices
             keep = has_text[tc]
             tr, tc = tr[keep], tc[keep]
             t_seen = row_dots(prof, tr, cands.embeddings.vectors, cands.text_rows[tc])
@@ -282,7 +288,7 @@ class IndexedSources:
             )
 
         # the n_popular unseen items by trending score
-        picks["popular"] = [first_not_in(self.popular_order, s, cfg.n_popular) for s in seen]
+        picks["popular"] = first_not_in_rows(self.popular_order, n_users, seen_r, hist.indices, cfg.n_popular)
 
         # -- the union per user, plus requested items
         union = []

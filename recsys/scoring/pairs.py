@@ -10,6 +10,8 @@ from collections.abc import Sequence
 import numpy as np
 import scipy.sparse as sp
 
+from recsys.scoring.threads import one_blas_thread
+
 
 class Cells:
     """Cell lookups in a CSR matrix: `at(r, c)` = matrix[r[i], c[i]] for every i (0 where nothing is stored or
@@ -77,8 +79,9 @@ def row_products(x: np.ndarray, vector: np.ndarray) -> np.ndarray:
 
 def quadratic_forms(x: np.ndarray, gram: np.ndarray) -> np.ndarray:
     """x_i' G x_i for every row i, one row at a time (independent of the batch, as `row_products`; a three-operand
-    einsum made the same sums ~10x slower)."""
-    return np.array([float(row @ gram @ row) for row in x], dtype=np.float64)
+    einsum made the same sums ~10x slower), on one BLAS thread (`recsys.scoring.threads`)."""
+    with one_blas_thread():
+        return np.array([float(row @ gram @ row) for row in x], dtype=np.float64)
 
 
 def distinct(values: np.ndarray) -> np.ndarray:
@@ -99,10 +102,46 @@ def moments(total: np.ndarray, squares: np.ndarray, n: np.ndarray) -> tuple[np.n
     return mean, np.where(flat, 1.0, np.sqrt(np.where(flat, 1.0, var)))
 
 
-def first_not_in(ordered: np.ndarray, skip: np.ndarray, n: int) -> np.ndarray:
-    """The first n values of `ordered`, in its order, that are not in `skip`."""
-    head = ordered[: n + len(skip)]
-    return head[~np.isin(head, skip)][:n]
+def first_allowed(values: np.ndarray, ex_rows: np.ndarray, ex_values: np.ndarray, n: int) -> list[np.ndarray]:
+    """Per row i of `values` (rows x width, non-negative; -1: nothing), its first n entries, in order, that are not
+    excluded for it (the pairs (`ex_rows`, `ex_values`)): one pass over the batch by sorted (row, value) keys
+    instead of an `np.isin` per row."""
+    ok = values >= 0
+    if len(ex_rows) and ok.any():
+        width = int(max(values.max(), ex_values.max())) + 1
+        rows = np.arange(len(values), dtype=np.int64)
+        keys = np.sort(ex_rows.astype(np.int64) * width + ex_values)
+        want = (rows[:, None] * width + values)[ok]
+        at = np.minimum(np.searchsorted(keys, want), len(keys) - 1)
+        ok[ok] = keys[at] != want
+    ok &= np.cumsum(ok, axis=1) <= n
+    return np.split(values[ok].astype(np.int64, copy=False), np.cumsum(ok.sum(axis=1))[:-1])
+
+
+def first_not_in_rows(
+    ordered: np.ndarray, n_rows: int, ex_rows: np.ndarray, ex_values: np.ndarray, n: int
+) -> list[np.ndarray]:
+    """Per row i < n_rows, the first n values of `ordered`, in its order, that row i does not exclude. `ordered`:
+    distinct non-negative values; the exclusions: pairs (`ex_rows`, `ex_values`). Only the head of `ordered` that
+    every row needs is looked at: the shortest width W with W >= n + (the most excluded values any row has among the
+    first W), so a row with thousands of excluded values spread over a large catalog costs what the few in the head
+    cost."""
+    m = len(ordered)
+    if not n_rows or not m or n <= 0:
+        return [np.zeros(0, dtype=np.int64) for _ in range(n_rows)]
+    ex_rows, ex_values = np.asarray(ex_rows, dtype=np.int64), np.asarray(ex_values, dtype=np.int64)
+    position = np.full(int(max(ordered.max(), ex_values.max(initial=0))) + 1, m)
+    position[ordered] = np.arange(m)  # excluded values outside `ordered` sit at m: never in a head
+    at = position[ex_values]
+    width = min(m, n)
+    while True:  # the excluded counts within the head only grow with it: a few rounds reach the fixed point
+        inside = at < width
+        need = min(m, n + (int(np.bincount(ex_rows[inside], minlength=n_rows).max()) if inside.any() else 0))
+        if need <= width:
+            break
+        width = need
+    head = np.broadcast_to(ordered[:width], (n_rows, width))
+    return first_allowed(head, ex_rows[inside], ex_values[inside], n)
 
 
 class RowPool:

@@ -25,6 +25,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from recsys.scoring.pairs import first_allowed
 from recsys.scoring.topk import top_k_indices
 
 IndexKind = Literal["exact", "hnsw"]
@@ -108,11 +109,12 @@ class VectorIndex:
         # most rows of a batch share one search (a row's ask still depends on that row alone)
         excluded = np.asarray([len(e) for e in exclude], dtype=np.int64)
         asks = np.minimum(len(self.cols), k + -(-excluded // ASK_STEP) * ASK_STEP)
-        rows: list[np.ndarray] = [np.zeros(0, dtype=np.int64)] * n
+        # every row's found index rows in one matrix, best first; -1 where nothing was found or past the row's ask
+        found = np.full((n, int(asks.max())), -1, dtype=np.int64)
         if self.kind == "exact":
             scores = (np.asarray(queries, dtype=np.float64) @ self.vectors.T).astype(np.float32)
-            found = top_k_indices(scores, int(asks.max()))
-            rows = [found[i, : asks[i]] for i in range(n)]
+            found[:] = top_k_indices(scores, found.shape[1])
+            found[np.arange(found.shape[1]) >= asks[:, None]] = -1
         else:
             import faiss
 
@@ -122,15 +124,11 @@ class VectorIndex:
                 at = np.flatnonzero(asks == ask)
                 params = faiss.SearchParametersHNSW(efSearch=max(self.ef_search, int(ask)))  # type: ignore[attr-defined]
                 _, got = self.graph.search(q32[at], int(ask), params=params)
-                for i, g in zip(at, got, strict=True):
-                    rows[i] = g
-        out = []
-        for found_i, skip in zip(rows, exclude, strict=True):
-            cols = self.cols[found_i[found_i >= 0]]
-            if len(skip):
-                cols = cols[~np.isin(cols, skip)]
-            out.append(cols[:k])
-        return out
+                found[at, : int(ask)] = got
+        # the index rows as item columns, then each row's first k that it does not exclude
+        ex_rows = np.repeat(np.arange(n), excluded)
+        ex_values = np.concatenate(exclude).astype(np.int64) if n else np.zeros(0, dtype=np.int64)
+        return first_allowed(np.where(found >= 0, self.cols[np.maximum(found, 0)], -1), ex_rows, ex_values, k)
 
     def vectors_at(self, rows: np.ndarray) -> np.ndarray:
         """The stored vectors of index rows `rows` (float64)."""

@@ -155,6 +155,15 @@ def test_vector_index_search_excludes_and_orders() -> None:
     for g, e, skip in zip(got, exact, exclude, strict=True):
         assert not np.isin(g, skip).any() and len(g) == len(e)
         assert len(np.intersect1d(g, e)) >= 0.9 * len(e)
+    # the batch's filter = each row's own: the graph's answer to that row alone, excluded columns dropped, first k
+    import faiss
+
+    for q, (g, skip) in enumerate(zip(got, exclude, strict=True)):
+        ask = min(len(cols), 20 + -(-len(skip) // vector_index.ASK_STEP) * vector_index.ASK_STEP)
+        params = faiss.SearchParametersHNSW(efSearch=max(128, ask))
+        _, raw = hnsw.graph.search(queries[q : q + 1].astype(np.float32), ask, params=params)
+        own = cols[raw[0][raw[0] >= 0]]
+        assert np.array_equal(g, own[~np.isin(own, skip)][:20])
     with pytest.raises(ValueError, match="ascending"):
         VectorIndex.build(cols[::-1], vectors, kind="exact")
 

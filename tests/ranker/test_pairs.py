@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from recsys.scoring.pairs import quadratic_forms, row_dots, row_products
+from recsys.scoring.pairs import first_allowed, first_not_in_rows, quadratic_forms, row_dots, row_products
 
 
 def _data(d: int = 384) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -39,3 +39,33 @@ def test_row_products_and_quadratic_forms_do_not_depend_on_the_batch() -> None:
     np.testing.assert_allclose(whole[0], left @ vector, rtol=1e-12)
     np.testing.assert_allclose(whole[1], np.einsum("ij,jk,ik->i", left, gram, left), rtol=1e-12)
     assert quadratic_forms(left[:0], gram).shape == (0,)
+
+
+def _first_not_in(ordered: np.ndarray, skip: np.ndarray, n: int) -> np.ndarray:
+    """The per-row reference: the first n values of `ordered`, in its order, not in `skip`."""
+    return ordered[~np.isin(ordered, skip)][:n]
+
+
+def test_first_not_in_rows_equals_the_per_row_rule() -> None:
+    rng = np.random.default_rng(5)
+    ordered = rng.permutation(3000)
+    rows, values = [], []
+    for i in range(30):  # rows with nothing excluded, a few, thousands, the whole head, values outside `ordered`
+        size = [0, 3, 2500, 40, 0, 700][i % 6]
+        pick = rng.choice(3100, size=size, replace=False) if i % 6 != 3 else ordered[:40]
+        rows.append(np.full(len(pick), i))
+        values.append(pick)
+    ex_r, ex_v = np.concatenate(rows), np.concatenate(values)
+    for n in (1, 10, 100, 3000):
+        got = first_not_in_rows(ordered, 30, ex_r, ex_v, n)
+        assert len(got) == 30
+        for i in range(30):
+            assert np.array_equal(got[i], _first_not_in(ordered, ex_v[ex_r == i], n)), (n, i)
+    assert [len(g) for g in first_not_in_rows(ordered, 3, ex_r[:0], ex_v[:0], 5)] == [5, 5, 5]
+    assert first_not_in_rows(ordered, 0, ex_r, ex_v, 5) == []
+
+
+def test_first_allowed_keeps_order_and_drops_padding_and_exclusions() -> None:
+    values = np.array([[5, 3, -1, 9, 1], [2, 2000, 7, -1, -1], [-1, -1, -1, -1, -1]])
+    got = first_allowed(values, np.array([0, 1, 1]), np.array([3, 2000, 4]), 2)
+    assert [g.tolist() for g in got] == [[5, 9], [2, 7], []]
