@@ -170,9 +170,12 @@ class EASE(Recommender):
     name: ClassVar[str] = "ease"
     scalable: ClassVar[bool] = True
 
-    def __init__(self, *, l2: float = 500.0, scale: ScaleConfig | None = None) -> None:
+    def __init__(self, *, l2: float = 500.0, scale: ScaleConfig | None = None, l2_grid: Sequence[float] = ()) -> None:
         self.l2 = l2
         self.scale = scale or ScaleConfig()
+        # a validation grid's other l2 values: above the dense limit fitted in the same pass and remembered
+        # (`neighbour_ease`), so the grid's next fits on the same data are lookups
+        self.l2_grid = tuple(l2_grid)
 
     def _fit(self, events: pl.DataFrame, seen: sp.csr_matrix, items: pl.DataFrame | None) -> None:
         active = np.flatnonzero(self.has_train_events_)  # only items with events enter the Gram matrix
@@ -180,7 +183,9 @@ class EASE(Recommender):
         self.active_ = active
         if not is_dense(len(active), self.scale.dense_item_limit):
             # above the limit: each item regressed on its nearest neighbours only (sparse weights; see scalable.py)
-            self.weights_: np.ndarray | sp.csr_matrix = neighbour_ease(x.tocsr(), self.l2, self.scale.neighbours)
+            self.weights_: np.ndarray | sp.csr_matrix = neighbour_ease(
+                x.tocsr(), self.l2, self.scale.neighbours, grid=self.l2_grid
+            )
             return
         gram = (x.T @ x).toarray().astype(np.float64)
         gram[np.diag_indices_from(gram)] += self.l2

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import scipy.sparse as sp
@@ -79,33 +79,48 @@ def chunked_similarity(
     return sp.csr_matrix((data, (rows, cols)), shape=(n, n))
 
 
-def neighbour_ease(x: sp.csr_matrix, l2: float, neighbours: int) -> sp.csr_matrix:
+def neighbour_ease(x: sp.csr_matrix, l2: float, neighbours: int, *, grid: Sequence[float] = ()) -> sp.csr_matrix:
     """`_neighbour_ease`, remembered: a night fits EASE on the same window several times (the l2 grid of the
     pipeline and of the `ease` baseline share one inner split; the candidate, the champion and the baselines share
-    the split's training part), so the last fits are kept (MEMO_BYTES at most; same inputs, same weights)."""
+    the split's training part), so the last fits are kept (MEMO_BYTES at most; same inputs, same weights).
+
+    `grid`: the other l2 values the caller will ask for on the same `x` (a validation grid). They are fitted in the
+    same pass, as many as the memo holds: the neighbours, their Gram blocks and right-hand sides do not depend on l2,
+    only each solve does, so a grid of seven costs about one fit and seven solves instead of seven fits (the same
+    weights as separate fits)."""
     x = x.tocsr()
     h = hashlib.blake2b(digest_size=16)
     for part in (np.asarray(x.shape), x.indptr, x.indices):
         h.update(np.ascontiguousarray(part).tobytes())
-    key = (h.hexdigest(), float(l2), int(neighbours), POOL_ITEMS)
-    if key in _MEMO:
-        _MEMO.move_to_end(key)
-        return _MEMO[key]
-    weights = _neighbour_ease(x, l2, neighbours)
-    _MEMO[key] = weights
+    digest = h.hexdigest()
+
+    def key(v: float) -> tuple[str, float, int, int]:
+        return (digest, float(v), int(neighbours), POOL_ITEMS)
+
+    if key(l2) in _MEMO:
+        _MEMO.move_to_end(key(l2))
+        return _MEMO[key(l2)]
+    # what the memo can hold of the grid beside this fit (a fit stores about items x neighbours entries of 12 bytes)
+    room = max(1, MEMO_BYTES // max(1, x.shape[1] * neighbours * 12))
+    extra = [float(v) for v in dict.fromkeys(grid) if float(v) != float(l2) and key(v) not in _MEMO][: room - 1]
+    fits = _neighbour_ease(x, [float(l2), *extra], neighbours)
+    for v, weights in zip([l2, *extra], fits, strict=True):
+        _MEMO[key(v)] = weights
+        _MEMO.move_to_end(key(v))
+    _MEMO.move_to_end(key(l2))  # the fit asked for is the newest: evicted last
     while len(_MEMO) > 1 and sum(_nbytes(w) for w in _MEMO.values()) > MEMO_BYTES:
         _MEMO.popitem(last=False)
-    return weights
+    return fits[0]
 
 
 def _nbytes(m: sp.csr_matrix) -> int:
     return int(m.data.nbytes + m.indices.nbytes + m.indptr.nbytes)
 
 
-def _neighbour_ease(x: sp.csr_matrix, l2: float, neighbours: int) -> sp.csr_matrix:
-    """Neighbour-constrained EASE weights (items x items, CSR): column j regresses item j on its `neighbours` most
-    co-occurring items among the regressor pool (the POOL_ITEMS items with the most events; every item when the
-    catalog is smaller), ridge `l2`. See the module docstring.
+def _neighbour_ease(x: sp.csr_matrix, l2s: Sequence[float], neighbours: int) -> list[sp.csr_matrix]:
+    """Neighbour-constrained EASE weights (items x items, CSR), one per ridge value of `l2s`: column j regresses item
+    j on its `neighbours` most co-occurring items among the regressor pool (the POOL_ITEMS items with the most
+    events; every item when the catalog is smaller). See the module docstring.
 
     The pool's Gram matrix is held dense (float32, at most POOL_ITEMS^2 x 4 bytes: 1 GiB), so each item's k x k
     system is a gather from it; SOLVE_CHUNK items are solved at once. Cost: O(items x k^3) for the solves plus one
@@ -125,7 +140,7 @@ def _neighbour_ease(x: sp.csr_matrix, l2: float, neighbours: int) -> sp.csr_matr
     # Each k x k solve is tiny: BLAS threads only add synchronisation, and on a busy machine their spin-waits made a
     # chunk of 256 solves take 0.02-4.5 s (measured at 20k items); one thread takes 0.02 s every time, same result.
     with threadpool_limits(1, "blas"):
-        return _solve_columns(x, xpt, gp, pool, in_pool, k, l2)
+        return _solve_columns(x, xpt, gp, pool, in_pool, k, l2s)
 
 
 def _solve_columns(
@@ -135,11 +150,13 @@ def _solve_columns(
     pool: np.ndarray,
     in_pool: np.ndarray,
     k: int,
-    l2: float,
-) -> sp.csr_matrix:
-    """The columns of `_neighbour_ease`, SOLVE_CHUNK targets at a time."""
+    l2s: Sequence[float],
+) -> list[sp.csr_matrix]:
+    """The columns of `_neighbour_ease` for each of `l2s`, SOLVE_CHUNK targets at a time (the neighbours and their
+    systems gathered once per chunk, solved once per l2)."""
     n = x.shape[1]
-    out_rows, out_cols, out_vals = [], [], []
+    out_rows, out_cols = [], []
+    out_vals: list[list[np.ndarray]] = [[] for _ in l2s]
     for lo in range(0, n if k > 0 else 0, SOLVE_CHUNK):
         targets = np.arange(lo, min(n, lo + SOLVE_CHUNK))
         counts = (xpt @ x[:, targets]).toarray().T  # targets x pool: co-occurrence with every pool item
@@ -151,16 +168,19 @@ def _solve_columns(
         nb.sort(axis=1)
         rhs = np.take_along_axis(counts, nb, axis=1)
         valid = rhs > 0  # pool items the target never co-occurs with carry no signal: identity rows
-        a = gp[nb[:, :, None], nb[:, None, :]].astype(np.float64)
-        a *= valid[:, :, None] & valid[:, None, :]
-        a[:, np.arange(k), np.arange(k)] += np.where(valid, l2, 1.0)
-        w = np.linalg.solve(a, np.where(valid, rhs, 0.0)[:, :, None])[:, :, 0]
+        gathered = gp[nb[:, :, None], nb[:, None, :]].astype(np.float64)
+        gathered *= valid[:, :, None] & valid[:, None, :]
+        b = np.where(valid, rhs, 0.0)[:, :, None]
+        for i, l2 in enumerate(l2s):
+            a = gathered.copy() if i < len(l2s) - 1 else gathered  # the last solve may take the gathered systems
+            a[:, np.arange(k), np.arange(k)] += np.where(valid, l2, 1.0)
+            out_vals[i].append(np.linalg.solve(a, b)[:, :, 0][valid])
         out_rows.append(pool[nb[valid]])
         out_cols.append(np.broadcast_to(targets[:, None], nb.shape)[valid])
-        out_vals.append(w[valid])
     if not out_rows:
-        return sp.csr_matrix((n, n))
-    return sp.csr_matrix((np.concatenate(out_vals), (np.concatenate(out_rows), np.concatenate(out_cols))), shape=(n, n))
+        return [sp.csr_matrix((n, n)) for _ in l2s]
+    rows, cols = np.concatenate(out_rows), np.concatenate(out_cols)
+    return [sp.csr_matrix((np.concatenate(v), (rows, cols)), shape=(n, n)) for v in out_vals]
 
 
 def lowpass_components(norm: sp.csr_matrix, k: int) -> np.ndarray:

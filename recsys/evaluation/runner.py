@@ -278,7 +278,7 @@ def evaluate(
         if name in ("ease", "ease-lowpass") and ease_choice is None:
             say("ease: choosing l2 on a validation split of train")
             ease_choice = select_by_validation(
-                lambda v: EASE(l2=v, scale=scale),
+                lambda v: EASE(l2=v, scale=scale, l2_grid=ease_grid),
                 ease_grid,
                 split.train,
                 protocol=protocol,

@@ -38,7 +38,7 @@ def choose_ease_l2(
     users = inner.test[S.USER_ID].unique(maintain_order=True).to_list()
     scores: dict[float, float] = {}
     for l2 in cfg.ease_l2_grid:
-        model = EASE(l2=l2, scale=scale).fit(inner.train, candidates=list(item_ids))
+        model = EASE(l2=l2, scale=scale, l2_grid=cfg.ease_l2_grid).fit(inner.train, candidates=list(item_ids))
         per_user = user_metrics(model.recommend(users, k=10), inner.test, ks=(10,))
         scores[l2] = mean_or_zero(per_user["ndcg@10"])
     best = max(cfg.ease_l2_grid, key=lambda v: (scores[v], -v))

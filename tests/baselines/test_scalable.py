@@ -46,6 +46,34 @@ def test_neighbour_ease_keeps_k_weights_per_item_from_its_strongest_co_occurrenc
             assert g[rows, j].min() >= np.sort(g[:, j])[-5]
 
 
+def test_a_grid_fitted_in_one_pass_gives_each_l2_the_weights_of_its_own_fit(monkeypatch):
+    """`neighbour_ease(..., grid=...)`: the other l2 values are fitted in the same pass and remembered; each equals a
+    separate fit bit for bit, and the grid's later calls are lookups (no further pass)."""
+    from recsys.baselines import scalable
+
+    rng = np.random.default_rng(2)
+    x = sp.csr_matrix((rng.random((500, 700)) < 0.03).astype(float))
+    grid = (50.0, 200.0, 1000.0)
+    scalable._MEMO.clear()
+    alone = {v: scalable._neighbour_ease(x, [v], 20)[0] for v in grid}
+    passes = []
+    real = scalable._neighbour_ease
+    monkeypatch.setattr(scalable, "_neighbour_ease", lambda *a: passes.append(a[1]) or real(*a))
+    for v in grid:
+        got = neighbour_ease(x, v, 20, grid=grid)
+        assert got.nnz == alone[v].nnz and (got != alone[v]).nnz == 0
+        assert np.array_equal(got.data, alone[v].data) and np.array_equal(got.indices, alone[v].indices)
+    assert passes == [[50.0, 200.0, 1000.0]]  # one pass fitted the whole grid
+    assert len({id(neighbour_ease(x, v, 20)) for v in grid}) == 3  # remembered, one fit per l2
+    # a memo that holds only one fit: the grid is not fitted ahead (nothing would be kept)
+    scalable._MEMO.clear()
+    passes.clear()
+    monkeypatch.setattr(scalable, "MEMO_BYTES", 700 * 20 * 12)
+    neighbour_ease(x, 50.0, 20, grid=grid)
+    assert passes == [[50.0]]
+    scalable._MEMO.clear()
+
+
 def test_sparse_lowpass_spans_the_dense_eigenvectors():
     rng = np.random.default_rng(2)
     x = sp.csr_matrix((rng.random((500, 80)) < 0.15).astype(float))
