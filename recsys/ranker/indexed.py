@@ -35,6 +35,7 @@ import scipy.sparse as sp
 from recsys.data import schema as S
 from recsys.scoring.pairs import (
     Cells,
+    DenseCells,
     RowPool,
     distinct,
     first_not_in_rows,
@@ -66,6 +67,10 @@ class Candidates(Protocol):
     @property
     def has_text(self) -> bool: ...
 
+
+# Above this many users x train items per batch, EASE's values at pairs are looked up by sorted keys instead of a
+# dense table (`recsys.ranker.candidates.user_batch` keeps a batch at 4M cells: 32 MB of table).
+DENSE_LOOKUP_CELLS = 16_000_000
 
 # The approximate (HNSW) path's collaborative pool: EASE's and the low-pass's own top (this x N) each, re-scored by
 # the blend.
@@ -176,8 +181,7 @@ class IndexedSources:
         train, pos = self.train_cols, self.train_pos
         v, scale, w_sum, w_gram = self.lowpass
         hist_t = hist[:, train]
-        ease = sp.csr_matrix(hist_t @ blend.ease.weights)  # users x train positions
-        ease.sum_duplicates()
+        ease = sp.csr_matrix(hist_t @ blend.ease.weights)  # users x train positions; a product's rows: unsorted
         q = np.asarray((hist_t @ sp.diags(1.0 / scale)) @ v)  # users x factors
         # the seen train items' terms, to take out of the sums
         sr = seen_r
@@ -203,7 +207,8 @@ class IndexedSources:
             n_valid,
         )
         bw = blend.weight
-        ease_cells = Cells(ease)
+        # EASE at pairs: a dense table for a batch of the usual size (no sort of the product's rows), else by keys
+        ease_cells = DenseCells(ease) if n_users * len(train) <= DENSE_LOOKUP_CELLS else Cells(ease)
 
         def blend_at(r: np.ndarray, c: np.ndarray) -> np.ndarray:
             """The blend at pairs (row in batch, item column): 0 for items without training events."""
