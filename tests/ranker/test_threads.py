@@ -7,14 +7,21 @@ from threadpoolctl import threadpool_info, threadpool_limits
 
 from recsys.encoder.interest import UserInterests, interest_feature_arrays
 from recsys.scoring.pairs import quadratic_forms
-from recsys.scoring.threads import one_blas_thread
+from recsys.scoring.threads import _controller, one_blas_thread
 
 
 def _blas_threads() -> list[int]:
-    return [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
+    """The thread counts of the BLAS libraries the limiter switches (those loaded when it was first used: numpy's
+    always; a library loaded later, e.g. faiss' own, is not one the per-user products call)."""
+    return [lib["num_threads"] for lib in _controller().info() if lib["user_api"] == "blas"]
 
 
 def test_one_blas_thread_holds_one_thread_and_restores_the_counts() -> None:
+    numpy_blas = [lib for lib in threadpool_info() if lib["user_api"] == "blas" and "numpy" in lib["filepath"]]
+    assert numpy_blas, "numpy's own BLAS is not visible to threadpoolctl"
+    with one_blas_thread():  # the controller exists from here on
+        pass
+    assert {lib["filepath"] for lib in numpy_blas} <= {lib["filepath"] for lib in _controller().info()}
     with threadpool_limits(2, "blas"):
         before = _blas_threads()
         assert before and max(before) == 2
