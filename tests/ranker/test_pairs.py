@@ -78,6 +78,7 @@ def test_first_allowed_keeps_order_and_drops_padding_and_exclusions() -> None:
     values = np.array([[5, 3, -1, 9, 1], [2, 2000, 7, -1, -1], [-1, -1, -1, -1, -1]])
     got = first_allowed(values, np.array([0, 1, 1]), np.array([3, 2000, 4]), 2)
     assert [g.tolist() for g in got] == [[5, 9], [2, 7], []]
+    assert first_allowed(values[:0], np.array([0]), np.array([3]), 2) == []
 
 
 def test_dense_cells_read_an_unsorted_product_as_the_key_lookup_does() -> None:
