@@ -286,6 +286,7 @@ def main() -> None:
         if not sizes:  # nothing to run: the earlier runs' rows combined (the last file's description)
             result = {**json.loads(args.previous[-1].read_text()), "rows": rows, "growth": growth(rows)}
         for size in sizes:  # the JSON is rewritten after each size: a long run that is stopped keeps what finished
+            sha = environment_info().get("git_sha")  # the code the night starts on (a commit during it is not its)
             row = run_size(
                 size,
                 args.root,
@@ -297,7 +298,7 @@ def main() -> None:
             other = args.compare_with / f"{size}-seed{args.seed}" / "snapshots.db" if args.compare_with else None
             if row["completed"] and other is not None and other.is_file():
                 row["lists_vs"] = compare_lists(args.root / f"{size}-seed{args.seed}" / "snapshots.db", other)
-            row["git_sha"] = environment_info().get("git_sha")
+            row["git_sha"] = sha
             rows = sorted([*rows, row], key=lambda r: _size(r["size"]))
             result = {
                 "benchmark": "the full nightly on streamed synthetic data, per size: wall time and peak memory by step",
