@@ -27,7 +27,7 @@ import scipy.sparse as sp
 
 from recsys.data import schema as S
 from recsys.scoring import EaseWeights, LowPassFactors
-from recsys.scoring.pairs import Cells, RowPool, first_not_in_rows, moments, quadratic_forms, row_products
+from recsys.scoring.pairs import Cells, RowPool, first_not_in, moments, quadratic_forms, row_products
 from recsys.scoring.topk import top_k_indices
 
 Combo = tuple[int, float]  # (low-pass factors, blend weight); weight 0 = EASE alone
@@ -107,10 +107,10 @@ class PooledBlend:
         zero_z = -e_mean / e_sd if zscore else np.zeros(n_users)  # EASE's z outside its support
 
         if any(w <= 0 for _, w in combos):
-            # the first k train positions outside the user's unseen support and seen items
-            firsts = first_not_in_rows(
-                np.arange(n_train), n_users, np.concatenate([er, sr]), np.concatenate([ec, sc]), k
-            )
+            support = np.split(ec, np.searchsorted(er, np.arange(1, n_users)))
+            seen = np.split(sc, np.searchsorted(sr, np.arange(1, n_users)))
+            order = np.arange(n_train)
+            firsts = [first_not_in(order, np.concatenate([a, b]), k) for a, b in zip(support, seen, strict=True)]
             fr = np.repeat(np.arange(n_users), [len(f) for f in firsts])
             fc = np.concatenate(firsts) if firsts else np.zeros(0, dtype=np.int64)
             pool = RowPool([(er, ec), (fr, fc)], n_users)

@@ -38,6 +38,7 @@ from recsys.scoring.pairs import (
     DenseCells,
     RowPool,
     distinct,
+    first_not_in,
     first_not_in_rows,
     lookup,
     moments,
@@ -251,15 +252,12 @@ class IndexedSources:
                 del low_all
             pools = []
             untrained_first = first_not_in_rows(self.untrained_cols, n_users, seen_r, hist.indices, n)
-            if bw <= 0:  # every item outside the support ties: the first columns outside the support and the seen
-                ex_r, ex_c = np.concatenate([er, seen_r]), np.concatenate([train[ease.indices], hist.indices])
-                zero_first = first_not_in_rows(train, n_users, ex_r, ex_c, n)
             for i in range(n_users):
                 support = train[ease.indices[ease.indptr[i] : ease.indptr[i + 1]]]
                 mine = support if ease_top is None else ease_top[i]
                 parts = [mine, low_top[i], untrained_first[i]]
-                if bw <= 0:
-                    parts.append(zero_first[i])
+                if bw <= 0:  # every item outside the support ties: the first columns
+                    parts.append(first_not_in(train, np.concatenate([support, seen[i]]), n))
                 pools.append(distinct(np.concatenate(parts)))
             pr = np.repeat(np.arange(n_users), [len(p) for p in pools])
             pc = np.concatenate(pools) if pools else np.zeros(0, dtype=np.int64)

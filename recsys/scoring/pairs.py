@@ -119,6 +119,14 @@ def moments(total: np.ndarray, squares: np.ndarray, n: np.ndarray) -> tuple[np.n
     return mean, np.where(flat, 1.0, np.sqrt(np.where(flat, 1.0, var)))
 
 
+def first_not_in(ordered: np.ndarray, skip: np.ndarray, n: int) -> np.ndarray:
+    """The first n values of `ordered`, in its order, that are not in `skip` (one row; `first_not_in_rows` does a
+    batch whose rows exclude few values: a batch pays its widest row's head, so rows that exclude thousands of the
+    order's first values, e.g. EASE's support, are cheaper one at a time)."""
+    head = ordered[: n + len(skip)]
+    return head[~np.isin(head, skip)][:n]
+
+
 def first_allowed(values: np.ndarray, ex_rows: np.ndarray, ex_values: np.ndarray, n: int) -> list[np.ndarray]:
     """Per row i of `values` (rows x width, non-negative; -1: nothing), its first n entries, in order, that are not
     excluded for it (the pairs (`ex_rows`, `ex_values`)): one pass over the batch by sorted (row, value) keys
