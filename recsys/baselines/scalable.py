@@ -105,8 +105,7 @@ def neighbour_ease(x: sp.csr_matrix, l2: float, neighbours: int, *, grid: Sequen
     extra = [float(v) for v in dict.fromkeys(grid) if float(v) != float(l2) and key(v) not in _MEMO][: room - 1]
     fits = _neighbour_ease(x, [float(l2), *extra], neighbours)
     for v, weights in zip([l2, *extra], fits, strict=True):
-        _MEMO[key(v)] = weights
-        _MEMO.move_to_end(key(v))
+        _MEMO[key(v)] = weights  # new keys: appended, so the oldest fits are evicted first
     _MEMO.move_to_end(key(l2))  # the fit asked for is the newest: evicted last
     while len(_MEMO) > 1 and sum(_nbytes(w) for w in _MEMO.values()) > MEMO_BYTES:
         _MEMO.popitem(last=False)
