@@ -20,6 +20,7 @@ over `_score`) up to the last bits of the z-scores, which can only swap exact ne
 from __future__ import annotations
 
 from collections.abc import Sequence
+from functools import cached_property
 
 import numpy as np
 import polars as pl
@@ -27,7 +28,15 @@ import scipy.sparse as sp
 
 from recsys.data import schema as S
 from recsys.scoring import EaseWeights, LowPassFactors
-from recsys.scoring.pairs import Cells, RowPool, first_not_in, moments, quadratic_forms, row_products
+from recsys.scoring.pairs import (
+    RowPool,
+    first_free,
+    moments,
+    product_at_columns,
+    quadratic_forms,
+    row_products,
+    row_sums,
+)
 from recsys.scoring.topk import top_k_indices
 
 Combo = tuple[int, float]  # (low-pass factors, blend weight); weight 0 = EASE alone
@@ -91,30 +100,32 @@ class PooledBlend:
         n_users, n_train = history.shape[0], len(train)
         h = sp.csr_matrix(history[:, train])
         h.sum_duplicates()
-        e = sp.csr_matrix(h @ self.ease.weights)
-        e.sum_duplicates()
+        e = sp.csr_matrix(h @ self.ease.weights)  # a product's rows: no column twice, not in column order
         sr = np.repeat(np.arange(n_users), np.diff(h.indptr))
         sc = h.indices
+        seen = (sr, sc)
         n_valid = n_train - np.bincount(sr, minlength=n_users)
-        e_rows = np.repeat(np.arange(n_users), np.diff(e.indptr))  # EASE's support (stored entries), seen ones too
-        valid_e = Cells(h).at(e_rows, e.indices) == 0
-        er, ec, ev = e_rows[valid_e], e.indices[valid_e], e.data[valid_e]  # the support's unseen items
+        # EASE's support (its stored entries, seen items too: `RowPool.best` leaves those out), and its sums over the
+        # valid items: the row's minus the seen items' values (the product at their columns only: the same sums)
+        er, ec, ev = np.repeat(np.arange(n_users), np.diff(e.indptr)), e.indices, e.data
+        e_seen = product_at_columns(h, self.ease_by_column, sr, sc)
         e_mean, e_sd = moments(
-            np.bincount(er, ev, minlength=n_users), np.bincount(er, ev * ev, minlength=n_users), n_valid
+            row_sums(ev, e.indptr) - np.bincount(sr, e_seen, minlength=n_users),
+            row_sums(ev * ev, e.indptr) - np.bincount(sr, e_seen**2, minlength=n_users),
+            n_valid,
         )
         e_z = (ev - e_mean[er]) / e_sd[er] if zscore else ev
         out: dict[Combo, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         zero_z = -e_mean / e_sd if zscore else np.zeros(n_users)  # EASE's z outside its support
 
         if any(w <= 0 for _, w in combos):
-            support = np.split(ec, np.searchsorted(er, np.arange(1, n_users)))
-            seen = np.split(sc, np.searchsorted(sr, np.arange(1, n_users)))
-            order = np.arange(n_train)
-            firsts = [first_not_in(order, np.concatenate([a, b]), k) for a, b in zip(support, seen, strict=True)]
+            support = np.split(ec, e.indptr[1:-1])
+            seen_rows = np.split(sc, h.indptr[1:-1])
+            firsts = [first_free(n_train, [a, b], k) for a, b in zip(support, seen_rows, strict=True)]
             fr = np.repeat(np.arange(n_users), [len(f) for f in firsts])
             fc = np.concatenate(firsts) if firsts else np.zeros(0, dtype=np.int64)
             pool = RowPool([(er, ec), (fr, fc)], n_users)
-            best = pool.best(np.concatenate([e_z, zero_z[fr]]), k)
+            best = pool.best(np.concatenate([e_z, zero_z[fr]]), k, exclude=seen)
             for combo in combos:
                 if combo[1] <= 0:
                     out[combo] = (best[0], train[best[1]], best[2])
@@ -134,7 +145,7 @@ class PooledBlend:
             )
             support_low = low[er, ec]
             low[sr, sc] = -np.inf
-            low[e_rows, e.indices] = -np.inf  # the support is in the pool already
+            low[er, ec] = -np.inf  # the support is in the pool already
             idx = top_k_indices(low, min(k, n_train))
             vals = np.take_along_axis(low, idx, axis=1)
             ok = np.isfinite(vals)
@@ -148,9 +159,14 @@ class PooledBlend:
                 values = np.concatenate(
                     [e_z + w * (support_low - l_mean[er]) / l_sd[er], zero_z[pr] + w * (pv - l_mean[pr]) / l_sd[pr]]
                 )
-                best = pool.best(values, k)
+                best = pool.best(values, k, exclude=seen)
                 out[combo] = (best[0], train[best[1]], best[2])
         return out
+
+    @cached_property
+    def ease_by_column(self) -> sp.csc_matrix:
+        """EASE's sparse weights by column (its values at a batch's seen items are products at those columns)."""
+        return sp.csc_matrix(self.ease.weights)
 
 
 def pooled_frame(

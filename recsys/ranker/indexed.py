@@ -36,16 +36,18 @@ from recsys.data import schema as S
 from recsys.scoring.pairs import (
     Cells,
     DenseCells,
+    PairProduct,
     RowPool,
     distinct,
-    first_not_in,
+    first_free,
     first_not_in_rows,
     lookup,
     moments,
-    product_at,
     quadratic_forms,
+    row_best,
     row_dots,
     row_products,
+    row_sums,
 )
 from recsys.scoring.topk import top_k_indices
 from recsys.scoring.vector_index import VectorIndex
@@ -147,10 +149,10 @@ class IndexedSources:
         return full, tail_idx, cols, vectors.sum(axis=0), vectors.T @ vectors
 
     @cached_property
-    def similarities(self) -> tuple[sp.csc_matrix, sp.csc_matrix]:
-        """SAR's and item-kNN's item x item similarities by column (the candidates' columns are sliced per batch)."""
+    def similarities(self) -> tuple[PairProduct, PairProduct]:
+        """SAR's and item-kNN's item x item similarities, for their products at the candidate pairs."""
         state = self.cands.state
-        return sp.csc_matrix(state.sar.similarity), sp.csc_matrix(state.itemknn.similarity)
+        return PairProduct(state.sar.similarity), PairProduct(state.itemknn.similarity)
 
     @cached_property
     def popular_order(self) -> np.ndarray:
@@ -191,15 +193,15 @@ class IndexedSources:
         sr, sc = sr[st], sc[st]
         low_seen = np.einsum("ij,ij->i", q[sr], v[sc]) * scale[sc]
         n_valid = len(train) - np.bincount(sr, minlength=n_users)
-        er = np.repeat(np.arange(n_users), np.diff(ease.indptr))
         seen_cells = Cells(hist)
-        seen_t = np.zeros((n_users, len(train)), dtype=bool)  # a byte per train item and user: cheaper than lookups
-        seen_t[sr, sc] = True
-        e_valid = ~seen_t[er, ease.indices]
-        del seen_t
+        # EASE at pairs: a dense table for a batch of the usual size (no sort of the product's rows), else by keys
+        ease_cells = DenseCells(ease) if n_users * len(train) <= DENSE_LOOKUP_CELLS else Cells(ease)
+        # EASE's sums over the valid items: its row's (thousands of entries per user at scale: popular items are
+        # every item's neighbours) minus the seen items' values
+        e_seen = ease_cells.at(sr, sc)
         e_mean, e_sd = moments(
-            np.bincount(er, ease.data * e_valid, minlength=n_users),
-            np.bincount(er, ease.data**2 * e_valid, minlength=n_users),
+            row_sums(ease.data, ease.indptr) - np.bincount(sr, e_seen, minlength=n_users),
+            row_sums(ease.data**2, ease.indptr) - np.bincount(sr, e_seen**2, minlength=n_users),
             n_valid,
         )
         l_mean, l_sd = moments(
@@ -208,8 +210,6 @@ class IndexedSources:
             n_valid,
         )
         bw = blend.weight
-        # EASE at pairs: a dense table for a batch of the usual size (no sort of the product's rows), else by keys
-        ease_cells = DenseCells(ease) if n_users * len(train) <= DENSE_LOOKUP_CELLS else Cells(ease)
 
         def blend_at(r: np.ndarray, c: np.ndarray) -> np.ndarray:
             """The blend at pairs (row in batch, item column): 0 for items without training events."""
@@ -236,28 +236,24 @@ class IndexedSources:
                 assert indexes is not None
                 m = POOL_SIZE * n
                 low_top = indexes.lowpass.search(q, m, seen)
-                ease_top = []
-                for i in range(n_users):
-                    lo, hi = ease.indptr[i], ease.indptr[i + 1]
-                    vals = np.where(e_valid[lo:hi], ease.data[lo:hi], -np.inf)
-                    best = np.argpartition(-vals, m)[:m] if len(vals) > m else np.arange(len(vals))
-                    ease_top.append(train[ease.indices[lo:hi][best[np.isfinite(vals[best])]]])
+                ease_top = [train[t] for t in row_best(ease, sr, sc, m)]
             elif bw > 0 and len(train):  # outside EASE's support the blend orders items by the low-pass score
                 low_all = (q @ v.T) * scale
                 low_all[sr, sc] = -np.inf
-                low_all[er, ease.indices] = -np.inf  # the support is in the pool already (its EASE part may be < 0)
+                # the support is in the pool already (its EASE part may be < 0)
+                low_all[np.repeat(np.arange(n_users), np.diff(ease.indptr)), ease.indices] = -np.inf
                 idx = top_k_indices(low_all, min(n, len(train)))
                 best = np.take_along_axis(low_all, idx, axis=1)
                 low_top = [train[i[np.isfinite(b)]] for i, b in zip(idx, best, strict=True)]
                 del low_all
             pools = []
             untrained_first = first_not_in_rows(self.untrained_cols, n_users, seen_r, hist.indices, n)
+            seen_at = np.searchsorted(sr, np.arange(n_users + 1))  # user i's seen train positions: sc[seen_at[i]:...]
             for i in range(n_users):
-                support = train[ease.indices[ease.indptr[i] : ease.indptr[i + 1]]]
-                mine = support if ease_top is None else ease_top[i]
-                parts = [mine, low_top[i], untrained_first[i]]
+                support = ease.indices[ease.indptr[i] : ease.indptr[i + 1]]  # train positions
+                parts = [train[support] if ease_top is None else ease_top[i], low_top[i], untrained_first[i]]
                 if bw <= 0:  # every item outside the support ties: the first columns
-                    parts.append(first_not_in(train, np.concatenate([support, seen[i]]), n))
+                    parts.append(train[first_free(len(train), [support, sc[seen_at[i] : seen_at[i + 1]]], n)])
                 pools.append(distinct(np.concatenate(parts)))
             pr = np.repeat(np.arange(n_users), [len(p) for p in pools])
             pc = np.concatenate(pools) if pools else np.zeros(0, dtype=np.int64)
@@ -322,8 +318,8 @@ class IndexedSources:
         scores["lowpass"][ok] = np.einsum("ij,ij->i", q[r[ok]], v[t[ok]]) * scale[t[ok]]
         scores["blend"] = blend_at(r, c)
         sar, knn = self.similarities
-        scores["sar"] = product_at(state.sar_affinity[rows], sar, r, c)
-        scores["itemknn"] = product_at(hist, knn, r, c)
+        scores["sar"] = sar.at(state.sar_affinity[rows], r, c)
+        scores["itemknn"] = knn.at(hist, r, c)
         if state.seqnb is not None:
             scores["seqnb"] = lookup(state.seqnb.score_sparse(rows, n_items), r, c)
         scores["prior"] = scores["blend"]

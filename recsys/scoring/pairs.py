@@ -62,12 +62,36 @@ def lookup(matrix: sp.spmatrix, r: np.ndarray, c: np.ndarray) -> np.ndarray:
     return Cells(matrix).at(r, c)
 
 
-def product_at(history: sp.spmatrix, similarity: sp.csc_matrix, r: np.ndarray, c: np.ndarray) -> np.ndarray:
-    """(history @ similarity)[r[i], c[i]] for every i, multiplying only the candidates' columns."""
+class PairProduct:
+    """`at(history, r, c)` = (history @ similarity)[r[i], c[i]] for every i, by the cheaper of two products with the
+    same sums: the history's rows times the similarity's rows of the items in it (its cost: those rows' stored
+    entries), or times the candidates' columns only (those columns' stored entries). A top-k-by-column similarity
+    (SAR and item-kNN at scale) has k entries per column, but its popular items' rows hold thousands; either way each
+    sum adds the history's terms in item order, so both give the same bits."""
+
+    def __init__(self, similarity: sp.spmatrix) -> None:
+        self.by_row = sp.csr_matrix(similarity)
+        self.by_col = sp.csc_matrix(similarity)
+        self.row_entries = np.diff(self.by_row.indptr)
+        self.col_entries = np.diff(self.by_col.indptr)
+
+    def at(self, history: sp.spmatrix, r: np.ndarray, c: np.ndarray) -> np.ndarray:
+        if not len(c):
+            return np.zeros(0)
+        history = sp.csr_matrix(history)
+        cols = distinct(c)
+        if self.row_entries[history.indices].sum() <= self.col_entries[cols].sum():
+            return Cells(history @ self.by_row).at(r, c)
+        return product_at_columns(history, self.by_col, r, c)
+
+
+def product_at_columns(history: sp.spmatrix, by_col: sp.csc_matrix, r: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """(history @ matrix)[r[i], c[i]] for every i, multiplying only the pairs' columns of the matrix (`by_col`, CSC):
+    each sum adds the history's terms in item order, as the whole product does (the same bits)."""
     if not len(c):
         return np.zeros(0)
     cols = distinct(c)
-    part = (sp.csr_matrix(history) @ similarity[:, cols]).toarray()  # users x distinct candidate items
+    part = (sp.csr_matrix(history) @ by_col[:, cols]).toarray()  # users x distinct columns
     return part[r, np.searchsorted(cols, c)]
 
 
@@ -85,6 +109,35 @@ def row_dots(left: np.ndarray, r: np.ndarray, right: np.ndarray, c: np.ndarray) 
     ends = np.append(starts[1:], len(r))
     for lo, hi in zip(starts.tolist(), ends.tolist(), strict=True):
         out[lo:hi] = np.einsum("ij,j->i", right[c[lo:hi]].astype(np.float64, copy=False), left[r[lo]])
+    return out
+
+
+def row_sums(values: np.ndarray, indptr: np.ndarray) -> np.ndarray:
+    """The sum of each CSR row's stored `values` (0 for an empty row), each row's sum independent of the others."""
+    out = np.zeros(len(indptr) - 1)
+    filled = np.flatnonzero(np.diff(indptr))
+    if len(filled):
+        out[filled] = np.add.reduceat(values[: indptr[-1]], indptr[filled])
+    return out
+
+
+def row_best(matrix: sp.csr_matrix, ex_rows: np.ndarray, ex_cols: np.ndarray, m: int) -> list[np.ndarray]:
+    """Per row of `matrix`, the columns of its m largest stored entries (any order; ties at the m-th: any of them),
+    leaving out the excluded pairs (`ex_rows` ascending, `ex_cols`). A row's m + (its excluded count) largest entries
+    hold its m largest kept ones, so only those are checked against the exclusions (EASE's rows at scale hold tens of
+    thousands of entries, a user's seen items tens)."""
+    bounds = np.searchsorted(ex_rows, np.arange(matrix.shape[0] + 1))
+    out = []
+    for i in range(matrix.shape[0]):
+        lo, hi = matrix.indptr[i], matrix.indptr[i + 1]
+        data, cols = matrix.data[lo:hi], matrix.indices[lo:hi]
+        skip = ex_cols[bounds[i] : bounds[i + 1]]
+        ask = m + len(skip)
+        best = np.argpartition(-data, ask)[:ask] if len(data) > ask else np.arange(len(data))
+        best = best[~np.isin(cols[best], skip)]
+        if len(best) > m:
+            best = best[np.argpartition(-data[best], m)[:m]]
+        out.append(cols[best].astype(np.int64))
     return out
 
 
@@ -119,12 +172,16 @@ def moments(total: np.ndarray, squares: np.ndarray, n: np.ndarray) -> tuple[np.n
     return mean, np.where(flat, 1.0, np.sqrt(np.where(flat, 1.0, var)))
 
 
-def first_not_in(ordered: np.ndarray, skip: np.ndarray, n: int) -> np.ndarray:
-    """The first n values of `ordered`, in its order, that are not in `skip` (one row; `first_not_in_rows` does a
-    batch whose rows exclude few values: a batch pays its widest row's head, so rows that exclude thousands of the
-    order's first values, e.g. EASE's support, are cheaper one at a time)."""
-    head = ordered[: n + len(skip)]
-    return head[~np.isin(head, skip)][:n]
+def first_free(n_values: int, skip: Sequence[np.ndarray], n: int) -> np.ndarray:
+    """The first n of 0 .. n_values - 1 in no array of `skip` (one row; duplicates in `skip` allowed): they are below
+    n + (the skipped count), so a mask that wide finds them (an np.isin over as wide a head sorts both sides: ~10x
+    slower on EASE's supports of tens of thousands of items). `first_not_in_rows` does a batch whose rows skip few
+    values (a batch pays its widest row's head)."""
+    width = min(n_values, n + sum(len(s) for s in skip))
+    taken = np.zeros(width, dtype=bool)
+    for s in skip:
+        taken[s[s < width]] = True
+    return np.flatnonzero(~taken)[:n]
 
 
 def first_allowed(values: np.ndarray, ex_rows: np.ndarray, ex_values: np.ndarray, n: int) -> list[np.ndarray]:
@@ -174,33 +231,58 @@ def first_not_in_rows(
 class RowPool:
     """Candidate (row, column) entries given in parts, each with rows ascending and no column twice in a row (e.g.
     EASE's support as CSR, then extra picks). `best(value, k)`: each row's k best by value, ties by column, for any
-    values of the entries: the k-th largest value per row from a padded rows x longest matrix (`torch.topk`), then
-    only the entries at or above it are sorted (the pool itself never is). One pool serves many value vectors."""
+    values of the entries: per row, its k-th largest value by a partition of its own entries (their slices of each
+    part), then only the entries at or above it are sorted. A padded rows x longest matrix did the same with
+    `torch.topk`, and a permutation laying the entries out row after row did it in one pass, but EASE's rows at scale
+    hold ~40k entries and both cost more than the partitions. One pool serves many value vectors."""
 
     def __init__(self, parts: Sequence[tuple[np.ndarray, np.ndarray]], n_rows: int) -> None:
-        rows, cols, pos = [], [], []
-        filled = np.zeros(n_rows, dtype=np.int64)  # entries placed per row so far
-        for r, c in parts:
-            starts = np.searchsorted(r, np.arange(n_rows))
-            pos.append(filled[r] + np.arange(len(r)) - starts[r])
-            filled += np.bincount(r, minlength=n_rows)
-            rows.append(r)
-            cols.append(c)
-        self.r, self.c, self.pos = np.concatenate(rows), np.concatenate(cols), np.concatenate(pos)
-        self.shape = (n_rows, int(filled.max()) if n_rows else 0)
+        if not parts:
+            raise ValueError("a pool needs at least one part")
+        self.r, self.c = np.concatenate([r for r, _ in parts]), np.concatenate([c for _, c in parts])
+        offsets = np.cumsum([0] + [len(r) for r, _ in parts])
+        # row i's entries in part p: pool positions bounds[p, i]:bounds[p, i + 1]
+        self.bounds = np.stack(
+            [o + np.searchsorted(r, np.arange(n_rows + 1)) for (r, _), o in zip(parts, offsets[:-1], strict=True)]
+        )
 
-    def best(self, value: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Each row's k best (row, column, value) for `value` per pooled entry (in the pool's order), best first."""
-        import torch
-
+    def best(
+        self, value: np.ndarray, k: int, *, exclude: tuple[np.ndarray, np.ndarray] | None = None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Each row's k best (row, column, value) for `value` per pooled entry (in the pool's order), best first.
+        `exclude`: (rows, columns) pairs never returned (a row's k best kept ones are among its k + (its excluded
+        count) best entries, so the pool needs no filtering first)."""
         if not len(value):
             return self.r, self.c, value
-        m = np.full(self.shape, -np.inf)
-        m[self.r, self.pos] = value
-        kk = min(k, self.shape[1])
-        kth = torch.topk(torch.from_numpy(m), kk, dim=1, sorted=False).values.min(dim=1).values.numpy()
-        keep = value >= kth[self.r]  # the row's k best and any ties with the k-th
-        r, c, v = self.r[keep], self.c[keep], value[keep]
+        n_rows = self.bounds.shape[1] - 1
+        ask = np.full(n_rows, k, dtype=np.int64)
+        if exclude is not None:
+            ask += np.bincount(exclude[0], minlength=n_rows)
+        picked = []
+        lows, highs = self.bounds[:, :-1].T.tolist(), self.bounds[:, 1:].T.tolist()
+        for i in range(n_rows):
+            spans = [(lo, hi) for lo, hi in zip(lows[i], highs[i], strict=True) if hi > lo]
+            n = sum(hi - lo for lo, hi in spans)
+            if n <= ask[i]:
+                picked += [np.arange(lo, hi) for lo, hi in spans]
+                continue
+            row = (
+                value[spans[0][0] : spans[0][1]] if len(spans) == 1 else np.concatenate([value[a:b] for a, b in spans])
+            )
+            kth = np.partition(row, n - ask[i])[n - ask[i]]
+            local = np.flatnonzero(row >= kth)  # the row's best and any ties with the k-th
+            # back to pool positions: a local position falls in the span whose cumulative start it passed
+            starts = np.cumsum([0] + [hi - lo for lo, hi in spans])
+            span = np.searchsorted(starts, local, side="right") - 1
+            picked.append(np.asarray([lo for lo, _ in spans])[span] + local - starts[span])
+        at = np.concatenate(picked) if picked else np.zeros(0, dtype=np.int64)
+        r, c, v = self.r[at], self.c[at], value[at]
+        if exclude is not None and len(exclude[0]):
+            width = int(max(c.max(initial=0), exclude[1].max())) + 1
+            keys = np.sort(exclude[0].astype(np.int64) * width + exclude[1])
+            want = r.astype(np.int64) * width + c
+            found = keys[np.minimum(np.searchsorted(keys, want), len(keys) - 1)] == want
+            r, c, v = r[~found], c[~found], v[~found]
         order = np.lexsort((c, -v, r))
         r, c, v = r[order], c[order], v[order]
         first = np.arange(len(r)) - np.searchsorted(r, r) < k
