@@ -11,10 +11,11 @@ import scipy.linalg
 import scipy.sparse as sp
 
 from recsys.baselines._base import Recommender, score_batch_size
-from recsys.baselines.pooled import PooledBlend
+from recsys.baselines.pooled import PooledBlend, pooled_frame
 from recsys.baselines.scalable import chunked_similarity, is_dense, neighbour_ease
 from recsys.compute.scale import ScaleConfig
 from recsys.data import schema as S
+from recsys.scoring.pairs import first_not_in_rows
 from recsys.scoring.sources import EaseWeights, ItemSimilarity
 
 
@@ -28,6 +29,27 @@ class TopPop(Recommender):
 
     def _score(self, rows: np.ndarray) -> np.ndarray:
         return np.tile(self.popularity_, (len(rows), 1))
+
+    def recommend(
+        self, users: Sequence[str], *, k: int = 10, exclude_seen: bool = True, batch_size: int | None = None
+    ) -> pl.DataFrame:
+        """As `Recommender.recommend`, without a users x items row: one popularity order (ties by candidate order,
+        items without training events left out, as their -inf scores are), each user's first k unseen items of it."""
+        known = [u for u in users if u in self.user_index_]
+        order = np.argsort(-self.popularity_, kind="stable")
+        order = order[self.has_train_events_[order]]
+        size = batch_size or 4096  # a batch looks at the head of the order its users' seen items reach
+        parts = []
+        for start in range(0, len(known), size):
+            batch = known[start : start + size]
+            rows = np.fromiter((self.user_index_[u] for u in batch), dtype=np.int64, count=len(batch))
+            seen = self.seen_[rows] if exclude_seen else sp.csr_matrix((len(batch), len(self.item_ids_)))
+            seen_r = np.repeat(np.arange(len(batch)), np.diff(seen.indptr))
+            firsts = first_not_in_rows(order, len(batch), seen_r, seen.indices, k)
+            r = np.repeat(np.arange(len(batch)), [len(f) for f in firsts])
+            c = np.concatenate(firsts) if firsts else np.zeros(0, dtype=np.int64)
+            parts.append(pooled_frame(batch, self.item_ids_, (r, c, self.popularity_[c].astype(np.float64))))
+        return pl.concat(parts) if parts else pl.DataFrame(schema=S.RECOMMENDATION_SCHEMA)
 
 
 class SAR(Recommender):

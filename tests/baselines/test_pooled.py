@@ -6,7 +6,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from recsys.baselines import EASE, EASELowPass, ScaleConfig
+from recsys.baselines import EASE, EASELowPass, ScaleConfig, TopPop
 from recsys.baselines._base import Recommender
 from recsys.baselines.pooled import PooledBlend
 
@@ -66,3 +66,15 @@ def test_the_blend_recommends_through_its_pool_and_matches_its_grid(synthetic):
     assert model.recommend(users, k=10).equals(model.recommend_grid(users, [(8, 0.5)], k=10)[(8, 0.5)])
     dense_form, _ = _fit(EASELowPass(l2=200.0, factors=8, weight=0.5), synthetic)  # below the limit: not pooled
     assert not PooledBlend.applies(dense_form.ease_.arrays, dense_form.lowpass_.arrays)
+
+
+@pytest.mark.parametrize("exclude_seen", [True, False])
+def test_toppop_lists_are_the_dense_ones(synthetic, exclude_seen):
+    """One popularity order minus each user's seen items: the dense rows' lists (ties by candidate order, the items
+    nobody saw never listed), in batches smaller than the users."""
+    model, users = _fit(TopPop(), synthetic)
+    assert len(set(model.popularity_[model.has_train_events_].tolist())) < model.has_train_events_.sum()  # ties
+    lean = model.recommend([*users, "nobody"], k=150, exclude_seen=exclude_seen, batch_size=7)
+    dense = Recommender.recommend(model, users, k=150, exclude_seen=exclude_seen)
+    assert lean.equals(dense)
+    assert not lean["item_id"].is_in(["new-a", "new-b"]).any()
