@@ -12,6 +12,7 @@ path), `training` (LightGBM), `scoring` (the trained `RankingModel` a night save
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable, Sequence
 from functools import partial
 from typing import ClassVar
@@ -121,6 +122,10 @@ class RankingPipeline(Recommender):
         inner_cands = inner_cands.with_text_weight(self.text_weight_)
         frame, positives = labelled_frame(inner_cands, inner)
         features = self.feature_names(frame)
+        # the inner state is done with: at 1M users a state holds GBs (the interest profiles), and the nested and
+        # final states are built next (candidates and their indexed tables refer to each other: a cycle, so collect)
+        del inner_cands
+        gc.collect()
 
         def nested() -> tuple[pl.DataFrame, pl.DataFrame]:
             split = validation_split(inner.train, self.protocol, seed=self.seed)
@@ -150,6 +155,8 @@ class RankingPipeline(Recommender):
         ranker = train_ranker(frame, features, cfg=ranker_cfg, seed=self.seed)
         if prior_info["chosen"] == "prior-only":
             ranker = ranker.with_trees(False)
+        del frame, positives  # and the nested state (a cycle as above), before the final state is built
+        gc.collect()
         self.model_ = RankingModel(
             self._build(train), ranker, self.resolved_cfg, embeddings=self.embeddings, use_text=self.use_text
         )
