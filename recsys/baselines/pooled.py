@@ -35,7 +35,7 @@ from recsys.scoring.pairs import (
     product_at_columns,
     quadratic_forms,
     row_products,
-    row_sums,
+    support_moments,
 )
 from recsys.scoring.topk import top_k_indices
 
@@ -108,12 +108,7 @@ class PooledBlend:
         # EASE's support (its stored entries, seen items too: `RowPool.best` leaves those out), and its sums over the
         # valid items: the row's minus the seen items' values (the product at their columns only: the same sums)
         er, ec, ev = np.repeat(np.arange(n_users), np.diff(e.indptr)), e.indices, e.data
-        e_seen = product_at_columns(h, self.ease_by_column, sr, sc)
-        e_mean, e_sd = moments(
-            row_sums(ev, e.indptr) - np.bincount(sr, e_seen, minlength=n_users),
-            row_sums(ev * ev, e.indptr) - np.bincount(sr, e_seen**2, minlength=n_users),
-            n_valid,
-        )
+        e_mean, e_sd = support_moments(e, sr, product_at_columns(h, self.ease_by_column, sr, sc), n_valid)
         e_z = (ev - e_mean[er]) / e_sd[er] if zscore else ev
         out: dict[Combo, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         zero_z = -e_mean / e_sd if zscore else np.zeros(n_users)  # EASE's z outside its support

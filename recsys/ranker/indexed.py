@@ -47,7 +47,7 @@ from recsys.scoring.pairs import (
     row_best,
     row_dots,
     row_products,
-    row_sums,
+    support_moments,
 )
 from recsys.scoring.topk import top_k_indices
 from recsys.scoring.vector_index import VectorIndex
@@ -198,12 +198,7 @@ class IndexedSources:
         ease_cells = DenseCells(ease) if n_users * len(train) <= DENSE_LOOKUP_CELLS else Cells(ease)
         # EASE's sums over the valid items: its row's (thousands of entries per user at scale: popular items are
         # every item's neighbours) minus the seen items' values
-        e_seen = ease_cells.at(sr, sc)
-        e_mean, e_sd = moments(
-            row_sums(ease.data, ease.indptr) - np.bincount(sr, e_seen, minlength=n_users),
-            row_sums(ease.data**2, ease.indptr) - np.bincount(sr, e_seen**2, minlength=n_users),
-            n_valid,
-        )
+        e_mean, e_sd = support_moments(ease, sr, ease_cells.at(sr, sc), n_valid)
         l_mean, l_sd = moments(
             row_products(q, w_sum) - np.bincount(sr, low_seen, minlength=n_users),
             quadratic_forms(q, w_gram) - np.bincount(sr, low_seen**2, minlength=n_users),
