@@ -248,11 +248,14 @@ def evaluate_bundles(
     scale: ScaleConfig | None = None,
 ) -> EvaluationReport:
     """Each bundle's ranker and encoder with sources rebuilt on the split's training window, beside `baselines`,
-    on the same split: per-user metrics line up for paired comparisons."""
+    on the same split: per-user metrics line up for paired comparisons. A bundle whose saved state was built from
+    this very window (the candidate the night has just trained) is scored on that state instead of a rebuild."""
     factories: dict[str, Callable[[], Recommender]] = {}
     for name, bundle in bundles.items():
         emb = bundle.embeddings_for(dataset.items, cache_dir=run.cache_dir)
-        factories[name] = partial(bundle.pipeline, embeddings=emb, seed=run.seed_for("ranker"), scale=scale)
+        factories[name] = partial(
+            bundle.pipeline, embeddings=emb, seed=run.seed_for("ranker"), scale=scale, reuse_state=True
+        )
     return evaluate(
         dataset,
         protocol=ev.resolved_protocol,

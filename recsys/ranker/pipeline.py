@@ -15,7 +15,8 @@ from __future__ import annotations
 import gc
 from collections.abc import Callable, Sequence
 from functools import partial
-from typing import ClassVar
+from pathlib import Path
+from typing import Any, ClassVar
 
 import numpy as np
 import polars as pl
@@ -41,7 +42,7 @@ from recsys.ranker.selection import (
 )
 from recsys.ranker.state import RankingState
 from recsys.ranker.training import train_ranker
-from recsys.ranker.window import build_state
+from recsys.ranker.window import build_state, window_key
 
 Embedder = Callable[[pl.DataFrame, pl.DataFrame], ItemEmbeddings]
 
@@ -62,9 +63,12 @@ class RankingPipeline(Recommender):
         seed: int = 42,
         ranker: LambdaRanker | None = None,
         scale: ScaleConfig | None = None,
+        saved_state: Path | None = None,
     ) -> None:
         """`ranker`: an already trained ranker (e.g. a registered version's). `fit` then only rebuilds the state
-        (sources and features) on the given events (a newer window, or the split under evaluation) and keeps it.
+        (sources and features) on the given events (a newer window, or the split under evaluation) and keeps it;
+        `saved_state`: a state folder saved with that ranker, loaded instead of rebuilt when it was built from the
+        same inputs (its `window_key`: the night's evaluation of the version it has just trained).
         `scale`: when the collaborative sources switch to their sparse forms (large catalogs)."""
         if use_text and embeddings is None:
             raise ValueError("the pipeline with text features needs item embeddings")
@@ -76,6 +80,7 @@ class RankingPipeline(Recommender):
         self.use_text = use_text
         self.seed = seed
         self.frozen_ranker = ranker
+        self.saved_state = saved_state
         self.scale = scale or ScaleConfig()
         if ranker is not None and embeddings is None and any(f in TEXT_FEATURES for f in ranker.features):
             raise ValueError("this ranker uses interest-match features: pass the item embeddings it was trained with")
@@ -97,7 +102,7 @@ class RankingPipeline(Recommender):
             self.ease_l2_ = self.cfg.ease_l2 or 500.0  # bundles store the l2 they were trained with
             self.text_weight_ = self.cfg.text_weight or 0.0
             self.model_ = RankingModel(
-                self._build(train),
+                self._saved_or_built(train),
                 self.frozen_ranker,
                 self.resolved_cfg,
                 embeddings=self.embeddings,
@@ -161,17 +166,32 @@ class RankingPipeline(Recommender):
             self._build(train), ranker, self.resolved_cfg, embeddings=self.embeddings, use_text=self.use_text
         )
 
-    def _build(self, train: pl.DataFrame) -> RankingState:
-        return build_state(
-            train,
-            self.items_,
-            self.item_ids_.tolist(),
-            self.cfg,
-            ease_l2=self.ease_l2_,
-            blend=self.blend_,
-            embeddings=self.embeddings,
-            scale=self.scale,
-        )
+    def _build(self, train: pl.DataFrame, inputs_key: str | None = None) -> RankingState:
+        return build_state(**self._window_inputs(train), inputs_key=inputs_key)
+
+    def _window_inputs(self, train: pl.DataFrame) -> dict[str, Any]:
+        """What `build_state` (and `window_key`) read for the window `train`."""
+        return {
+            "train": train,
+            "items": self.items_,
+            "item_ids": self.item_ids_.tolist(),
+            "cfg": self.cfg,
+            "ease_l2": self.ease_l2_,
+            "blend": self.blend_,
+            "embeddings": self.embeddings,
+            "scale": self.scale,
+        }
+
+    def _saved_or_built(self, train: pl.DataFrame) -> RankingState:
+        """The state of `train`: `saved_state` when its key is this window's (`state_reused_`), else built."""
+        self.state_reused_ = False
+        if self.saved_state is None:
+            return self._build(train)
+        key = window_key(**self._window_inputs(train))
+        if RankingState.saved_inputs_key(self.saved_state) == key:
+            self.state_reused_ = True
+            return RankingState.load(self.saved_state)
+        return self._build(train, inputs_key=key)
 
     def _candidates(self, state: RankingState, text_weight: float) -> Candidates:
         return Candidates(
@@ -266,6 +286,7 @@ class RankingPipeline(Recommender):
         return {
             "candidate_recall": candidate_recall(self.last_candidates_, test),
             "ranker_frozen": self.frozen_ranker is not None,
+            "state_reused": getattr(self, "state_reused_", False),
             **self.label_stats_,
             "ranker_best_iteration": self.ranker_.best_iteration,
             "ranker_validation_ndcg": self.ranker_.validation_ndcg,

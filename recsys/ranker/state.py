@@ -62,6 +62,8 @@ class RankingState:
     # the text indexes of the indexed candidate path (`recsys.ranker.indexed`): built with a state fitted with the
     # scalable sources and text, None otherwise
     item_indexes: ItemIndexes | None = None
+    # `recsys.ranker.window.window_key` of the inputs it was built from ("" when unknown: never taken for a rebuild)
+    inputs_key: str = ""
     user_index: dict[str, int] = field(init=False, repr=False)
     item_index: dict[str, int] = field(init=False, repr=False)
 
@@ -157,6 +159,7 @@ class RankingState:
             "sequence_features": self.seqnb is not None,
             "interests": self.interests is not None,
             "item_indexes": self.item_indexes is not None,
+            "inputs_key": self.inputs_key,
         }
         (folder / STATE_FILE).write_text(json.dumps(meta, indent=2))
         return folder
@@ -222,7 +225,17 @@ class RankingState:
             genre_counts=dense("genre_counts"),
             interests=interests,
             item_indexes=ItemIndexes.from_arrays(a) if meta.get("item_indexes") else None,
+            inputs_key=str(meta.get("inputs_key", "")),
         )
+
+    @staticmethod
+    def saved_inputs_key(folder: Path) -> str:
+        """The `inputs_key` of the state saved in `folder`, read without loading it ("" if none is there)."""
+        meta_path = Path(folder) / STATE_FILE
+        if not meta_path.is_file():
+            return ""
+        meta = json.loads(meta_path.read_text())
+        return str(meta.get("inputs_key", "")) if meta.get("format") == STATE_FORMAT else ""
 
 
 def _weights(value: np.ndarray | sp.csr_matrix) -> np.ndarray | sp.csr_matrix:

@@ -3,6 +3,8 @@ window's events (training-time code; the serving process loads saved states inst
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 
 import numpy as np
@@ -51,11 +53,17 @@ def build_state(
     blend: tuple[int, float],
     embeddings: ItemEmbeddings | None,
     scale: ScaleConfig | None = None,
+    inputs_key: str | None = None,
 ) -> RankingState:
     """The state of the window `train` over the candidate `item_ids` (catalog `items` with genres): EASE + low-pass
     with `ease_l2` and `blend` = (factors, weight), SAR, item-kNN (and sequence neighbours when configured), the
     interest vectors when `embeddings` are given, popularity, user and item features as of the window's end.
-    `scale`: when the collaborative sources switch to their sparse forms."""
+    `scale`: when the collaborative sources switch to their sparse forms. The state records `window_key` of these
+    inputs (`inputs_key`: that key when the caller has it already)."""
+    if inputs_key is None:
+        inputs_key = window_key(
+            train, items, item_ids, cfg, ease_l2=ease_l2, blend=blend, embeddings=embeddings, scale=scale
+        )
     as_of = after_last_event(train)
     source = EASELowPass(l2=ease_l2, factors=blend[0], weight=blend[1], item_norm=cfg.blend.item_norm, scale=scale)
     source.fit(train, candidates=item_ids)
@@ -110,9 +118,54 @@ def build_state(
         genre_counts=counts,
         interests=interests,
         item_indexes=indexes,
+        inputs_key=inputs_key,
     )
     check_alignment(state)
     return state
+
+
+def window_key(
+    train: pl.DataFrame,
+    items: pl.DataFrame,
+    item_ids: list[str],
+    cfg: PipelineConfig,
+    *,
+    ease_l2: float,
+    blend: tuple[int, float],
+    embeddings: ItemEmbeddings | None,
+    scale: ScaleConfig | None = None,
+) -> str:
+    """A digest of everything `build_state` reads: the window's events and the catalog (row by row, in order), the
+    candidate items, the config and choices, the embeddings and the scale settings. The build is deterministic, so a
+    saved state with the same key is the state a rebuild would make (the night's evaluation loads the candidate's
+    instead of building it again). The rows are hashed by polars (`hash_rows`, not stable across polars versions):
+    a key is only ever compared with one written by the same installation, and a mismatch only costs a rebuild."""
+    h = hashlib.blake2b(digest_size=20)
+    for frame in (train, items):
+        h.update(json.dumps([frame.height, frame.columns, [str(t) for t in frame.dtypes]]).encode())
+        if frame.height:
+            h.update(frame.hash_rows(seed=0).to_numpy().tobytes())
+    h.update("\x1f".join(item_ids).encode())
+    # the config with its choices blanked: they enter as `ease_l2` and `blend` (a bundle stores them filled in)
+    blank = cfg.model_copy(
+        update={
+            "ease_l2": None,
+            "text_weight": None,
+            "blend": cfg.blend.model_copy(update={"factors": None, "weight": None}),
+        }
+    )
+    settings = {
+        "cfg": blank.model_dump(mode="json"),
+        "ease_l2": ease_l2,
+        "blend": list(blend),
+        "scale": (scale or ScaleConfig()).model_dump(mode="json"),
+    }
+    h.update(json.dumps(settings, sort_keys=True).encode())
+    if embeddings is not None:
+        h.update(embeddings.model_version.encode())
+        h.update("\x1f".join(embeddings.item_ids).encode())
+        h.update(np.ascontiguousarray(embeddings.vectors).tobytes())
+    return h.hexdigest()
 
 
 def item_indexes(

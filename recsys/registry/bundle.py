@@ -132,10 +132,17 @@ class ModelBundle:
         )
 
     def pipeline(
-        self, *, embeddings: ItemEmbeddings | None = None, seed: int = 42, scale: ScaleConfig | None = None
+        self,
+        *,
+        embeddings: ItemEmbeddings | None = None,
+        seed: int = 42,
+        scale: ScaleConfig | None = None,
+        reuse_state: bool = False,
     ) -> RankingPipeline:
         """An unfitted pipeline that keeps this bundle's ranker; `fit(events, candidates=..., items=...)` rebuilds
-        the sources and features on `events` (in their sparse forms above `scale`'s limit)."""
+        the sources and features on `events` (in their sparse forms above `scale`'s limit). `reuse_state`: load the
+        bundle's saved state instead when `events` (and everything else the state is built from) are its training
+        window's (the night's evaluation of the version it has just trained)."""
         cfg = saved_pipeline_config(self.meta["pipeline"])
         protocol: ProtocolName = self.meta.get("protocol", "temporal")
         emb = embeddings if embeddings is not None else self.embeddings
@@ -147,6 +154,7 @@ class ModelBundle:
             seed=seed,
             ranker=self.ranker,
             scale=scale,
+            saved_state=self.path / "state" if reuse_state and (self.path / "state").is_dir() else None,
         )
 
 

@@ -3,6 +3,7 @@ snapshot store. Tests run in file order and share one registry (as consecutive n
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import polars as pl
@@ -100,6 +101,13 @@ def test_sabotaged_ranker_is_registered_but_not_promoted(flow_env, monkeypatch):
     assert new.version == 2 and new.tags["recsys.gate"] == "fail" and new.tags["recsys.rerun_of"] == "1"
     assert CHALLENGER in new.aliases and registry.champion().version == 1
     assert store.current().model_version == "recsys/1"  # refreshed lists, still the champion's
+    # the evaluation scored both versions on their saved states, not on rebuilt ones: the data is the first night's,
+    # so the champion's training window is this split's too (another window is rebuilt: tests/registry/test_bundle.py)
+    report = json.loads(
+        Path(registry.client.download_artifacts(out["run_id"], "evaluation/evaluation_report.json")).read_text()
+    )
+    reused = {name: m["params"].get("state_reused") for name, m in report["models"].items()}
+    assert reused["candidate"] is True and reused["champion"] is True
 
 
 def test_failure_midway_leaves_champion_and_lists(flow_env, monkeypatch):

@@ -121,6 +121,38 @@ def test_bundle_model_scores_as_trained_without_fitting(trained, synthetic, synt
         load_bundle(old)
 
 
+def test_a_bundle_is_scored_on_its_saved_state_only_for_its_own_window(
+    trained, synthetic, synthetic_embeddings, tmp_path
+):
+    """The night's evaluation of the version it has just trained loads the saved state instead of rebuilding it (the
+    state records the key of what it was built from); any other window is rebuilt, and either way the lists are the
+    ones a rebuild gives."""
+    from recsys.ranker.state import RankingState
+
+    split, pipe = trained
+    loaded = load_bundle(save_test_bundle(tmp_path / "b", pipe, split.train, synthetic, synthetic_embeddings).path)
+    assert len(pipe.state_.inputs_key) == 40
+    assert RankingState.saved_inputs_key(loaded.path / "state") == pipe.state_.inputs_key
+    items = synthetic.items
+    cands = items["item_id"].to_list()
+    users = split.test["user_id"].unique().sort().head(30).to_list()
+
+    def fitted(events, **kw):
+        return loaded.pipeline(**kw).fit(events, candidates=cands, items=items)
+
+    reused, rebuilt = fitted(split.train, reuse_state=True), fitted(split.train)
+    assert reused.state_reused_ and not rebuilt.state_reused_
+    assert reused.evaluation_extras(split.test)["state_reused"] is True
+    assert reused.state_.inputs_key == rebuilt.state_.inputs_key == pipe.state_.inputs_key
+    assert reused.recommend(users, k=20).equals(pipe.recommend(users, k=20))
+    assert rebuilt.recommend(users, k=20).equals(pipe.recommend(users, k=20))
+    # another window (one event fewer, or the same events with a rating changed): its own state, never the saved one
+    for other in (split.train.head(split.train.height - 1), split.train.with_columns(pl.col("rating").reverse())):
+        again = fitted(other, reuse_state=True)
+        assert not again.state_reused_ and again.state_.inputs_key != pipe.state_.inputs_key
+        assert again.recommend(users, k=20).equals(fitted(other).recommend(users, k=20))
+
+
 def test_bundle_keeps_the_fitted_source_choices_and_reads_older_bundles(
     trained, synthetic, synthetic_embeddings, tmp_path
 ):
