@@ -279,10 +279,14 @@ def scale_engine_section(data: dict[str, Any], local: dict[str, Any] | None) -> 
         "| size | engine | code | completed | wall s | peak MiB | build_lists s | where | identical lists |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
-    code = {
-        "local": str((local or {}).get("environment", {}).get("git_sha", "?"))[:7],
-        "dask": str(env.get("git_sha", "?"))[:7],
+    # each row's own code (a joined JSON's rows ran different commits; its environment is the newest run's)
+    fallback = {
+        "local": str((local or {}).get("environment", {}).get("git_sha", "?")),
+        "dask": str(env.get("git_sha", "?")),
     }
+    local_cpu = (local or {}).get("environment", {}).get("cpu")
+    if local_cpu and local_cpu != env.get("cpu"):
+        lines[2] = lines[2][:-1] + f"; the local rows' JSON ran on {local_cpu}: across machines, compare with care."
     by_size = {r["size"]: r for r in (local or {}).get("rows", []) if r["completed"]}
     for r in data["rows"]:
         ref = by_size.get(r["size"])
@@ -290,6 +294,7 @@ def scale_engine_section(data: dict[str, Any], local: dict[str, Any] | None) -> 
             if row is None:
                 continue
             done = row["completed"]
+            code = str(row.get("git_sha") or fallback[engine])[:7]
             comp = row.get("compute") or {}
             where = f"{comp.get('partitions', '?')} partitions on {len(comp.get('ran_on', [])) or '?'} worker(s)"
             same = row.get("lists_vs")
@@ -300,11 +305,11 @@ def scale_engine_section(data: dict[str, Any], local: dict[str, Any] | None) -> 
                 else ""
             )
             lines.append(
-                f"| {row['size']} | {engine} | {code[engine]} | {'yes' if done else 'no'} | "
+                f"| {row['size']} | {engine} | {code} | {'yes' if done else 'no'} | "
                 f"{row['wall_seconds']:.0f} | {row['peak_rss_mb']:.0f} | "
                 f"{row['steps_seconds'].get('build_lists', 0):.0f} | {where} | {ident} |"
                 if done
-                else f"| {row['size']} | {engine} | {code[engine]} | no | {row['wall_seconds']:.0f} | – | – | – | |"
+                else f"| {row['size']} | {engine} | {code} | no | {row['wall_seconds']:.0f} | – | – | – | |"
             )
     return [*lines, ""]
 
