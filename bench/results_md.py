@@ -387,16 +387,19 @@ def serving_scale_section(data: dict[str, Any]) -> list[str]:
     lines = [
         "## Serving on the scale bench's snapshots (`bench/serving_scale.py`)",
         "",
-        f"{data['benchmark']}; {data['protocol']}. Machine: {env['machine']}, {env['cpus']} cores; commit "
-        f"{env['commit']}. Memory at ready: the server's resident set once the lists and the model are loaded.",
+        f"{data['benchmark']}; {data['protocol']}. Machine: {env['machine']}, {env['cpus']} cores; each row names "
+        "the code it ran (rows of an earlier run joined with `--previous`). Memory at ready: the server's resident "
+        "set once the lists and the model are loaded. A snapshot above the service's in-memory default "
+        "(`[serving] lists_in_memory_max_entries`) is measured from the store only, as the service serves it.",
         "",
-        "| night | lists | users | items | entries | start-up s | RSS at ready MB | peak RSS MB | GET p50 ms "
+        "| night | code | lists | users | items | entries | start-up s | RSS at ready MB | peak RSS MB | GET p50 ms "
         "| GET p99 ms | req/s | /healthz p99 ms | lists made by |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in data["rows"]:
         lines.append(
-            f"| {r['night']} | {r['mode']} | {r['snapshot_users']:,} | {r['items']:,} | {r['entries']:,} "
+            f"| {r['night']} | {r.get('commit', env['commit'])} | {r['mode']} | {r['snapshot_users']:,} "
+            f"| {r['items']:,} | {r['entries']:,} "
             f"| {r['startup_s']:.1f} | {r['ready_rss_mb']:.0f} | {r['after_load_peak_rss_mb']:.0f} "
             f"| {r['get_p50_ms']:.2f} | {r['get_p99_ms']:.2f} | {r['get_rps']:.0f} | {r['healthz_p99_ms']:.2f} "
             f"| {r['lists_from']} |"

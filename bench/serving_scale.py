@@ -48,6 +48,7 @@ from rich.table import Table
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.serving import free_port, lua_get, lua_plain, run_wrk
+from recsys.serving.service import ServingConfig
 
 MODES = {"in memory": 10**15, "from the store": 0}
 
@@ -205,6 +206,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--connections", type=int, default=4)
     parser.add_argument("--out", type=Path, default=Path("bench/results/serving-scale.json"))
+    parser.add_argument(
+        "--previous",
+        type=Path,
+        help="an earlier run's JSON: its rows of nights not measured here are kept (each with the commit it ran)",
+    )
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         sys.exit("wrk not found: apt-get install wrk")
@@ -221,6 +227,10 @@ def main() -> None:
             work = Path(tmp)
             console.print(f"{night.name}: copying the store and re-saving the served model")
             store, users, facts = prepare(night, work)
+            if facts["entries"] > ServingConfig().lists_in_memory_max_entries and "in memory" in modes:
+                # the service reads such a snapshot from the store by default; holding it would take ~120 B an entry
+                modes = {"from the store": 0}
+                console.print(f"  {facts['entries']:,} entries: above the in-memory default, from the store only")
             script = work / "get.lua"
             script.write_text(lua_get(users, 10))
             script.with_name("healthz.lua").write_text(lua_plain())
@@ -241,6 +251,18 @@ def main() -> None:
             for mode, got in runs.items():
                 med = {key: statistics.median(r[key] for r in got) for key in got[0]}
                 rows.append({"night": night.name, "mode": mode, "lists_from": made_by, **facts, **med, "runs": got})
+    commit = subprocess.run(["git", "describe", "--always", "--dirty"], capture_output=True, text=True).stdout.strip()
+    for row in rows:
+        row["commit"] = commit
+    if args.previous is not None:
+        earlier = json.loads(args.previous.read_text())
+        measured = {row["night"] for row in rows}
+        kept = [
+            {**row, "commit": row.get("commit", earlier["environment"]["commit"])}
+            for row in earlier["rows"]
+            if row["night"] not in measured
+        ]
+        rows = kept + rows
     result = {
         "benchmark": "recsys serve start-up, memory and GET latency on bench/scale.py's published snapshots",
         "protocol": (
@@ -256,9 +278,7 @@ def main() -> None:
             "python": platform.python_version(),
             "machine": platform.machine(),
             "cpus": os.cpu_count(),
-            "commit": subprocess.run(
-                ["git", "describe", "--always", "--dirty"], capture_output=True, text=True
-            ).stdout.strip(),
+            "commit": commit,
         },
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
