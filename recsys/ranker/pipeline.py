@@ -94,6 +94,7 @@ class RankingPipeline(Recommender):
         self.users_ = list(self.user_index_)
         self.last_candidates_: pl.DataFrame | None = None
         self.recorded_users_ = 0
+        self.state_reused_ = False  # set when a frozen ranker's saved state stands in for a rebuild
         if self.frozen_ranker is not None:  # a trained version: rebuild the state on `train` only
             if self.embedder is not None:
                 self.embeddings = self.embedder(train, self.items_)
@@ -184,7 +185,6 @@ class RankingPipeline(Recommender):
 
     def _saved_or_built(self, train: pl.DataFrame) -> RankingState:
         """The state of `train`: `saved_state` when its key is this window's (`state_reused_`), else built."""
-        self.state_reused_ = False
         if self.saved_state is None:
             return self._build(train)
         key = window_key(**self._window_inputs(train))
@@ -286,7 +286,7 @@ class RankingPipeline(Recommender):
         return {
             "candidate_recall": candidate_recall(self.last_candidates_, test),
             "ranker_frozen": self.frozen_ranker is not None,
-            "state_reused": getattr(self, "state_reused_", False),
+            "state_reused": self.state_reused_,
             **self.label_stats_,
             "ranker_best_iteration": self.ranker_.best_iteration,
             "ranker_validation_ndcg": self.ranker_.validation_ndcg,

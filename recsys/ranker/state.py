@@ -168,10 +168,9 @@ class RankingState:
     def load(cls, folder: Path) -> RankingState:
         """Read a state written by `save`; refuses other format versions."""
         folder = Path(folder)
-        meta_path = folder / STATE_FILE
-        if not meta_path.is_file():
+        meta = _saved_meta(folder)
+        if meta is None:
             raise FileNotFoundError(f"{folder}: not a ranking state (no {STATE_FILE})")
-        meta = json.loads(meta_path.read_text())
         if meta.get("format") != STATE_FORMAT:
             raise ValueError(f"{folder}: ranking state format {meta.get('format')!r}, this code reads {STATE_FORMAT}")
         a = load_arrays(folder / "arrays.npz")
@@ -231,11 +230,14 @@ class RankingState:
     @staticmethod
     def saved_inputs_key(folder: Path) -> str:
         """The `inputs_key` of the state saved in `folder`, read without loading it ("" if none is there)."""
-        meta_path = Path(folder) / STATE_FILE
-        if not meta_path.is_file():
-            return ""
-        meta = json.loads(meta_path.read_text())
-        return str(meta.get("inputs_key", "")) if meta.get("format") == STATE_FORMAT else ""
+        meta = _saved_meta(Path(folder))
+        return str(meta.get("inputs_key", "")) if meta is not None and meta.get("format") == STATE_FORMAT else ""
+
+
+def _saved_meta(folder: Path) -> dict | None:
+    """The state.json of a saved state (None when `folder` holds none)."""
+    path = folder / STATE_FILE
+    return json.loads(path.read_text()) if path.is_file() else None
 
 
 def _weights(value: np.ndarray | sp.csr_matrix) -> np.ndarray | sp.csr_matrix:
