@@ -5,10 +5,12 @@ partitions) maps a picklable function over the partitions through an `Engine`; t
 the Dask engine submits the calls to a `distributed` cluster (an existing scheduler's `address`, or a LocalCluster
 it starts) and gathers the results in the same order. The function reads its fitted inputs from files (an encoder's
 folders, a saved ranking model), so what travels is paths and a partition, and the results are the same whichever
-engine ran them (embeddings up to float rounding).
+engine ran them (embeddings up to float rounding). Within one process, independent user batches run side by side in
+threads (`map_batches`, `[scale] batch_threads`).
 """
 
 from recsys.compute.engine import ComputeConfig, Engine, LocalEngine, open_engine
 from recsys.compute.scale import ScaleConfig
+from recsys.compute.threads import map_batches, resolve_threads
 
-__all__ = ["ComputeConfig", "Engine", "LocalEngine", "ScaleConfig", "open_engine"]
+__all__ = ["ComputeConfig", "Engine", "LocalEngine", "ScaleConfig", "map_batches", "open_engine", "resolve_threads"]

@@ -7,6 +7,11 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from recsys.compute.threads import resolve_threads
+
+# settings that change how fast, never what is built: left out of content keys
+NOT_SHAPING = {"batch_threads"}
+
 
 class ScaleConfig(BaseModel, frozen=True, extra="forbid"):
     """When the collaborative models switch from their exact dense fits to the sparse ones, and how big those are."""
@@ -41,7 +46,23 @@ class ScaleConfig(BaseModel, frozen=True, extra="forbid"):
         description="above the threshold, the text candidates come from this index over the item embeddings: an "
         "HNSW graph (faiss; sublinear, approximate) or an exact search (every item, as below the threshold)",
     )
+    batch_threads: int = Field(
+        0,
+        ge=0,
+        description="user batches scored side by side in one process, in threads (the published lists on the local "
+        "engine, the evaluation's pipeline lists, the ranker's labelled candidates); 0 = this machine's cores. The "
+        "rows are the same for any number",
+    )
     hnsw_links: int = Field(16, ge=2, description="HNSW: links per item in the graph (faiss' M)")
     hnsw_ef_search: int = Field(
         256, ge=1, description="HNSW: candidates kept while searching (more: higher recall, slower searches)"
     )
+
+    def threads(self) -> int:
+        """`batch_threads` resolved (0: the machine's cores)."""
+        return resolve_threads(self.batch_threads)
+
+    def shaping(self) -> dict[str, object]:
+        """The settings that shape what is built (every one but `batch_threads`, which changes only how fast): what
+        content keys of states, heads and nights include."""
+        return self.model_dump(mode="json", exclude=NOT_SHAPING)

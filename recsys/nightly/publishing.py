@@ -108,7 +108,11 @@ def ranked_lists(
     users = dataset.interactions[S.USER_ID].unique(maintain_order=True).to_list()
     parts = [users[i : i + partition_users] for i in range(0, len(users), partition_users)]
     out = lists_folder(work_dir)
-    written = (engine or LocalEngine()).map(partial(write_lists, str(folder), str(out), k=k), list(enumerate(parts)))
+    engine = engine or LocalEngine()
+    # in this process, user batches side by side in threads; a cluster's workers are its parallelism (one batch
+    # at a time in each worker thread)
+    threads = (scale or ScaleConfig()).threads() if engine.name == "local" else 1
+    written = engine.map(partial(write_lists, str(folder), str(out), k=k, threads=threads), list(enumerate(parts)))
     lists = ListParts(out, tuple(Path(p) for p, _ in written), sum(n for _, n in written))
     fallback = trending(dataset.interactions, k=k, window_days=trending_days)
     return lists, fallback, model

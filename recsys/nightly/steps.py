@@ -66,6 +66,7 @@ def input_key(dataset: Dataset | DatasetRef, settings: Settings, *, code_version
     for folder in ("work_dir", "cache_dir"):  # where things go, not what is trained
         shaping.get("run", {}).pop(folder, None)
     shaping.get("data", {}).pop("data_dir", None)  # where the data is read from: its content is the fingerprint
+    shaping["scale"] = settings.scale.shaping()  # not how fast (threads)
     return _sha(dataset.fingerprint, shaping, code_version)[:24]
 
 
@@ -179,7 +180,7 @@ def train_collab_head(
         embeddings.item_ids,
         enc.head.model_dump(mode="json"),
         seed,
-        (scale or ScaleConfig()).model_dump(mode="json"),
+        (scale or ScaleConfig()).shaping(),
     )[:20]
     out = Path(work_dir) / "heads" / key
     if (out / "head.json").is_file():

@@ -14,6 +14,7 @@ import numpy as np
 import polars as pl
 
 from features import affinity_from_arrays
+from recsys.compute.threads import map_batches
 from recsys.data import schema as S
 from recsys.encoder.cache import ItemEmbeddings
 from recsys.encoder.interest import interest_feature_arrays, profile_scores
@@ -110,52 +111,29 @@ class Candidates:
 
     # -- rows ----------------------------------------------------------------------------------------------------------
     def frame(
-        self, users: list[str], *, include: dict[str, list[int]] | None = None, batch_size: int | None = None
+        self,
+        users: list[str],
+        *,
+        include: dict[str, list[int]] | None = None,
+        batch_size: int | None = None,
+        threads: int = 1,
     ) -> pl.DataFrame:
         """user_id, item_id, is_from_{text,cf,popular}, per-source scores and within-candidate ranks, user and item
         features, genre affinity and interest match, for the known users among `users`, sorted by user and item.
 
         `include`: candidate column indices per user added to the union (on-demand re-ranking of given items).
-        `batch_size`: users scored at once (default: `user_batch`, bounded by the catalog's size)."""
-        state, cfg = self.state, self.cfg
+        `batch_size`: users scored at once (default: `user_batch`, bounded by the catalog's size). `threads`: batches
+        scored side by side (`recsys.compute.map_batches`; the same rows for any number)."""
+        state = self.state
         batch_size = batch_size or user_batch(len(state.item_ids))
-        parts = []
-        for start in range(0, len(users), batch_size):
-            batch = [u for u in users[start : start + batch_size] if u in state.user_index]
-            if not batch:
-                continue
-            rows = state.rows(batch)
-            if self.indexed is not None:
-                weight = self.text_weight if self.use_text else 0.0
-                parts.append(pl.DataFrame(self.indexed.columns(batch, rows, include, text_weight=weight)))
-                continue
-            seen_mask = state.seen_mask(rows)
-            src = self.source_scores(batch, seen=seen_mask)
-            pick = {}
-            for name, n in (("text", cfg.n_text), ("blend", cfg.n_collaborative), ("popular", cfg.n_popular)):
-                if name in src:
-                    pick[name] = top_mask(np.where(seen_mask, -np.inf, src[name]), n)
-            if "text" in src and cfg.n_text_tail:
-                tail = top_mask(np.where(seen_mask | self.not_tail, -np.inf, src["text"]), cfg.n_text_tail)
-                pick["text"] = pick["text"] | tail
-            union = np.logical_or.reduce(list(pick.values())) & ~seen_mask
-            if include:
-                for row, u in enumerate(batch):
-                    union[row, include.get(u, [])] = True
-            r, c = np.nonzero(union)
-            cols: dict[str, object] = {
-                S.USER_ID: np.asarray(batch, dtype=object)[r].tolist(),
-                S.ITEM_ID: state.item_ids[c].tolist(),
-                "is_from_text": pick["text"][r, c] if "text" in pick else np.zeros(len(r), dtype=bool),
-                "is_from_cf": pick["blend"][r, c],
-                "is_from_popular": pick["popular"][r, c],
-            }
-            for name in (*SCORED, "text"):
-                if name in src:
-                    v = src[name][r, c]
-                    cols[f"score_{name}"] = np.where(np.isfinite(v), v, np.nan)
-            cols["_row"], cols["_col"] = rows[r], c
-            parts.append(pl.DataFrame(cols))
+        batches = [
+            known
+            for start in range(0, len(users), batch_size)
+            if (known := [u for u in users[start : start + batch_size] if u in state.user_index])
+        ]
+        if threads > 1 and len(batches) > 1:
+            self.prepare()  # the per-state tables, before any two batches could build them at once
+        parts = map_batches(lambda batch: self._batch_rows(batch, include), batches, threads=threads)
         if not parts:
             return pl.DataFrame(schema={S.USER_ID: pl.String, S.ITEM_ID: pl.String})
         # A canonical row order: same data, same model, same ties.
@@ -171,6 +149,41 @@ class Candidates:
             for c in rank_cols
         ).drop("score_text", strict=False)
         return self._features(frame)
+
+    def _batch_rows(self, batch: list[str], include: dict[str, list[int]] | None) -> pl.DataFrame:
+        """The candidate rows of one batch of known users, with their scores and state indices (`_row`, `_col`)."""
+        state, cfg = self.state, self.cfg
+        rows = state.rows(batch)
+        if self.indexed is not None:
+            weight = self.text_weight if self.use_text else 0.0
+            return pl.DataFrame(self.indexed.columns(batch, rows, include, text_weight=weight))
+        seen_mask = state.seen_mask(rows)
+        src = self.source_scores(batch, seen=seen_mask)
+        pick = {}
+        for name, n in (("text", cfg.n_text), ("blend", cfg.n_collaborative), ("popular", cfg.n_popular)):
+            if name in src:
+                pick[name] = top_mask(np.where(seen_mask, -np.inf, src[name]), n)
+        if "text" in src and cfg.n_text_tail:
+            tail = top_mask(np.where(seen_mask | self.not_tail, -np.inf, src["text"]), cfg.n_text_tail)
+            pick["text"] = pick["text"] | tail
+        union = np.logical_or.reduce(list(pick.values())) & ~seen_mask
+        if include:
+            for row, u in enumerate(batch):
+                union[row, include.get(u, [])] = True
+        r, c = np.nonzero(union)
+        cols: dict[str, object] = {
+            S.USER_ID: np.asarray(batch, dtype=object)[r].tolist(),
+            S.ITEM_ID: state.item_ids[c].tolist(),
+            "is_from_text": pick["text"][r, c] if "text" in pick else np.zeros(len(r), dtype=bool),
+            "is_from_cf": pick["blend"][r, c],
+            "is_from_popular": pick["popular"][r, c],
+        }
+        for name in (*SCORED, "text"):
+            if name in src:
+                v = src[name][r, c]
+                cols[f"score_{name}"] = np.where(np.isfinite(v), v, np.nan)
+        cols["_row"], cols["_col"] = rows[r], c
+        return pl.DataFrame(cols)
 
     def _features(self, frame: pl.DataFrame) -> pl.DataFrame:
         """`frame` (with its _row/_col indices) plus the state's user and item features, genre affinity and interest

@@ -23,6 +23,7 @@ import polars as pl
 import scipy.sparse as sp
 
 from recsys.baselines import Recommender, ScaleConfig
+from recsys.compute.threads import map_batches
 from recsys.data import schema as S
 from recsys.encoder.cache import ItemEmbeddings
 from recsys.encoder.recommender import TextRecommender
@@ -126,7 +127,7 @@ class RankingPipeline(Recommender):
         inner_cands = self._candidates(self._build(inner.train), 0.0)
         self.text_weight_, text_info = choose_text_weight(self.cfg, inner_cands, inner)
         inner_cands = inner_cands.with_text_weight(self.text_weight_)
-        frame, positives = labelled_frame(inner_cands, inner)
+        frame, positives = labelled_frame(inner_cands, inner, threads=self.scale.threads())
         features = self.feature_names(frame)
         # the inner state is done with: at 1M users a state holds GBs (the interest profiles), and the nested and
         # final states are built next (candidates and their indexed tables refer to each other: a cycle, so collect)
@@ -136,7 +137,8 @@ class RankingPipeline(Recommender):
         def nested() -> tuple[pl.DataFrame, pl.DataFrame]:
             split = validation_split(inner.train, self.protocol, seed=self.seed)
             split = sample_label_users(split, self.scale.label_users, seed=self.seed)[0]
-            return labelled_frame(self._candidates(self._build(split.train), self.text_weight_), split)
+            cands = self._candidates(self._build(split.train), self.text_weight_)
+            return labelled_frame(cands, split, threads=self.scale.threads())
 
         ranker_cfg, prior_info = choose_prior(
             self.cfg,
@@ -244,13 +246,20 @@ class RankingPipeline(Recommender):
             return super().recommend(users, k=k, exclude_seen=False, batch_size=batch_size)
         known = [u for u in users if u in self.user_index_]
         size = batch_size or 1024
-        parts = []
-        for start in range(0, len(known), size):
-            batch = known[start : start + size]
+        batches = [known[start : start + size] for start in range(0, len(known), size)]
+        threads = self.scale.threads()
+        if threads > 1 and len(batches) > 1:
+            self.model_.prepare()  # the per-state tables, before any two batches could build them at once
+
+        def ranked(batch: list[str]) -> tuple[pl.DataFrame, pl.DataFrame] | None:
             frame = self.model_.frame(batch)
-            if frame.height:
-                self._record(batch, frame)
-                parts.append(self.model_.ranked(frame, k=k))
+            return (frame, self.model_.ranked(frame, k=k)) if frame.height else None
+
+        parts = []
+        for batch, done in zip(batches, map_batches(ranked, batches, threads=threads), strict=True):
+            if done is not None:
+                self._record(batch, done[0])  # in the batches' order, whatever the threads
+                parts.append(done[1])
         return pl.concat(parts) if parts else pl.DataFrame(schema=S.RECOMMENDATION_SCHEMA)
 
     def _record(self, users: list[str], frame: pl.DataFrame) -> None:

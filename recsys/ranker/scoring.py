@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from recsys.compute.threads import map_batches
 from recsys.data import schema as S
 from recsys.encoder.cache import ItemEmbeddings
 from recsys.ranker._common import TEXT_FEATURES
@@ -69,18 +70,22 @@ class RankingModel:
         """The candidate rows of `users` with features (see `Candidates.frame`)."""
         return self.candidates.frame(users, include=include)
 
-    def top_k(self, users: list[str], *, k: int, batch_size: int = 1024) -> pl.DataFrame:
+    def top_k(self, users: list[str], *, k: int, batch_size: int = 1024, threads: int = 1) -> pl.DataFrame:
         """Each known user's k best candidates by the ranker (user_id, item_id, rank, score): the published lists,
         ties broken by the candidate items' order, exactly as `RankingPipeline.recommend` lists them. Users are
-        scored `batch_size` at a time, so memory stays bounded whatever the number of users."""
-        parts = []
-        for start in range(0, len(users), batch_size):
-            frame = self.frame(users[start : start + batch_size])
-            if frame.height:
-                parts.append(self.ranked(frame, k=k))
+        scored `batch_size` at a time, so memory stays bounded whatever the number of users; `threads` batches side
+        by side (`recsys.compute.map_batches`: the same lists for any number)."""
+        batches = [users[start : start + batch_size] for start in range(0, len(users), batch_size)]
+        if threads > 1 and len(batches) > 1:
+            self.prepare()  # the per-state tables, before any two batches could build them at once
+        parts = [p for p in map_batches(lambda b: self._top_of(b, k), batches, threads=threads) if p is not None]
         if not parts:
             return pl.DataFrame(schema=S.RECOMMENDATION_SCHEMA)
         return pl.concat(parts)
+
+    def _top_of(self, users: list[str], k: int) -> pl.DataFrame | None:
+        frame = self.frame(users)
+        return self.ranked(frame, k=k) if frame.height else None
 
     def ranked(self, frame: pl.DataFrame, *, k: int) -> pl.DataFrame:
         """Each user's k best rows of a candidate `frame` by the ranker (user_id, item_id, rank, score), ties by the
@@ -175,21 +180,21 @@ class RankingModel:
 _LOADED: dict[str, RankingModel] = {}
 
 
-def lists_of(folder: str, users: list[str], *, k: int) -> pl.DataFrame:
-    """`RankingModel.load(folder).top_k(users, k=k)`, the model loaded once per process (the last one kept): what a
-    compute engine maps over user partitions, on this process or on a cluster's workers."""
+def lists_of(folder: str, users: list[str], *, k: int, threads: int = 1) -> pl.DataFrame:
+    """`RankingModel.load(folder).top_k(users, k=k, threads=threads)`, the model loaded once per process (the last
+    one kept): what a compute engine maps over user partitions, on this process or on a cluster's workers."""
     model = _LOADED.get(folder)
     if model is None:
         _LOADED.clear()
         model = _LOADED[folder] = RankingModel.load(Path(folder))
-    return model.top_k(users, k=k)
+    return model.top_k(users, k=k, threads=threads)
 
 
-def write_lists(folder: str, out: str, job: tuple[int, list[str]], *, k: int) -> tuple[str, int]:
+def write_lists(folder: str, out: str, job: tuple[int, list[str]], *, k: int, threads: int = 1) -> tuple[str, int]:
     """One user partition's lists (`lists_of`) written as `out/part-NNNNN.parquet`; returns (path, rows). What a
     compute engine maps when the lists go to files (a cluster's workers write them: `out` must be shared)."""
     index, users = job
-    lists = lists_of(folder, users, k=k)
+    lists = lists_of(folder, users, k=k, threads=threads)
     path = Path(out) / f"part-{index:05d}.parquet"
     lists.write_parquet(path)
     return str(path), lists.height

@@ -129,11 +129,12 @@ def sample_label_users(split: Split, max_users: int, *, seed: int) -> tuple[Spli
     return sample_users(split, max_users, seed=seed, tag="label")
 
 
-def labelled_frame(candidates: Candidates, split: Split) -> LabelledFrame:
+def labelled_frame(candidates: Candidates, split: Split, *, threads: int = 1) -> LabelledFrame:
     """Candidates of the hold-out's users (`candidates` built on `split.train`) with label 1 where the hold-out has
-    the item; plus the hold-out's distinct (user_id, item_id, label=1) positives."""
+    the item; plus the hold-out's distinct (user_id, item_id, label=1) positives. `threads`: user batches side by
+    side (the same rows)."""
     users = split.test[S.USER_ID].unique(maintain_order=True).to_list()
-    frame = candidates.frame(users)
+    frame = candidates.frame(users, threads=threads)
     positives = split.test.select(S.USER_ID, S.ITEM_ID).unique().with_columns(pl.lit(1).alias("label"))
     frame = frame.join(positives, on=[S.USER_ID, S.ITEM_ID], how="left").with_columns(pl.col("label").fill_null(0))
     return frame, positives

@@ -158,7 +158,7 @@ def window_key(
         "cfg": blank.model_dump(mode="json"),
         "ease_l2": ease_l2,
         "blend": list(blend),
-        "scale": (scale or ScaleConfig()).model_dump(mode="json"),
+        "scale": (scale or ScaleConfig()).shaping(),
     }
     h.update(json.dumps(settings, sort_keys=True).encode())
     if embeddings is not None:

@@ -7,15 +7,21 @@ interest features took 3.3 ms with two BLAS threads and 0.30 ms with one, the sa
 output between threads, never one sum, so the thread count does not change a result).
 
 `threadpoolctl.threadpool_limits` looks up the loaded libraries on every call (~3.5 ms here, more than a request's
-whole re-rank); one controller, made on first use, switches them in ~30 us. The limit is process-wide while it is
-held; two threads holding it at once (a service's concurrent requests) may leave BLAS on one thread afterwards, which
-changes no result and is what a service's small products want anyway."""
+whole re-rank); one controller, made on first use, switches them in ~30 us. The limit is process-wide: threads that
+hold it at once (user batches side by side, a service's concurrent requests) share it, set by the first to enter and
+restored by the last to leave, so BLAS gets its own counts back afterwards whatever the interleaving."""
 
 from __future__ import annotations
 
-from contextlib import AbstractContextManager
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cache
 from typing import Any
+
+_lock = threading.Lock()
+_holders = 0
+_limiter: Any = None
 
 
 @cache
@@ -25,6 +31,19 @@ def _controller() -> Any:
     return ThreadpoolController()
 
 
-def one_blas_thread() -> AbstractContextManager[Any]:
-    """A context in which BLAS runs on one thread (the previous counts are restored on exit)."""
-    return _controller().limit(limits=1, user_api="blas")
+@contextmanager
+def one_blas_thread() -> Iterator[None]:
+    """A context in which BLAS runs on one thread (the previous counts are restored when the last holder exits)."""
+    global _holders, _limiter
+    with _lock:
+        if _holders == 0:
+            _limiter = _controller().limit(limits=1, user_api="blas")
+        _holders += 1
+    try:
+        yield
+    finally:
+        with _lock:
+            _holders -= 1
+            if _holders == 0:
+                _limiter.restore_original_limits()
+                _limiter = None

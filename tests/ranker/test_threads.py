@@ -1,10 +1,13 @@
-"""One BLAS thread around the per-user products (`recsys.scoring.threads`)."""
+"""One BLAS thread around the per-user products (`recsys.scoring.threads`); user batches side by side in threads
+(`recsys.compute.threads`)."""
 
 from __future__ import annotations
 
 import numpy as np
 from threadpoolctl import threadpool_info, threadpool_limits
 
+from recsys.compute import ScaleConfig, map_batches, resolve_threads
+from recsys.compute.threads import machine_cores
 from recsys.encoder.interest import UserInterests, interest_feature_arrays
 from recsys.scoring.pairs import quadratic_forms
 from recsys.scoring.threads import _controller, one_blas_thread
@@ -65,3 +68,43 @@ def test_per_user_products_give_the_same_values_on_any_thread_count() -> None:
             }
         for name, values in want.items():
             assert np.array_equal(got[name][at], values.astype(np.float32)), name
+
+
+def test_batches_in_threads_hold_blas_at_one_thread_and_holders_nest() -> None:
+    """While batches run side by side, BLAS is on one thread in every batch (the calling thread holds the limit;
+    the batches' own holds nest inside it) and gets its own counts back once the last holder has left."""
+    with one_blas_thread():
+        pass
+    before = _blas_threads()
+
+    def work(_: int) -> list[int]:
+        with one_blas_thread():  # a nested hold, as the per-user products take one
+            inside = _blas_threads()
+        return inside + _blas_threads()  # still one thread after the nested hold left: the caller holds it
+
+    seen = map_batches(work, list(range(8)), threads=2)
+    assert all(set(s) == {1} for s in seen)
+    assert _blas_threads() == before
+
+
+def test_batches_in_threads_come_back_in_order() -> None:
+    batches = [list(range(i, i + 3)) for i in range(0, 30, 3)]
+    order: list[int] = []
+
+    def work(b: list[int]) -> int:
+        order.append(b[0])
+        return sum(b)
+
+    want = [sum(b) for b in batches]
+    assert map_batches(work, batches, threads=1) == want and order == [b[0] for b in batches]
+    assert map_batches(work, batches, threads=4) == want
+    assert map_batches(work, [], threads=4) == []
+    assert resolve_threads(3) == 3 and resolve_threads(0) == machine_cores() >= 1
+
+
+def test_thread_counts_are_not_part_of_what_a_state_is_keyed_by() -> None:
+    """`batch_threads` changes how fast, never what is built: content keys (states, heads, nights) leave it out."""
+    base = ScaleConfig()
+    assert base.shaping() == ScaleConfig(batch_threads=7).shaping()
+    assert "batch_threads" not in base.shaping() and base.threads() == machine_cores()
+    assert base.shaping() != ScaleConfig(neighbours=7).shaping()
