@@ -9,8 +9,17 @@ engine ran them (embeddings up to float rounding). Within one process, independe
 threads (`map_batches`, `[scale] batch_threads`).
 """
 
-from recsys.compute.engine import ComputeConfig, Engine, LocalEngine, open_engine
+from recsys.compute.engine import ComputeConfig, Engine, LocalEngine, open_engine, partitions
 from recsys.compute.scale import ScaleConfig
 from recsys.compute.threads import map_batches, resolve_threads
 
-__all__ = ["ComputeConfig", "Engine", "LocalEngine", "ScaleConfig", "map_batches", "open_engine", "resolve_threads"]
+__all__ = [
+    "ComputeConfig",
+    "Engine",
+    "LocalEngine",
+    "ScaleConfig",
+    "map_batches",
+    "open_engine",
+    "partitions",
+    "resolve_threads",
+]

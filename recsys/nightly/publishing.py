@@ -17,7 +17,7 @@ from pathlib import Path
 import polars as pl
 
 from features import item_popularity
-from recsys.compute import Engine, LocalEngine, ScaleConfig
+from recsys.compute import Engine, LocalEngine, ScaleConfig, partitions
 from recsys.config import RunContext, Settings
 from recsys.data import schema as S
 from recsys.data.dataset import Dataset, after_last_event
@@ -94,9 +94,10 @@ def ranked_lists(
     """Every user's top-k by the bundle with the state (sources and features) rebuilt on all events, the trending
     fallback (events in the last `trending_days`), and that ranking model (what the service loads to re-rank exactly
     as the lists were made). The model is saved first (`served_model_dir`); the lists are then built by user
-    partitions of `partition_users` through `engine` (this process by default, or a Dask cluster's workers, each
-    loading the saved model and writing its partition's file): the same lists whichever engine builds them, never
-    gathered into one frame."""
+    partitions of `partition_users` (on a cluster, equal ones in whole rounds of its worker threads) through
+    `engine` (this process by default, user batches in `scale.batch_threads` threads, or a Dask cluster's workers,
+    each loading the saved model and writing its partition's file): the same lists whichever engine builds them,
+    never gathered into one frame."""
     emb = bundle.embeddings_for(dataset.items, cache_dir=run.cache_dir)
     pipe = bundle.pipeline(embeddings=emb, seed=run.seed_for("ranker"), scale=scale).fit(
         dataset.interactions, candidates=dataset.items[S.ITEM_ID].to_list(), items=dataset.items
@@ -106,9 +107,9 @@ def ranked_lists(
     if not (folder / "model.json").is_file():
         model.save(folder)
     users = dataset.interactions[S.USER_ID].unique(maintain_order=True).to_list()
-    parts = [users[i : i + partition_users] for i in range(0, len(users), partition_users)]
-    out = lists_folder(work_dir)
     engine = engine or LocalEngine()
+    parts = [list(p) for p in partitions(users, partition_users, slots=engine.slots())]
+    out = lists_folder(work_dir)
     # in this process, user batches side by side in threads; a cluster's workers are its parallelism (one batch
     # at a time in each worker thread)
     threads = (scale or ScaleConfig()).threads() if engine.name == "local" else 1

@@ -125,7 +125,7 @@ class RankingPipeline(Recommender):
             # serves the final state (it has not seen the last part of the training window; nothing leaks).
             self.embeddings = self.embedder(inner.train, self.items_)
         inner_cands = self._candidates(self._build(inner.train), 0.0)
-        self.text_weight_, text_info = choose_text_weight(self.cfg, inner_cands, inner)
+        self.text_weight_, text_info = choose_text_weight(self.cfg, inner_cands, inner, threads=self.scale.threads())
         inner_cands = inner_cands.with_text_weight(self.text_weight_)
         frame, positives = labelled_frame(inner_cands, inner, threads=self.scale.threads())
         features = self.feature_names(frame)

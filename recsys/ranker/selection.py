@@ -10,6 +10,7 @@ import numpy as np
 import polars as pl
 
 from recsys.baselines import EASE, ScaleConfig, top_k_frame
+from recsys.compute.threads import map_batches
 from recsys.data import schema as S
 from recsys.evaluation.compare import holm_adjust, paired_comparison
 from recsys.evaluation.metrics import mean_or_zero, user_metrics
@@ -68,12 +69,15 @@ def choose_blend(
     return (f, w), {"mode": "auto", "factors": f, "weight": w, "validation_ndcg@10": scores}
 
 
-def choose_text_weight(cfg: PipelineConfig, candidates: Candidates, split: Split) -> tuple[float, Choice]:
+def choose_text_weight(
+    cfg: PipelineConfig, candidates: Candidates, split: Split, *, threads: int = 1
+) -> tuple[float, Choice]:
     """The weight of the interest match in the prior score: as configured, or the best of the grid by nDCG@10 of
     the prior score alone (every candidate item ranked, seen items excluded) on `split`'s hold-out, with
     `candidates` built on `split.train`. The encoder was fine-tuned on `split.train` only, so the hold-out is new
     to it. On a large catalog (the indexed candidate path) the prior ranks each user's candidates instead of every
-    item: the same picks the ranker sees, at the cost of a few hundred scores per user rather than the catalog's."""
+    item: the same picks the ranker sees, at the cost of a few hundred scores per user rather than the catalog's.
+    `threads`: user batches side by side (the same choice)."""
     state = candidates.state
     if not candidates.use_text or not candidates.has_text:
         return 0.0, {"mode": "no text"}
@@ -81,23 +85,28 @@ def choose_text_weight(cfg: PipelineConfig, candidates: Candidates, split: Split
         return cfg.text_weight, {"mode": "fixed", "weight": cfg.text_weight}
     users = [u for u in split.test[S.USER_ID].unique(maintain_order=True).to_list() if u in state.user_index]
     grid = cfg.text_weight_grid
-    lists: dict[float, list[pl.DataFrame]] = {w: [] for w in grid}
-    step = user_batch(len(state.item_ids))
-    if candidates.indexed is not None:  # a large catalog: the prior ranks each user's candidates, not every item
-        for start in range(0, len(users), step):
-            batch = users[start : start + step]
-            pairs = candidates.indexed.prior_parts(batch, state.rows(batch))
-            for w in grid:
-                lists[w].append(_top_by(pairs, pl.col("blend") + w * pl.col("text_z"), 10))
-        users = []
-    for start in range(0, len(users), step):
-        batch = users[start : start + step]
+    indexed = candidates.indexed
+
+    def batch_lists(batch: list[str]) -> dict[float, pl.DataFrame]:
+        """Each weight's top 10 of one batch: the blend and the text once, then every weight on them."""
+        if indexed is not None:  # a large catalog: the prior ranks each user's candidates, not every item
+            pairs = indexed.prior_parts(batch, state.rows(batch))
+            return {w: _top_by(pairs, pl.col("blend") + w * pl.col("text_z"), 10) for w in grid}
         seen = state.seen_mask(state.rows(batch))
-        src = candidates.prior_inputs(batch)  # the blend and the text once per batch, then every weight on them
+        src = candidates.prior_inputs(batch)
         z = text_z(src["text"], seen)  # the same for every weight
+        out = {}
         for w in grid:
             prior = np.where(seen, -np.inf, prior_score(src, seen, w, z=z))
-            lists[w].append(top_k_frame(batch, prior, state.item_ids, 10))
+            out[w] = top_k_frame(batch, prior, state.item_ids, 10)
+        return out
+
+    step = user_batch(len(state.item_ids))
+    batches = [users[start : start + step] for start in range(0, len(users), step)]
+    if threads > 1 and len(batches) > 1:
+        candidates.prepare()  # the per-state tables, before any two batches could build them at once
+    done = map_batches(batch_lists, batches, threads=threads)
+    lists = {w: [d[w] for d in done] for w in grid}
     truth = split.test.select(S.USER_ID, S.ITEM_ID)
     scores: dict[float, float] = {}
     for w, parts in lists.items():

@@ -8,7 +8,7 @@ import os
 import pytest
 
 from pipelines.nightly import nightly
-from recsys.compute import ComputeConfig, LocalEngine, open_engine
+from recsys.compute import ComputeConfig, LocalEngine, open_engine, partitions
 from recsys.config import load_settings
 from recsys.data import load_dataset
 from recsys.nightly import publishing
@@ -41,8 +41,9 @@ def test_nightly_on_a_local_cluster_publishes_the_local_engines_lists(flow_env, 
     # 200 item texts in shards of 80: three tasks, all on the cluster's workers
     assert compute["embed_shards"] == 3
     assert compute["embed_ran_on"] and all(w.startswith("tcp://127.0.0.1:") for w in compute["embed_ran_on"])
-    # 120 users in partitions of 40: three tasks, all on the cluster's workers
-    assert compute["engine"] == "dask" and compute["partitions"] == 3
+    # 120 users in partitions of at most 40 on 2 worker threads: two whole rounds of 30 (not 3 tasks, one worker
+    # idling through the last), all on the cluster's workers
+    assert compute["engine"] == "dask" and compute["partitions"] == 4
     assert compute["ran_on"] and all(w.startswith("tcp://127.0.0.1:") for w in compute["ran_on"])
 
     settings = load_settings(**flow_env)
@@ -92,3 +93,15 @@ def test_nightly_on_a_local_cluster_publishes_the_local_engines_lists(flow_env, 
     assert set(streamed) == set(local)
     for user, (items, scores) in local.items():
         assert streamed[user][0] == items and streamed[user][1] == pytest.approx(scores, abs=1e-9), user
+
+
+def test_partitions_fill_whole_rounds_of_the_slots():
+    users = [f"u{i}" for i in range(100_001)]
+    one = partitions(users, 20_000)  # one slot: consecutive partitions of the size, the last one shorter
+    assert [len(p) for p in one] == [20_000] * 5 + [1]
+    two = partitions(users, 20_000, slots=2)  # 6 partitions: 3 rounds of 2, sizes within one
+    assert len(two) == 6 and max(map(len, two)) - min(map(len, two)) <= 1 and max(map(len, two)) <= 20_000
+    assert [u for p in two for u in p] == users  # every user once, in order
+    assert len(partitions(users[:40], 20_000, slots=4)) == 4  # fewer users than a partition: one each slot
+    assert partitions(users[:3], 20_000, slots=8) == [[u] for u in users[:3]]  # never an empty partition
+    assert partitions([], 10, slots=2) == []

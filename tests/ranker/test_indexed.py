@@ -187,6 +187,22 @@ def test_the_text_weight_is_chosen_among_the_candidates(synthetic, synthetic_emb
     assert len(set(info["validation_ndcg@10"].values())) > 1, info  # the weights rank differently
 
 
+def test_the_text_weight_is_the_same_with_batches_in_threads(synthetic, synthetic_embeddings, monkeypatch) -> None:
+    """Small batches (many of them) scored side by side give the choice and the table of one batch at a time."""
+    from recsys.evaluation import validation_split
+    from recsys.ranker import selection
+
+    split = split_temporal(synthetic.interactions)
+    inner = validation_split(split.train, "temporal", seed=0)
+    state = _build(inner.train, synthetic, synthetic_embeddings, scale=ScaleConfig(dense_item_limit=0, neighbours=30))
+    cfg = PipelineConfig(text_weight=None, text_weight_grid=(0.0, 0.5, 2.0))
+    monkeypatch.setattr(selection, "user_batch", lambda n_items: 16)
+    assert inner.test["user_id"].n_unique() > 3 * 16
+    cands = Candidates(state, CandidateConfig(), embeddings=synthetic_embeddings)
+    for c in (cands, _dense(cands)):  # the indexed path and the dense one
+        assert selection.choose_text_weight(cfg, c, inner, threads=3) == selection.choose_text_weight(cfg, c, inner)
+
+
 def test_hnsw_picks_of_a_user_do_not_depend_on_the_batch(synthetic, synthetic_embeddings) -> None:
     state = _state(synthetic, synthetic_embeddings, index="hnsw")
     cands = Candidates(state, CFG, embeddings=synthetic_embeddings, text_weight=0.5)
