@@ -251,15 +251,23 @@ class RankingPipeline(Recommender):
         if threads > 1 and len(batches) > 1:
             self.model_.prepare()  # the per-state tables, before any two batches could build them at once
 
-        def ranked(batch: list[str]) -> tuple[pl.DataFrame, pl.DataFrame] | None:
-            frame = self.model_.frame(batch)
-            return (frame, self.model_.ranked(frame, k=k)) if frame.height else None
+        # the candidates kept for `evaluation_extras`: those of the first users up to `scale.label_users` in all
+        recorded = set(known[: max(0, self.scale.label_users - self.recorded_users_)])
+
+        def ranked(batch: list[str]) -> tuple[pl.DataFrame | None, pl.DataFrame] | None:
+            frame = self.model_.frame(batch)  # dropped here: only the lists and the record's few columns come back
+            if not frame.height:
+                return None
+            keep = [u for u in batch if u in recorded]
+            return (_record_part(frame, keep) if keep else None), self.model_.ranked(frame, k=k)
 
         parts = []
-        for batch, done in zip(batches, map_batches(ranked, batches, threads=threads), strict=True):
+        for done in map_batches(ranked, batches, threads=threads):
             if done is not None:
-                self._record(batch, done[0])  # in the batches' order, whatever the threads
+                if done[0] is not None:  # in the batches' order, whatever the threads
+                    self._keep_record(done[0])
                 parts.append(done[1])
+        self.recorded_users_ += len(recorded)
         return pl.concat(parts) if parts else pl.DataFrame(schema=S.RECOMMENDATION_SCHEMA)
 
     def _record(self, users: list[str], frame: pl.DataFrame) -> None:
@@ -267,11 +275,11 @@ class RankingPipeline(Recommender):
         users only (a bounded record: every user's candidates of a large night would not fit in memory)."""
         room = self.scale.label_users - self.recorded_users_
         if room > 0:
-            part = frame.filter(pl.col(S.USER_ID).is_in(users[:room])).select(
-                S.USER_ID, S.ITEM_ID, "is_from_text", "is_from_cf", "is_from_popular"
-            )
+            self._keep_record(_record_part(frame, users[:room]))
             self.recorded_users_ += min(room, len(users))
-            self.last_candidates_ = part if self.last_candidates_ is None else pl.concat([self.last_candidates_, part])
+
+    def _keep_record(self, part: pl.DataFrame) -> None:
+        self.last_candidates_ = part if self.last_candidates_ is None else pl.concat([self.last_candidates_, part])
 
     def _score(self, rows: np.ndarray) -> np.ndarray:
         users = [self.users_[r] for r in rows]
@@ -301,6 +309,13 @@ class RankingPipeline(Recommender):
             "ranker_validation_ndcg": self.ranker_.validation_ndcg,
             "feature_importance": importance.to_dicts(),
         }
+
+
+def _record_part(frame: pl.DataFrame, users: list[str]) -> pl.DataFrame:
+    """The candidate-source flags of `users`' rows in a candidate frame (what the candidate recall reads)."""
+    return frame.filter(pl.col(S.USER_ID).is_in(users)).select(
+        S.USER_ID, S.ITEM_ID, "is_from_text", "is_from_cf", "is_from_popular"
+    )
 
 
 PIPELINE_MODELS: tuple[str, ...] = ("pipeline", "pipeline-no-text")
