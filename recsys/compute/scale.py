@@ -49,9 +49,8 @@ class ScaleConfig(BaseModel, frozen=True, extra="forbid"):
     batch_threads: int = Field(
         0,
         ge=0,
-        description="user batches scored side by side in one process, in threads (the published lists on the local "
-        "engine, the evaluation's pipeline lists, the ranker's labelled candidates); 0 = this machine's cores. The "
-        "rows are the same for any number",
+        description="the published lists on the local engine: user batches scored side by side in threads (0 = "
+        "this machine's cores); the same lists for any number",
     )
     hnsw_links: int = Field(16, ge=2, description="HNSW: links per item in the graph (faiss' M)")
     hnsw_ef_search: int = Field(

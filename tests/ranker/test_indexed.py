@@ -246,7 +246,6 @@ def test_the_pipelines_lists_come_from_candidate_frames_and_equal_dense_scoring(
     assert one.height and one.equals(model.candidates.frame(users, batch_size=5, threads=3))
     assert lists.equals(model.top_k(users, k=20, batch_size=7, threads=1))
     assert lists.equals(model.top_k(users, k=20, batch_size=7, threads=3))
-    pipe.scale = scale.model_copy(update={"batch_threads": 1})
     pipe.last_candidates_, pipe.recorded_users_ = None, 0
     assert lists.equals(pipe.recommend(users, k=20, batch_size=7))
     assert pipe.last_candidates_ is not None and pipe.last_candidates_.equals(recorded)  # recorded in batch order
