@@ -117,10 +117,7 @@ def partitions(items: Sequence[T], size: int, *, slots: int = 1) -> list[Sequenc
         n += slots - n % slots
     if slots <= 1 or n == 0:
         return [items[i : i + size] for i in range(0, len(items), size)]
-    base, extra = divmod(len(items), n)
-    bounds = [0]
-    for i in range(n):
-        bounds.append(bounds[-1] + base + (1 if i < extra else 0))
+    bounds = [len(items) * i // n for i in range(n + 1)]  # n slices whose sizes differ by at most one
     return [items[a:b] for a, b in itertools.pairwise(bounds) if b > a]
 
 

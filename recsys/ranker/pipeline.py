@@ -23,7 +23,6 @@ import polars as pl
 import scipy.sparse as sp
 
 from recsys.baselines import Recommender, ScaleConfig
-from recsys.compute.threads import map_batches
 from recsys.data import schema as S
 from recsys.encoder.cache import ItemEmbeddings
 from recsys.encoder.recommender import TextRecommender
@@ -137,8 +136,7 @@ class RankingPipeline(Recommender):
         def nested() -> tuple[pl.DataFrame, pl.DataFrame]:
             split = validation_split(inner.train, self.protocol, seed=self.seed)
             split = sample_label_users(split, self.scale.label_users, seed=self.seed)[0]
-            cands = self._candidates(self._build(split.train), self.text_weight_)
-            return labelled_frame(cands, split)
+            return labelled_frame(self._candidates(self._build(split.train), self.text_weight_), split)
 
         ranker_cfg, prior_info = choose_prior(
             self.cfg,
@@ -246,28 +244,13 @@ class RankingPipeline(Recommender):
             return super().recommend(users, k=k, exclude_seen=False, batch_size=batch_size)
         known = [u for u in users if u in self.user_index_]
         size = batch_size or 1024
-        batches = [known[start : start + size] for start in range(0, len(known), size)]
-        # one batch at a time: with batches in threads the middle-size night's evaluation took as long (376 vs 371 s)
-        # at 5% more peak memory; the published lists, where they pay, use them (`[scale] batch_threads`)
-        threads = 1
-
-        # the candidates kept for `evaluation_extras`: those of the first users up to `scale.label_users` in all
-        recorded = set(known[: max(0, self.scale.label_users - self.recorded_users_)])
-
-        def ranked(batch: list[str]) -> tuple[pl.DataFrame | None, pl.DataFrame] | None:
-            frame = self.model_.frame(batch)  # dropped here: only the lists and the record's few columns come back
-            if not frame.height:
-                return None
-            keep = [u for u in batch if u in recorded]
-            return (_record_part(frame, keep) if keep else None), self.model_.ranked(frame, k=k)
-
         parts = []
-        for done in map_batches(ranked, batches, threads=threads):
-            if done is not None:
-                if done[0] is not None:  # in the batches' order, whatever the threads
-                    self._keep_record(done[0])
-                parts.append(done[1])
-        self.recorded_users_ += len(recorded)
+        for start in range(0, len(known), size):
+            batch = known[start : start + size]
+            frame = self.model_.frame(batch)
+            if frame.height:
+                self._record(batch, frame)
+                parts.append(self.model_.ranked(frame, k=k))
         return pl.concat(parts) if parts else pl.DataFrame(schema=S.RECOMMENDATION_SCHEMA)
 
     def _record(self, users: list[str], frame: pl.DataFrame) -> None:
@@ -275,11 +258,11 @@ class RankingPipeline(Recommender):
         users only (a bounded record: every user's candidates of a large night would not fit in memory)."""
         room = self.scale.label_users - self.recorded_users_
         if room > 0:
-            self._keep_record(_record_part(frame, users[:room]))
+            part = frame.filter(pl.col(S.USER_ID).is_in(users[:room])).select(
+                S.USER_ID, S.ITEM_ID, "is_from_text", "is_from_cf", "is_from_popular"
+            )
             self.recorded_users_ += min(room, len(users))
-
-    def _keep_record(self, part: pl.DataFrame) -> None:
-        self.last_candidates_ = part if self.last_candidates_ is None else pl.concat([self.last_candidates_, part])
+            self.last_candidates_ = part if self.last_candidates_ is None else pl.concat([self.last_candidates_, part])
 
     def _score(self, rows: np.ndarray) -> np.ndarray:
         users = [self.users_[r] for r in rows]
@@ -309,13 +292,6 @@ class RankingPipeline(Recommender):
             "ranker_validation_ndcg": self.ranker_.validation_ndcg,
             "feature_importance": importance.to_dicts(),
         }
-
-
-def _record_part(frame: pl.DataFrame, users: list[str]) -> pl.DataFrame:
-    """The candidate-source flags of `users`' rows in a candidate frame (what the candidate recall reads)."""
-    return frame.filter(pl.col(S.USER_ID).is_in(users)).select(
-        S.USER_ID, S.ITEM_ID, "is_from_text", "is_from_cf", "is_from_popular"
-    )
 
 
 PIPELINE_MODELS: tuple[str, ...] = ("pipeline", "pipeline-no-text")
