@@ -139,7 +139,6 @@ def prepare(work: Path, dataset: str, console: Console) -> tuple[Path, list[str]
         bundle=bundle,
         model=model,
         dataset=ds,
-        work_dir=work / "nightly",
     )
     config = work / "recsys.toml"
     config.write_text(f'[serving]\nstore_path = "{work / "serving.db"}"\nreload_interval_s = 30\n')

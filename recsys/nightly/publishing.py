@@ -5,6 +5,7 @@ evaluation) so each stays readable."""
 
 from __future__ import annotations
 
+import gc
 import shutil
 import time
 import uuid
@@ -25,15 +26,17 @@ from recsys.data.registry import load_dataset
 from recsys.data.stored import DatasetRef
 from recsys.nightly.steps import _sha
 from recsys.ranker import RankingModel
-from recsys.ranker.scoring import write_lists
+from recsys.ranker.scoring import MODEL_FILE, forget_loaded, write_lists
 from recsys.registry.bundle import ModelBundle, load_bundle
 from recsys.registry.tracking import Registry
 from recsys.serving.store import SnapshotInfo, SnapshotStore
 
 
-def served_model_dir(work_dir: Path, bundle: ModelBundle, dataset: Dataset) -> Path:
-    """Where the ranking model of `bundle` rebuilt on `dataset` is saved: content-addressed by version and data."""
-    return Path(work_dir).resolve() / "served" / "models" / _sha(bundle.digest, dataset.fingerprint)[:24]
+def served_model_dir(work_dir: Path, bundle: ModelBundle, dataset: Dataset, scale: ScaleConfig | None = None) -> Path:
+    """Where the ranking model of `bundle` rebuilt on `dataset` is saved: content-addressed by version, data and the
+    scale settings that shape the rebuilt state (`ScaleConfig.shaping`: its sources' forms, its indexes)."""
+    key = _sha(bundle.digest, dataset.fingerprint, (scale or ScaleConfig()).shaping())
+    return Path(work_dir).resolve() / "served" / "models" / key[:24]
 
 
 @dataclass(frozen=True)
@@ -90,22 +93,27 @@ def ranked_lists(
     scale: ScaleConfig | None = None,
     engine: Engine | None = None,
     partition_users: int = 20_000,
-) -> tuple[ListParts, pl.DataFrame, RankingModel]:
+) -> tuple[ListParts, pl.DataFrame, Path]:
     """Every user's top-k by the bundle with the state (sources and features) rebuilt on all events, the trending
-    fallback (events in the last `trending_days`), and that ranking model (what the service loads to re-rank exactly
-    as the lists were made). The model is saved first (`served_model_dir`); the lists are then built by user
+    fallback (events in the last `trending_days`), and the folder of that ranking model (what the service loads to
+    re-rank exactly as the lists were made). The model is saved first (`served_model_dir`; a folder already there is
+    the same model, read back instead of rebuilt); the lists are then built by user
     partitions of `partition_users` (on a cluster, equal ones in whole rounds of its worker threads) through
     `engine` (this process by default, user batches in `scale.batch_threads` threads, or a Dask cluster's workers,
     each loading the saved model and writing its partition's file): the same lists whichever engine builds them,
     never gathered into one frame."""
-    emb = bundle.embeddings_for(dataset.items, cache_dir=run.cache_dir)
-    pipe = bundle.pipeline(embeddings=emb, seed=run.seed_for("ranker"), scale=scale).fit(
-        dataset.interactions, candidates=dataset.items[S.ITEM_ID].to_list(), items=dataset.items
-    )
-    model = pipe.model_
-    folder = served_model_dir(work_dir, bundle, dataset)
-    if not (folder / "model.json").is_file():
-        model.save(folder)
+    folder = served_model_dir(work_dir, bundle, dataset, scale)
+    if not (folder / MODEL_FILE).is_file():  # else built by an earlier run from the same version, data and settings
+        emb = bundle.embeddings_for(dataset.items, cache_dir=run.cache_dir)
+        pipe = bundle.pipeline(embeddings=emb, seed=run.seed_for("ranker"), scale=scale).fit(
+            dataset.interactions, candidates=dataset.items[S.ITEM_ID].to_list(), items=dataset.items
+        )
+        pipe.model_.save(folder)
+        # the lists come from the saved model (its arrays mapped, as in the service and on a cluster's workers): the
+        # built one goes before they are made, or the process holds two states (GBs at a million users; the state's
+        # candidates and indexed tables refer to each other, so collect)
+        del pipe, emb
+        gc.collect()
     users = dataset.interactions[S.USER_ID].unique(maintain_order=True).to_list()
     engine = engine or LocalEngine()
     parts = [list(p) for p in partitions(users, partition_users, slots=engine.slots())]
@@ -114,14 +122,15 @@ def ranked_lists(
     # at a time in each worker thread)
     threads = (scale or ScaleConfig()).threads() if engine.name == "local" else 1
     written = engine.map(partial(write_lists, str(folder), str(out), k=k, threads=threads), list(enumerate(parts)))
+    forget_loaded()  # the local engine's copy: the lists are written, the night goes on without it
     lists = ListParts(out, tuple(Path(p) for p, _ in written), sum(n for _, n in written))
     fallback = trending(dataset.interactions, k=k, window_days=trending_days)
-    return lists, fallback, model
+    return lists, fallback, folder
 
 
 def configured_lists(
     bundle: ModelBundle, dataset: Dataset, settings: Settings, *, engine: Engine | None = None
-) -> tuple[ListParts, pl.DataFrame, RankingModel]:
+) -> tuple[ListParts, pl.DataFrame, Path]:
     """`ranked_lists` with the settings' list length, folders, trending window, scale and partitions."""
     return ranked_lists(
         bundle,
@@ -155,23 +164,19 @@ def publish(
     *,
     model_version: str,
     bundle: ModelBundle,
-    model: RankingModel,
+    model: Path,
     dataset: Dataset,
-    work_dir: Path,
     meta: dict | None = None,
 ) -> SnapshotInfo:
-    """Publish the lists as a new snapshot. The ranking model they were made with (ranker, embeddings and the state
-    built on this data) is saved first under `work_dir/served/models/`, content-addressed by version and data, and
-    the snapshot's metadata names it: the service loads it to re-rank exactly as the lists were made."""
-    served = served_model_dir(work_dir, bundle, dataset)
-    if not (served / "model.json").is_file():
-        model.save(served)
+    """Publish the lists as a new snapshot whose metadata names the ranking model they were made with (`model`: the
+    folder `ranked_lists` saved it in: ranker, embeddings and the state built on this data): the service loads it to
+    re-rank exactly as the lists were made."""
     return publish_parts(
         store,
         lists,
         fallback,
         model_version=model_version,
-        model=served,
+        model=model,
         bundle_digest=bundle.digest,
         data_fingerprint=dataset.fingerprint,
         meta=meta,
@@ -255,7 +260,6 @@ def republish_champion(
         bundle=bundle,
         model=model,
         dataset=dataset,
-        work_dir=settings.nightly.work_dir,
         meta={"reason": "republish"},
     )
     if earlier is not None and damaged:

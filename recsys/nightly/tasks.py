@@ -204,10 +204,9 @@ class BuiltLists:
 def build_lists(bundle: Path, data: DatasetRef, settings: Settings, *, engine: Engine) -> BuiltLists:
     """The champion's lists for every user, by user partitions through `engine` (`publishing.ranked_lists`)."""
     loaded, dataset = load_bundle(bundle), data.load()
-    parts, fallback, _ = publishing.configured_lists(loaded, dataset, settings, engine=engine)
+    parts, fallback, model = publishing.configured_lists(loaded, dataset, settings, engine=engine)
     fallback_file = parts.folder / "fallback.parquet"  # removed with the parts once published
     fallback.write_parquet(fallback_file)
-    model = publishing.served_model_dir(settings.nightly.work_dir, loaded, dataset)
     return BuiltLists(parts, fallback_file, model, loaded.digest, dataset.fingerprint)
 
 

@@ -190,6 +190,11 @@ def lists_of(folder: str, users: list[str], *, k: int, threads: int = 1) -> pl.D
     return model.top_k(users, k=k, threads=threads)
 
 
+def forget_loaded() -> None:
+    """Drop the model `lists_of` keeps in this process (once its lists are made: a night goes on without it)."""
+    _LOADED.clear()
+
+
 def write_lists(folder: str, out: str, job: tuple[int, list[str]], *, k: int, threads: int = 1) -> tuple[str, int]:
     """One user partition's lists (`lists_of`) written as `out/part-NNNNN.parquet`; returns (path, rows). What a
     compute engine maps when the lists go to files (a cluster's workers write them: `out` must be shared)."""

@@ -29,7 +29,7 @@ from recsys.serving.store import (
     RankedList,
     SnapshotInfo,
     decode_list,
-    grouped_chunks,
+    encoded_chunks,
     new_snapshot,
 )
 
@@ -75,12 +75,13 @@ class RedisSnapshotStore:
         lists_key = self._k("snap", sid, "lists")
         self.r.zadd(self._k("building"), {sid: time.time()})
         n_users = k = 0
-        for chunk in grouped_chunks(lists, batch_size):
-            added = self.r.hset(lists_key, mapping={u: json.dumps([i, s]) for u, i, s in chunk})
-            if added != len(chunk):  # hset counts new fields only: a user written before
+        for chunk in encoded_chunks(lists, batch_size):
+            # [items, scores]: the two stored JSON arrays joined into one (what `json.dumps([items, scores])` wrote)
+            added = self.r.hset(lists_key, mapping={u: f"[{i},{s}]" for u, i, s in chunk.rows})
+            if added != len(chunk.rows):  # hset counts new fields only: a user written before
                 raise ValueError(f"snapshot {sid}: a user's list appears twice in the published lists")
-            n_users += len(chunk)
-            k = max(k, *(len(items) for _, items, _ in chunk))
+            n_users += len(chunk.rows)
+            k = max(k, chunk.k)
         if fallback is not None and fallback.height:
             items = fallback[S.ITEM_ID].cast(pl.String).to_list()
             scores = fallback[S.SCORE].cast(pl.Float64).to_list()

@@ -97,42 +97,69 @@ def new_snapshot_id(now: datetime | None = None) -> str:
     return f"{now:%Y%m%dT%H%M%S.%f}Z-{uuid.uuid4().hex[:8]}"
 
 
-def group_lists(lists: pl.DataFrame) -> Iterator[tuple[str, list[str], list[float]]]:
-    """(user_id, items by rank, scores) per user of a user_id, item_id, rank, score frame."""
-    missing = {S.USER_ID, S.ITEM_ID, S.RANK, S.SCORE} - set(lists.columns)
-    if missing:
-        raise ValueError(f"ranked lists lack columns {sorted(missing)}")
-    grouped = (
-        lists.sort(S.USER_ID, S.RANK)
-        .group_by(S.USER_ID, maintain_order=True)
-        .agg(pl.col(S.ITEM_ID).cast(pl.String), pl.col(S.SCORE).cast(pl.Float64))
-    )
-    for user, items, scores in grouped.iter_rows():
-        yield str(user), list(items), [float(s) for s in scores]
-
-
 # What a publish takes: one frame of lists, or frames in turn (e.g. a night's partitions read one by one), each
 # holding whole users, so a snapshot of millions of users is never one frame in memory.
 Lists = pl.DataFrame | Iterable[pl.DataFrame]
+
+
+def _grouped(lists: pl.DataFrame) -> pl.DataFrame:
+    """One row per user (by user id): the items by rank, their scores, whether every score is finite."""
+    missing = {S.USER_ID, S.ITEM_ID, S.RANK, S.SCORE} - set(lists.columns)
+    if missing:
+        raise ValueError(f"ranked lists lack columns {sorted(missing)}")
+    return (
+        lists.sort(S.USER_ID, S.RANK)
+        .group_by(S.USER_ID, maintain_order=True)
+        .agg(
+            pl.col(S.ITEM_ID).cast(pl.String),
+            pl.col(S.SCORE).cast(pl.Float64),
+            pl.col(S.SCORE).cast(pl.Float64).is_finite().all().alias("_finite"),
+        )
+        .with_columns(pl.col(S.USER_ID).cast(pl.String))
+    )
+
+
+def _json_array(column: str) -> pl.Expr:
+    """A list column as JSON array text, written by polars (no Python object per element): the one-field struct's
+    `{"a":[...]}` less its first five characters and its last."""
+    return pl.struct(pl.col(column).alias("a")).struct.json_encode().str.slice(5).str.head(-1)
+
+
+@dataclass(frozen=True)
+class EncodedChunk:
+    """Users' lists as stored: (user_id, items as a JSON array, scores as a JSON array) rows, and the longest list."""
+
+    rows: list[tuple[str, str, str]]
+    k: int
+
+
+def encoded_chunks(lists: Lists, batch_size: int) -> Iterator[EncodedChunk]:
+    """Each frame's lists, grouped by user and written as JSON arrays in polars, in chunks of at most `batch_size`
+    users: what a publish stores, without a Python list per user (at a million users of 100 items, json.dumps of
+    per-user lists took most of a publish). Scores that are not finite, which polars writes as null, are written
+    by `json.dumps` as before (NaN, Infinity: `decode_list` reads them back)."""
+    for frame in [lists] if isinstance(lists, pl.DataFrame) else lists:
+        grouped = _grouped(frame)
+        encoded = grouped.select(
+            S.USER_ID,
+            _json_array(S.ITEM_ID).alias("_items"),
+            pl.when("_finite").then(_json_array(S.SCORE)).alias("_scores"),
+            pl.col(S.ITEM_ID).list.len().alias("_k"),
+        )
+        for start in range(0, encoded.height, batch_size):
+            part = encoded.slice(start, batch_size)
+            rows = part.select(S.USER_ID, "_items", "_scores").rows()
+            if part["_scores"].null_count():
+                scores = grouped.slice(start, batch_size)[S.SCORE]
+                rows = [(u, i, json.dumps(scores[n].to_list()) if s is None else s) for n, (u, i, s) in enumerate(rows)]
+            longest = part["_k"].max()
+            yield EncodedChunk(rows, longest if isinstance(longest, int) else 0)
 
 
 def new_snapshot(model_version: str, meta: dict | None) -> SnapshotInfo:
     """A new snapshot's identity (its user count and k are filled in once its lists are written)."""
     now = datetime.now(UTC)
     return SnapshotInfo(new_snapshot_id(now), now.isoformat(), model_version, 0, 0, dict(meta or {}))
-
-
-def grouped_chunks(lists: Lists, batch_size: int) -> Iterator[list[tuple[str, list[str], list[float]]]]:
-    """(user_id, items, scores) rows in chunks of at most `batch_size` users, frame by frame."""
-    for frame in [lists] if isinstance(lists, pl.DataFrame) else lists:
-        chunk: list[tuple[str, list[str], list[float]]] = []
-        for row in group_lists(frame):
-            chunk.append(row)
-            if len(chunk) == batch_size:
-                yield chunk
-                chunk = []
-        if chunk:
-            yield chunk
 
 
 _SCHEMA = """
@@ -225,17 +252,14 @@ class SQLiteSnapshotStore:
                 (sid, info.created_at, model_version, json.dumps(info.meta, default=str)),
             )
         n_users = k = 0
-        for chunk in grouped_chunks(lists, batch_size):
+        for chunk in encoded_chunks(lists, batch_size):
             with self._write() as con:
                 try:
-                    con.executemany(
-                        "INSERT INTO lists VALUES (?, ?, ?, ?)",
-                        [(sid, u, json.dumps(i), json.dumps(s)) for u, i, s in chunk],
-                    )
+                    con.executemany("INSERT INTO lists VALUES (?, ?, ?, ?)", [(sid, *row) for row in chunk.rows])
                 except sqlite3.IntegrityError as exc:
                     raise ValueError(f"snapshot {sid}: a user's list appears twice in the published lists") from exc
-            n_users += len(chunk)
-            k = max(k, *(len(items) for _, items, _ in chunk))
+            n_users += len(chunk.rows)
+            k = max(k, chunk.k)
         with self._write() as con:
             if fallback is not None and fallback.height:
                 con.execute(

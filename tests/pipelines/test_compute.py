@@ -8,7 +8,7 @@ import os
 import pytest
 
 from pipelines.nightly import nightly
-from recsys.compute import ComputeConfig, LocalEngine, open_engine, partitions
+from recsys.compute import ComputeConfig, LocalEngine, ScaleConfig, open_engine, partitions
 from recsys.config import load_settings
 from recsys.data import load_dataset
 from recsys.nightly import publishing
@@ -67,9 +67,10 @@ def test_nightly_on_a_local_cluster_publishes_the_local_engines_lists(flow_env, 
     per_file = [set(f["user_id"].unique().to_list()) for f in parts.frames()]
     assert [len(u) for u in per_file] == [50, 50, 20] and not set.intersection(*per_file)
     assert parts.n_rows == sum(f.height for f in parts.frames())
+    parts_frame = parts.collect().sort("user_id", "rank")
     local = {
         u: (g.sort("rank")["item_id"].to_list(), g.sort("rank")["score"].to_list())
-        for (u,), g in parts.collect().group_by("user_id")
+        for (u,), g in parts_frame.group_by("user_id")
     }
     assert set(local) == set(published) and len(local) == 120
     for user, (items, scores) in local.items():
@@ -85,7 +86,6 @@ def test_nightly_on_a_local_cluster_publishes_the_local_engines_lists(flow_env, 
         bundle=bundle,
         model=model,
         dataset=dataset,
-        work_dir=tmp_path / "work",
     )
     assert info.n_users == 120 and not parts.folder.exists()
     streamed = store.read_all()
@@ -93,6 +93,19 @@ def test_nightly_on_a_local_cluster_publishes_the_local_engines_lists(flow_env, 
     assert set(streamed) == set(local)
     for user, (items, scores) in local.items():
         assert streamed[user][0] == items and streamed[user][1] == pytest.approx(scores, abs=1e-9), user
+    # the saved ranking model is content-addressed: the same version, data and scale settings read it back (no
+    # rebuild: building the pipeline would fail here) and make the same lists; settings that shape the state do not
+    assert model == publishing.served_model_dir(tmp_path / "work", bundle, dataset, ScaleConfig())
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(type(bundle), "pipeline", None)
+        again, _, same = publishing.ranked_lists(
+            bundle, dataset, settings.run, k=settings.nightly.serving_k, work_dir=tmp_path / "work", partition_users=70
+        )
+    assert same == model and again.collect().sort("user_id", "rank").equals(parts_frame)
+    threads = ScaleConfig(batch_threads=3)
+    assert publishing.served_model_dir(tmp_path / "work", bundle, dataset, threads) == model
+    exact = ScaleConfig(item_index="exact")
+    assert publishing.served_model_dir(tmp_path / "work", bundle, dataset, exact) != model
 
 
 def test_partitions_fill_whole_rounds_of_the_slots():

@@ -77,7 +77,6 @@ def published(synthetic, synthetic_embeddings, tmp_path_factory):
         bundle=bundle,
         model=model,
         dataset=synthetic,
-        work_dir=root / "work",
     )
     return {
         "root": root,

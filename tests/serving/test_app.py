@@ -52,7 +52,6 @@ def republish(published, store, frame: pl.DataFrame, fallback: pl.DataFrame, ver
         bundle=published["bundle"],
         model=published["model"],
         dataset=published["dataset"],
-        work_dir=published["root"] / "work",
     )
 
 

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import threading
 
+import numpy as np
 import polars as pl
 import pytest
 
@@ -67,6 +68,27 @@ def test_publish_streams_frames_in_turn_and_refuses_a_user_twice(make_store):
     with pytest.raises(ValueError, match="appears twice"):
         store.publish(iter(twice), model_version="recsys/2")
     assert store.current() == info and store.get("u1").model_version == "recsys/1"
+
+
+def test_stored_lists_read_back_exactly(make_store):
+    """The JSON a publish writes (polars, not json.dumps) reads back bit for bit: scores of every magnitude, item ids
+    with quotes, backslashes and non-ASCII text, lists of different lengths, and scores that are not finite."""
+    rng = np.random.default_rng(3)
+    ids = ["plain", 'quo"te', "back\\slash", "caf\u00e9 \u65e5\u672c", "tab\tnew\nline"]
+    rows = []
+    for u in range(40):
+        scores = rng.standard_normal(u % 7 + 1) * 10.0 ** rng.integers(-12, 12)
+        rows += [(f"u{u}", f"{ids[(u + r) % len(ids)]}-{r}", r + 1, float(s)) for r, s in enumerate(scores)]
+    rows += [("odd", "a", 1, float("inf")), ("odd", "b", 2, float("nan")), ("odd", "c", 3, -float("inf"))]
+    frame = pl.DataFrame(rows, schema=["user_id", "item_id", "rank", "score"], orient="row")
+    store = make_store()
+    info = store.publish(frame.sample(fraction=1.0, shuffle=True, seed=1), model_version="recsys/1", batch_size=7)
+    assert (info.n_users, info.k) == (41, 7)
+    for (user,), group in frame.group_by("user_id"):
+        got = store.get(user)
+        assert got.items == group.sort("rank")["item_id"].to_list(), user
+        want = group.sort("rank")["score"].to_list()
+        assert [repr(s) for s in got.scores] == [repr(s) for s in want], user  # NaN compares by its repr
 
 
 def test_retention_and_rollback(make_store):
