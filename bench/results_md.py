@@ -252,15 +252,20 @@ def scale_section(data: dict[str, Any]) -> list[str]:
         )
     if data.get("growth"):
         lines.append("")
+    code = {r["size"]: str(r.get("git_sha", env.get("git_sha", "?")))[:7] for r in data["rows"]}
     for g in data.get("growth", []):
         worst = max(
             ((s, v["seconds_ratio"]) for s, v in g["steps"].items() if v["seconds_ratio"] is not None),
             key=lambda sv: sv[1],
             default=("–", 0.0),
         )
+        a, b = code.get(g["from"], "?"), code.get(g["to"], "?")
+        mixed = (
+            "" if a == b else f" The two rows ran different code ({a} -> {b}): the ratios mix its changes with growth."
+        )
         lines.append(
             f"- {g['from']} -> {g['to']} (events x{g['events_ratio']}): wall x{g['wall_ratio']}, peak memory "
-            f"x{g['peak_rss_ratio']}; the step that grew most: `{worst[0]}` x{worst[1]}."
+            f"x{g['peak_rss_ratio']}; the step that grew most: `{worst[0]}` x{worst[1]}.{mixed}"
         )
     return [*lines, ""]
 
