@@ -238,6 +238,7 @@ def scale_section(data: dict[str, Any]) -> list[str]:
         "| size | code | events | completed | wall s | peak MiB | " + " | ".join(steps) + " |",
         "|---|---|---|---|---|---|" + "---|" * len(steps),
     ]
+    code = {r["size"]: str(r.get("git_sha", env.get("git_sha", "?")))[:7] for r in data["rows"]}
     for r in data["rows"]:
         cells = [
             f"{r['steps_seconds'][s]:.0f} s / {r['steps_peak_rss_mb'][s]:.0f}"
@@ -246,13 +247,12 @@ def scale_section(data: dict[str, Any]) -> list[str]:
             for s in steps
         ]
         lines.append(
-            f"| {r['size']} | {str(r.get('git_sha', env.get('git_sha', '?')))[:7]} | {r['events']} | "
+            f"| {r['size']} | {code[r['size']]} | {r['events']} | "
             f"{'yes' if r['completed'] else 'no'} | {r['wall_seconds']:.0f} | "
             f"{max([r['peak_rss_mb'], *r.get('steps_peak_rss_mb', {}).values()]):.0f} | " + " | ".join(cells) + " |"
         )
     if data.get("growth"):
         lines.append("")
-    code = {r["size"]: str(r.get("git_sha", env.get("git_sha", "?")))[:7] for r in data["rows"]}
     for g in data.get("growth", []):
         worst = max(
             ((s, v["seconds_ratio"]) for s, v in g["steps"].items() if v["seconds_ratio"] is not None),

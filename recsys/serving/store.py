@@ -108,14 +108,15 @@ def _grouped(lists: pl.DataFrame) -> pl.DataFrame:
     if missing:
         raise ValueError(f"ranked lists lack columns {sorted(missing)}")
     return (
-        lists.sort(S.USER_ID, S.RANK)
-        .group_by(S.USER_ID, maintain_order=True)
-        .agg(
+        lists.select(
+            pl.col(S.USER_ID).cast(pl.String),
+            S.RANK,
             pl.col(S.ITEM_ID).cast(pl.String),
             pl.col(S.SCORE).cast(pl.Float64),
-            pl.col(S.SCORE).cast(pl.Float64).is_finite().all().alias("_finite"),
         )
-        .with_columns(pl.col(S.USER_ID).cast(pl.String))
+        .sort(S.USER_ID, S.RANK)
+        .group_by(S.USER_ID, maintain_order=True)
+        .agg(S.ITEM_ID, S.SCORE, pl.col(S.SCORE).is_finite().all().alias("_finite"))
     )
 
 
