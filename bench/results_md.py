@@ -362,6 +362,30 @@ def candidates_section(data: dict[str, Any], name: str) -> list[str]:
     return [*lines, ""]
 
 
+def lists_section(files: list[tuple[str, dict[str, Any]]]) -> list[str]:
+    machine = files[0][1]["machine"]
+    lines = [
+        "## Published lists per user by candidate batch size (`bench/lists.py`)",
+        "",
+        f"{files[0][1]['benchmark']}. Machine: {machine['processor']}, {machine['cpu_count']} cores. Same lists: every "
+        "user's items, order and scores equal to the first size's.",
+        "",
+        *[f"- {name}: {data['protocol']}." for name, data in files],
+        "",
+        "| file | model (users x items) | code | default batch | batch users | ms/user | x first | same lists |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, data in files:
+        st = data["state"]
+        for r in data["rows"]:
+            lines.append(
+                f"| {name} | {st['users']} x {st['items']} | {data['git_sha'][:7]} | "
+                f"{data['default_batch_users']} | {r['batch_users']} | {r['ms_per_user_median']:.3f} | "
+                f"x{r['x_first']} | {'yes' if r['same_lists_as_first'] else 'NO'} |"
+            )
+    return [*lines, ""]
+
+
 def blend_grid_section(data: dict[str, Any]) -> list[str]:
     machine = data["machine"].get("processor") or data["machine"]["platform"]
     lines = [
@@ -442,6 +466,9 @@ def render() -> str:
         lines += scale_quality_section(json.loads(sq.read_text()))
     for cf in sorted(RESULTS.glob("candidates*.json")):
         lines += candidates_section(json.loads(cf.read_text()), cf.name)
+    lists = [(f.name, json.loads(f.read_text())) for f in sorted(RESULTS.glob("lists*.json"))]
+    if lists:
+        lines += lists_section(lists)
     bg = RESULTS / "blend-grid.json"
     if bg.is_file():
         lines += blend_grid_section(json.loads(bg.read_text()))

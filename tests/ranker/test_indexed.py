@@ -244,6 +244,7 @@ def test_the_pipelines_lists_come_from_candidate_frames_and_equal_dense_scoring(
     model = pipe.model_
     one = model.candidates.frame(users, batch_size=5, threads=1)
     assert one.height and one.equals(model.candidates.frame(users, batch_size=5, threads=3))
+    assert one.equals(model.candidates.frame(users))  # the default batch size: the same rows
     assert lists.equals(model.top_k(users, k=20, batch_size=7, threads=1))
     assert lists.equals(model.top_k(users, k=20, batch_size=7, threads=3))
     pipe.last_candidates_, pipe.recorded_users_ = None, 0
