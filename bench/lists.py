@@ -16,7 +16,6 @@ import json
 import os
 import platform
 import statistics
-import subprocess
 import time
 from pathlib import Path
 from typing import Any
@@ -25,15 +24,10 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
+from recsys.evaluation.runner import environment_info
 from recsys.ranker import candidates as candidates_module
 from recsys.ranker.candidates import user_batch
 from recsys.ranker.scoring import RankingModel
-
-
-def _git_sha() -> str:
-    root = Path(__file__).resolve().parents[1]
-    done = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, check=False)
-    return done.stdout.strip()
 
 
 def main() -> None:
@@ -63,7 +57,7 @@ def main() -> None:
     try:
         for rep in range(args.repeats):
             for size in sizes if rep % 2 == 0 else sizes[::-1]:
-                candidates_module.user_batch = lambda _n, size=size, **_kw: size  # type: ignore[assignment]
+                candidates_module.user_batch = lambda _n, size=size: size  # type: ignore[assignment]
                 t0 = time.perf_counter()
                 lists[size] = model.top_k(users, k=args.k, threads=args.threads)
                 runs[size].append(1000 * (time.perf_counter() - t0) / len(users))
@@ -83,7 +77,6 @@ def main() -> None:
                 "same_lists_as_first": bool(lists[size].equals(base)),
             }
         )
-    state = json.loads((args.model / "state" / "state.json").read_text())
     result = {
         "benchmark": "the published lists' cost per user by candidate batch size: RankingModel.top_k on a night's "
         "saved served model, after it is loaded and its tables built",
@@ -91,11 +84,16 @@ def main() -> None:
         f"top-{args.k}, {args.threads} thread(s); batch sizes alternating in one process, {args.repeats} runs "
         "each, medians",
         "model": str(args.model),
-        "state": {"users": len(ids), "items": n_items, "scalable": model.state.scalable, "as_of": state.get("as_of")},
+        "state": {
+            "users": len(ids),
+            "items": n_items,
+            "scalable": model.state.scalable,
+            "as_of": model.state.as_of.isoformat(),
+        },
         "default_batch_users": user_batch(n_items),
         "load_seconds": round(load_s, 1),
         "rows": rows,
-        "git_sha": _git_sha(),
+        "git_sha": environment_info()["git_sha"],
         "machine": {"processor": platform.processor() or platform.machine(), "cpu_count": os.cpu_count()},
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
