@@ -89,8 +89,14 @@ def after_last_event(events: pl.DataFrame) -> datetime:
     return events[S.TIMESTAMP].max() + timedelta(microseconds=1)  # type: ignore[operator,return-value]
 
 
+# Rows of a column joined into one string at a time by `fingerprint_frames` (its memory: that string, not the column).
+FINGERPRINT_ROWS = 1 << 20
+
+
 def fingerprint_frames(*frames: pl.DataFrame) -> str:
-    """sha256 of each column rendered as text; lists joined by '|', nulls as NUL. Independent of file formats."""
+    """sha256 of each column rendered as text (values joined by US, 0x1f); lists joined by '|', nulls as NUL.
+    Independent of file formats. Hashed FINGERPRINT_ROWS values at a time, joined by polars: the same digest as one
+    string of the whole column, without ten million Python strings for a ten-million-event log (12 s and 1.4 GB)."""
     h = hashlib.sha256()
     for df in frames:
         h.update(f"{df.height}x{df.width}".encode())
@@ -100,7 +106,10 @@ def fingerprint_frames(*frames: pl.DataFrame) -> str:
                 col = col.list.join("|")
             text = col.cast(pl.String).fill_null("\x00")
             h.update(name.encode())
-            h.update("\x1f".join(text.to_list()).encode())
+            for lo in range(0, len(text), FINGERPRINT_ROWS):
+                if lo:
+                    h.update(b"\x1f")
+                h.update(str(text.slice(lo, FINGERPRINT_ROWS).str.join("\x1f").item()).encode())
     return h.hexdigest()
 
 

@@ -114,7 +114,10 @@ def ranked_lists(
         # candidates and indexed tables refer to each other, so collect)
         del pipe, emb
         gc.collect()
-    users = dataset.interactions[S.USER_ID].unique(maintain_order=True).to_list()
+    # by id: the partitions, and the users within them, come in the store's key order, so a publish appends to its
+    # B-tree instead of inserting all over it (a million users' lists are GBs; first-seen order made each insert a
+    # random page)
+    users = dataset.interactions[S.USER_ID].unique().sort().to_list()
     engine = engine or LocalEngine()
     parts = [list(p) for p in partitions(users, partition_users, slots=engine.slots())]
     out = lists_folder(work_dir)

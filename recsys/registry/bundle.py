@@ -56,7 +56,8 @@ def _digest_tree(folder: Path) -> str:
     )
     for p in files:
         h.update(p.relative_to(folder).as_posix().encode())
-        h.update(hashlib.sha256(p.read_bytes()).digest())
+        with p.open("rb") as f:  # streamed: a million users' state is a 4 GB file, never read into memory whole
+            h.update(hashlib.file_digest(f, "sha256").digest())
     return h.hexdigest()
 
 

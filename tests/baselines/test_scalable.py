@@ -8,8 +8,8 @@ import pytest
 import scipy.linalg
 import scipy.sparse as sp
 
-from recsys.baselines import EASE, SAR, EASELowPass, ItemKNN, LowPass, ScaleConfig
-from recsys.baselines.scalable import lowpass_components, neighbour_ease
+from recsys.baselines import EASE, SAR, EASELowPass, ItemKNN, LowPass, ScaleConfig, scalable
+from recsys.baselines.scalable import lowpass_components, neighbour_ease, top_k_per_column
 from recsys.scoring.topk import top_k_indices
 
 FORCED = ScaleConfig(dense_item_limit=0)
@@ -92,6 +92,47 @@ def test_chunked_similarity_with_every_neighbour_kept_is_the_exact_one(model, sy
     chunked = model(scale=big, **kwargs).fit(train).similarity_.toarray()
     np.fill_diagonal(exact, 0.0)  # the chunked form never keeps an item as its own neighbour
     np.testing.assert_allclose(chunked, exact, atol=1e-12)
+
+
+def _reference_top_k(m: sp.spmatrix, k: int, *, skip_diagonal: bool) -> np.ndarray:
+    """Each column's k largest stored entries, ties by the smaller row, from a full sort per column (dense)."""
+    c, out = sp.coo_matrix(m), np.zeros(m.shape)
+    for j in range(m.shape[1]):
+        entries = sorted((-v, r) for r, cj, v in zip(c.row, c.col, c.data, strict=True) if cj == j)
+        entries = [(v, r) for v, r in entries if not (skip_diagonal and r == j)][:k]
+        for v, r in entries:
+            out[r, j] = -v
+    return out
+
+
+@pytest.mark.parametrize("skip_diagonal", [True, False])
+def test_top_k_per_column_keeps_each_columns_k_largest_with_ties_to_the_smaller_row(skip_diagonal):
+    rng = np.random.default_rng(3)
+    for _ in range(30):
+        n = int(rng.integers(2, 25))
+        m = sp.random(n, n, density=float(rng.uniform(0.1, 1.0)), random_state=rng, format="csr")
+        m.data = np.ceil(m.data * 3)  # three distinct values: many ties at every cut
+        for k in (0, 1, 2, 4, 50):
+            got = top_k_per_column(m, k, skip_diagonal=skip_diagonal)
+            assert (got.getnnz(axis=0) <= k).all()
+            np.testing.assert_array_equal(got.toarray(), _reference_top_k(m, k, skip_diagonal=skip_diagonal))
+
+
+def test_top_k_per_column_refuses_nan():
+    with pytest.raises(ValueError, match="NaN"):
+        top_k_per_column(sp.csr_matrix(np.array([[1.0, np.nan], [2.0, 3.0]])), 1)
+
+
+def test_chunked_similarity_keeps_each_items_k_most_similar(synthetic, monkeypatch):
+    """Chunks of 7 targets, 3 neighbours kept: each column holds the exact similarity's 3 largest off-diagonal
+    entries (ties to the smaller item)."""
+    monkeypatch.setattr(scalable, "ITEM_CHUNK", 7)
+    train = synthetic.interactions
+    exact = ItemKNN(neighbours=10_000).fit(train).similarity_
+    chunked = ItemKNN(scale=ScaleConfig(dense_item_limit=0, neighbours=3), neighbours=3).fit(train).similarity_
+    want = _reference_top_k(sp.csr_matrix(exact), 3, skip_diagonal=True)
+    np.testing.assert_allclose(chunked.toarray(), want, atol=1e-12)
+    assert chunked.getnnz(axis=0).max() == 3
 
 
 def test_forced_sparse_models_recommend_close_to_the_exact_ones(synthetic):
