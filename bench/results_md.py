@@ -270,6 +270,40 @@ def scale_section(data: dict[str, Any]) -> list[str]:
     return [*lines, ""]
 
 
+def scale_ab_section(files: list[tuple[str, dict[str, Any]]]) -> list[str]:
+    """`bench/scale_ab.py`: one size's night on the code before and after a change, run in one session."""
+    lines = [
+        "## The same night before and after a change (`bench/scale_ab.py`)",
+        "",
+        "Two runs of `bench/scale.py` at one size in one session, one after the other on the same machine (old code, "
+        "then new), so the ratios compare code rather than sessions; one run each, so a ratio within about 10% of 1 "
+        "is noise. Identical metrics: every metric of every model equal in both nights.",
+        "",
+    ]
+    for name, d in files:
+        a, b = d["before"]["git_sha"][:7], d["after"]["git_sha"][:7]
+        lines += [
+            f"{name}: {d['size']} ({d['events']} events), {d['protocol']}; CPU "
+            f"{d['environment']['after'].get('cpu', '?')}. Identical metrics: "
+            f"{'yes' if d['metrics_identical'] else 'no'}.",
+            "",
+            f"| step | {a} s | {b} s | x | {a} peak MiB | {b} peak MiB |",
+            "|---|---|---|---|---|---|",
+        ]
+        for step, v in d["steps"].items():
+            lines.append(
+                f"| {step} | {v['before_seconds'] or 0:.1f} | {v['after_seconds'] or 0:.1f} | "
+                f"{v['seconds_ratio'] if v['seconds_ratio'] is not None else '–'} | "
+                f"{v['before_peak_rss_mb'] or 0:.0f} | {v['after_peak_rss_mb'] or 0:.0f} |"
+            )
+        lines += [
+            f"| **night** | {d['before']['wall_seconds']:.0f} | {d['after']['wall_seconds']:.0f} | "
+            f"{d['wall_ratio']} | {d['before']['peak_rss_mb']:.0f} | {d['after']['peak_rss_mb']:.0f} |",
+            "",
+        ]
+    return lines
+
+
 def scale_engine_section(data: dict[str, Any], local: dict[str, Any] | None) -> list[str]:
     """`bench/scale.py --engine dask`: the same night on a Dask LocalCluster, beside the local engine's run."""
     env = data.get("environment", {})
@@ -458,6 +492,9 @@ def render() -> str:
     sc = RESULTS / "scale.json"
     if sc.is_file():
         lines += scale_section(json.loads(sc.read_text()))
+    ab = [(f.name, json.loads(f.read_text())) for f in sorted(RESULTS.glob("scale-ab-*.json"))]
+    if ab:
+        lines += scale_ab_section(ab)
     sd = RESULTS / "scale-dask.json"
     if sd.is_file():
         lines += scale_engine_section(json.loads(sd.read_text()), json.loads(sc.read_text()) if sc.is_file() else None)
