@@ -304,6 +304,28 @@ def scale_ab_section(files: list[tuple[str, dict[str, Any]]]) -> list[str]:
     return lines
 
 
+def state_build_section(files: list[tuple[str, dict[str, Any]]]) -> list[str]:
+    """`bench/state_build.py`: a ranking state's build under two code trees, alternating in one session."""
+    lines = [
+        "## A ranking state's build, code against code (`bench/state_build.py`)",
+        "",
+        "What the night's list building fits before it lists (sources, features, indexes on all events), in a fresh "
+        "process per run, the trees alternating in one session. Same state: sha256 of EASE's weights, SAR's and "
+        "item-kNN's similarities and the low-pass components equal to the first tree's.",
+        "",
+        "| file | protocol | code | seconds | median | x first | maxrss MiB | same state |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, d in files:
+        for r in d["rows"]:
+            lines.append(
+                f"| {name} | {d['protocol']} | {r['git_sha'][:7]} | {', '.join(str(x) for x in r['seconds'])} | "
+                f"{r['seconds_median']:.1f} | x{r['x_first']} | {r['maxrss_mb']} | "
+                f"{'yes' if r['same_state_as_first'] else 'NO'} |"
+            )
+    return [*lines, ""]
+
+
 def scale_engine_section(data: dict[str, Any], local: dict[str, Any] | None) -> list[str]:
     """`bench/scale.py --engine dask`: the same night on a Dask LocalCluster, beside the local engine's run."""
     env = data.get("environment", {})
@@ -495,6 +517,9 @@ def render() -> str:
     ab = [(f.name, json.loads(f.read_text())) for f in sorted(RESULTS.glob("scale-ab-*.json"))]
     if ab:
         lines += scale_ab_section(ab)
+    builds = [(f.name, json.loads(f.read_text())) for f in sorted(RESULTS.glob("state-build*.json"))]
+    if builds:
+        lines += state_build_section(builds)
     sd = RESULTS / "scale-dask.json"
     if sd.is_file():
         lines += scale_engine_section(json.loads(sd.read_text()), json.loads(sc.read_text()) if sc.is_file() else None)
