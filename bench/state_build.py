@@ -70,6 +70,7 @@ def child(root: Path, bundle: Path) -> dict[str, Any]:
         "users": len(state.user_ids),
         "items": len(state.item_ids),
         "digests": digests,
+        "git_sha": environment_info()["git_sha"],  # the revision of the recsys this process imported
     }
 
 
@@ -80,11 +81,6 @@ def _run(tree: Path, root: Path, bundle: Path) -> dict[str, Any]:
     if out.returncode != 0:
         raise SystemExit(f"{tree}: the build failed\n{out.stderr[-3000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
-
-
-def _sha(tree: Path) -> str:
-    got = subprocess.run(["git", "-C", str(tree), "rev-parse", "HEAD"], capture_output=True, text=True, check=False)
-    return got.stdout.strip() or "?"
 
 
 def main() -> None:
@@ -115,7 +111,7 @@ def main() -> None:
         rows.append(
             {
                 "tree": str(tree),
-                "git_sha": _sha(tree),
+                "git_sha": got[0]["git_sha"],
                 "seconds": [r["seconds"] for r in got],
                 "seconds_median": median,
                 "x_first": round(median / base, 3),
