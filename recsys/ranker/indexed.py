@@ -35,7 +35,6 @@ import scipy.sparse as sp
 from recsys.data import schema as S
 from recsys.scoring.pairs import (
     Cells,
-    DenseCells,
     PairProduct,
     RowPool,
     distinct,
@@ -44,11 +43,10 @@ from recsys.scoring.pairs import (
     lookup,
     moments,
     quadratic_forms,
-    row_best,
     row_dots,
     row_products,
-    support_moments,
 )
+from recsys.scoring.row_product import row_product_of
 from recsys.scoring.topk import top_k_indices
 from recsys.scoring.vector_index import VectorIndex
 
@@ -71,8 +69,9 @@ class Candidates(Protocol):
     def has_text(self) -> bool: ...
 
 
-# Above this many users x train items per batch, EASE's values at pairs are looked up by sorted keys instead of a
-# dense table (`recsys.ranker.candidates.user_batch` keeps a batch at 4M cells: 32 MB of table).
+# Above this many users x train items per batch, EASE's rows stay a sparse product (values at pairs looked up by
+# sorted keys) instead of a dense table (`recsys.scoring.row_product`; `recsys.ranker.candidates.user_batch` keeps a
+# batch at 4M cells: 32 MB of table).
 DENSE_LOOKUP_CELLS = 16_000_000
 
 # The approximate (HNSW) path's collaborative pool: EASE's and the low-pass's own top (this x N) each, re-scored by
@@ -184,7 +183,8 @@ class IndexedSources:
         train, pos = self.train_cols, self.train_pos
         v, scale, w_sum, w_gram = self.lowpass
         hist_t = hist[:, train]
-        ease = sp.csr_matrix(hist_t @ blend.ease.weights)  # users x train positions; a product's rows: unsorted
+        # users x train positions: EASE's sparse rows, read as values at pairs, moments and best entries
+        ease = row_product_of(hist_t, blend.ease.weights, dense_cells=DENSE_LOOKUP_CELLS)
         q = np.asarray((hist_t @ sp.diags(1.0 / scale)) @ v)  # users x factors
         # the seen train items' terms, to take out of the sums
         sr = seen_r
@@ -194,11 +194,9 @@ class IndexedSources:
         low_seen = np.einsum("ij,ij->i", q[sr], v[sc]) * scale[sc]
         n_valid = len(train) - np.bincount(sr, minlength=n_users)
         seen_cells = Cells(hist)
-        # EASE at pairs: a dense table for a batch of the usual size (no sort of the product's rows), else by keys
-        ease_cells = DenseCells(ease) if n_users * len(train) <= DENSE_LOOKUP_CELLS else Cells(ease)
         # EASE's sums over the valid items: its row's (thousands of entries per user at scale: popular items are
         # every item's neighbours) minus the seen items' values
-        e_mean, e_sd = support_moments(ease, sr, ease_cells.at(sr, sc), n_valid)
+        e_mean, e_sd = ease.moments(sr, ease.at(sr, sc), n_valid)
         l_mean, l_sd = moments(
             row_products(q, w_sum) - np.bincount(sr, low_seen, minlength=n_users),
             quadratic_forms(q, w_gram) - np.bincount(sr, low_seen**2, minlength=n_users),
@@ -212,7 +210,7 @@ class IndexedSources:
             ok = t >= 0
             out = np.zeros(len(r))
             rr, tt = r[ok], t[ok]
-            e = ease_cells.at(rr, tt)
+            e = ease.at(rr, tt)
             out[ok] = (e - e_mean[rr]) / e_sd[rr]
             if bw > 0:
                 low = np.einsum("ij,ij->i", q[rr], v[tt]) * scale[tt]
@@ -231,7 +229,7 @@ class IndexedSources:
                 assert indexes is not None
                 m = POOL_SIZE * n
                 low_top = indexes.lowpass.search(q, m, seen)
-                ease_top = [train[t] for t in row_best(ease, sr, sc, m)]
+                ease_top = [train[t] for t in ease.best(sr, sc, m)]
             elif bw > 0 and len(train):  # outside EASE's support the blend orders items by the low-pass score
                 low_all = (q @ v.T) * scale
                 low_all[sr, sc] = -np.inf
@@ -309,7 +307,7 @@ class IndexedSources:
         t = pos[c]
         ok = t >= 0
         scores: dict[str, np.ndarray] = {"ease": np.zeros(len(r)), "lowpass": np.zeros(len(r))}
-        scores["ease"][ok] = ease_cells.at(r[ok], t[ok])
+        scores["ease"][ok] = ease.at(r[ok], t[ok])
         scores["lowpass"][ok] = np.einsum("ij,ij->i", q[r[ok]], v[t[ok]]) * scale[t[ok]]
         scores["blend"] = blend_at(r, c)
         sar, knn = self.similarities

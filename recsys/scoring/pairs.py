@@ -1,5 +1,5 @@
 """Small array helpers for scoring at (user, item) pairs instead of whole rows: cell lookups in sparse matrices (by
-sorted keys, or a dense table for a batch), products at given pairs, row-wise dot products and quadratic forms,
+sorted keys), products at given pairs, row-wise dot products and quadratic forms,
 distinct values, mean and deviation from sums, each row's first values it does not exclude (one pass per batch), and
 each row's best pooled entries. Used by the indexed candidate path (`recsys.ranker.indexed`) and the sparse forms'
 exact top-k (`recsys.baselines.pooled`)."""
@@ -38,22 +38,6 @@ class Cells:
         vals = np.zeros(len(want))
         vals[found] = self.data[at[found]]
         out[ok] = vals
-        return out
-
-
-class DenseCells:
-    """`Cells` through the matrix made dense (rows x columns float64), for a small matrix whose stored entries are
-    not in order: a sparse product's rows come unsorted, and sorting them for `Cells` was 22% of the list building's
-    time at 1M users x 100k items (py-spy; EASE's sparse rows hold thousands of entries per user); zeroing and
-    filling a batch's table costs far less, and a lookup is one gather."""
-
-    def __init__(self, matrix: sp.spmatrix) -> None:
-        self.table = sp.csr_matrix(matrix).toarray()
-
-    def at(self, r: np.ndarray, c: np.ndarray) -> np.ndarray:
-        out = np.zeros(len(r))
-        ok = c >= 0
-        out[ok] = self.table[r[ok], c[ok]]
         return out
 
 

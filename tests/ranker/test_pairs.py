@@ -7,8 +7,6 @@ import numpy as np
 import scipy.sparse as sp
 
 from recsys.scoring.pairs import (
-    Cells,
-    DenseCells,
     PairProduct,
     RowPool,
     first_allowed,
@@ -84,21 +82,6 @@ def test_first_allowed_keeps_order_and_drops_padding_and_exclusions() -> None:
     got = first_allowed(values, np.array([0, 1, 1]), np.array([3, 2000, 4]), 2)
     assert [g.tolist() for g in got] == [[5, 9], [2, 7], []]
     assert first_allowed(values[:0], np.array([0]), np.array([3]), 2) == []
-
-
-def test_dense_cells_read_an_unsorted_product_as_the_key_lookup_does() -> None:
-    rng = np.random.default_rng(7)
-    a = sp.random(30, 400, density=0.02, random_state=1, format="csr")
-    w = sp.random(400, 400, density=0.05, random_state=2, format="csr")
-    product = sp.csr_matrix(a @ w)  # a product's rows: stored entries not in column order
-    assert not product.has_sorted_indices
-    r, c = rng.integers(0, 30, 5000), rng.integers(-1, 400, 5000)
-    r = np.concatenate([r, np.repeat(np.arange(30), np.diff(product.indptr))])  # every stored entry too
-    c = np.concatenate([c, product.indices])
-    got = DenseCells(product).at(r, c)
-    assert np.array_equal(got, Cells(product.copy()).at(r, c))
-    assert np.array_equal(got[c < 0], np.zeros((c < 0).sum()))
-    assert np.array_equal(got[5000:], product.data)
 
 
 def test_pair_products_take_either_side_with_the_same_bits_as_the_whole_product() -> None:
