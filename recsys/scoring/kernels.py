@@ -78,39 +78,45 @@ def row_product(
     b_indices: np.ndarray,
     b_data: np.ndarray,
     table: np.ndarray,
-    counts: np.ndarray,
+    out_indptr: np.ndarray,
+    out_indices: np.ndarray,
+    out_data: np.ndarray,
     sums: np.ndarray,
     squares: np.ndarray,
 ) -> None:
-    """A @ B (CSR, float64) into `table` (rows x B's columns, zeros on entry), with each row's count of non-zero
-    values and their sum and sum of squares (pairwise, in column order).
+    """A @ B (CSR, float64) into `table` (rows x B's columns, zeros on entry), with each row's non-zeros as CSR
+    (`out_indptr`, `out_indices` ascending, `out_data`) and the sums of their values and squared values (pairwise,
+    in column order).
 
     Each output value adds A's terms in A's row order, as scipy's `csr_matmat` does (the same bits as
-    `(A @ B).toarray()`); its non-zeros are then found by one pass over the dense row, instead of scipy's linked
-    list of touched columns, which costs a second random access per term (at 100k items, users' rows add a few
-    hundred thousand terms each)."""
+    `(A @ B).toarray()`). The non-zeros are then found by one sequential pass over the dense row; scipy's linked list
+    of touched columns costs a second random access per term instead (at 100k items a user's row adds a few hundred
+    thousand terms), and listing columns as terms first reach them cost more than the pass (measured on the 20k-item
+    night's model)."""
     n_rows, n_cols = table.shape
-    values = np.empty(n_cols)
     squared = np.empty(n_cols)
+    nnz = 0
+    out_indptr[0] = 0
     for i in range(n_rows):
         for jj in range(a_indptr[i], a_indptr[i + 1]):
             j = a_indices[jj]
             v = a_data[jj]
             for kk in range(b_indptr[j], b_indptr[j + 1]):
                 table[i, b_indices[kk]] += v * b_data[kk]
-        count = 0
+        start = nnz
         for k in range(n_cols):
             x = table[i, k]
             if x != 0:
-                values[count] = x
-                squared[count] = x * x
-                count += 1
+                out_indices[nnz] = k
+                out_data[nnz] = x
+                squared[nnz - start] = x * x
+                nnz += 1
             else:
                 table[i, k] = 0.0  # -0.0 (an exact cancellation) reads as the unstored 0, as in toarray()
-        counts[i] = count
-        if count:
-            sums[i] = pairwise_sum(values, 0, count)
-            squares[i] = pairwise_sum(squared, 0, count)
+        out_indptr[i + 1] = nnz
+        if nnz > start:
+            sums[i] = pairwise_sum(out_data, start, nnz - start)
+            squares[i] = pairwise_sum(squared, 0, nnz - start)
 
 
 @_jit
@@ -139,32 +145,36 @@ def _sift_down(heap_v: np.ndarray, heap_c: np.ndarray, size: int, at: int) -> No
 
 @_jit
 def best_stored(
-    table: np.ndarray,
+    indptr: np.ndarray,
+    indices: np.ndarray,
+    data: np.ndarray,
+    n_cols: int,
     ex_ptr: np.ndarray,
     ex_cols: np.ndarray,
     m: int,
     out_ptr: np.ndarray,
     out_cols: np.ndarray,
 ) -> None:
-    """Per row i of `table`, the columns of its m largest non-zero values that row i does not exclude
-    (`ex_cols[ex_ptr[i]:ex_ptr[i + 1]]`): largest first, ties by the smaller column. One pass over the row with a
-    heap of m."""
-    n_rows, n_cols = table.shape
+    """Per row i of a CSR matrix (`indptr`, `indices`, `data`; `n_cols` columns), the columns of its m largest
+    stored values that row i does not exclude (`ex_cols[ex_ptr[i]:ex_ptr[i + 1]]`): largest first, ties by the
+    smaller column. One pass over the stored entries with a heap of m (the worst kept on top, so most entries cost
+    one comparison)."""
     excluded = np.zeros(n_cols, dtype=np.bool_)
     heap_v = np.empty(max(m, 1))
     heap_c = np.empty(max(m, 1), dtype=np.int64)
     out_ptr[0] = 0
     filled = 0
-    for i in range(n_rows):
+    for i in range(len(indptr) - 1):
         for e in range(ex_ptr[i], ex_ptr[i + 1]):
             excluded[ex_cols[e]] = True
         size = 0
-        for c in range(n_cols if m > 0 else 0):
-            v = table[i, c]
-            if size == m and not _worse(heap_v[0], heap_c[0], v, c):
+        for e in range(indptr[i], indptr[i + 1] if m > 0 else indptr[i]):
+            v = data[e]
+            c = indices[e]
+            if size == m and (v < heap_v[0] or (v == heap_v[0] and c > heap_c[0])):
                 continue  # most entries: no better than the worst kept
-            if v == 0 or excluded[c]:
-                continue  # not stored (a zero can beat negative values), or seen
+            if excluded[c]:
+                continue
             if size < m:  # push, then sift up
                 at = size
                 heap_v[at] = v

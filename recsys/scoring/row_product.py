@@ -12,8 +12,6 @@ product, with sorted-key lookups, for batches too large for a dense table).
 
 from __future__ import annotations
 
-from functools import cached_property
-
 import numpy as np
 import scipy.sparse as sp
 
@@ -23,9 +21,9 @@ from recsys.scoring.pairs import Cells, moments, row_best, row_sums
 class RowProduct:
     """left @ right for a batch (left: users x items, right: items x columns; CSR), computed in float64 into a dense
     users x columns table (the values of scipy's product, bit for bit), with each row's stored entries (the
-    product's non-zeros: `counts`, and `indptr` / `indices` in column order when asked) and their sums and sums of
-    squares (pairwise, in column order: scipy's product lists a row's entries in another order, so a sum may differ
-    from the scipy path's in its last bits)."""
+    product's non-zeros as CSR: `indptr`, `indices` in column order, `data`) and their sums and sums of squares
+    (pairwise, in column order: scipy lists a row's entries in another order, so a sum may differ from the scipy
+    path's in its last bits)."""
 
     def __init__(self, left: sp.spmatrix, right: sp.spmatrix) -> None:
         from recsys.scoring import kernels
@@ -34,8 +32,11 @@ class RowProduct:
         if a.shape[1] != b.shape[0]:
             raise ValueError(f"cannot multiply {a.shape} by {b.shape}")
         n_rows, n_cols = a.shape[0], b.shape[1]
+        # stored entries per row: at most the terms that reach it, and at most the columns
+        bound = min(int(np.diff(b.indptr)[a.indices].sum()), n_rows * n_cols)
         self.table = np.zeros((n_rows, n_cols))
-        self.counts = np.zeros(n_rows, dtype=np.int64)
+        self.indptr = np.zeros(n_rows + 1, dtype=np.int64)
+        indices, data = np.empty(bound, dtype=np.int64), np.empty(bound)
         self.sums, self.squares = np.zeros(n_rows), np.zeros(n_rows)
         # index arrays as they are (the kernel compiles per index type: no copy of the model per batch)
         kernels.row_product(
@@ -46,20 +47,13 @@ class RowProduct:
             b.indices,
             np.asarray(b.data, dtype=np.float64),
             self.table,
-            self.counts,
+            self.indptr,
+            indices,
+            data,
             self.sums,
             self.squares,
         )
-
-    @cached_property
-    def indptr(self) -> np.ndarray:
-        """Row pointers of the stored entries (`indices`)."""
-        return np.concatenate(([0], np.cumsum(self.counts)))
-
-    @cached_property
-    def indices(self) -> np.ndarray:
-        """Each row's stored entries' columns, ascending (the product's non-zeros)."""
-        return np.nonzero(self.table)[1]
+        self.indices, self.data = indices[: self.indptr[-1]], data[: self.indptr[-1]]
 
     def at(self, r: np.ndarray, c: np.ndarray) -> np.ndarray:
         """The product at pairs (row, column); 0 where c < 0."""
@@ -89,7 +83,8 @@ class RowProduct:
         ex_ptr = np.searchsorted(ex_rows, np.arange(n_rows + 1)).astype(np.int64)
         out_ptr = np.zeros(n_rows + 1, dtype=np.int64)
         out_cols = np.empty(n_rows * max(m, 0), dtype=np.int64)
-        kernels.best_stored(self.table, ex_ptr, np.asarray(ex_cols, dtype=np.int64), m, out_ptr, out_cols)
+        ex = np.asarray(ex_cols, dtype=np.int64)
+        kernels.best_stored(self.indptr, self.indices, self.data, self.table.shape[1], ex_ptr, ex, m, out_ptr, out_cols)
         return np.split(out_cols[: out_ptr[-1]], out_ptr[1:-1])
 
 

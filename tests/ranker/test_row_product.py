@@ -41,13 +41,13 @@ def test_the_table_holds_scipys_product_bit_for_bit_with_its_stored_entries(inde
     got = RowProduct(a, b)
     expected = sp.csr_matrix(a @ b)
     assert np.array_equal(got.table, expected.toarray())  # every value, bit for bit
-    assert np.array_equal(got.counts, np.diff(expected.indptr))
-    expected.sort_indices()
+    expected.sort_indices()  # the stored entries as CSR in column order, values bit for bit
     assert np.array_equal(got.indptr, expected.indptr) and np.array_equal(got.indices, expected.indices)
-    # the sums: pairwise over each row's stored values in column order (numpy's reduction may pair them otherwise)
+    assert np.array_equal(got.data, expected.data)
+    # the sums: pairwise over each row's stored values in column order (scipy's product lists them otherwise)
     np.testing.assert_allclose(got.sums, row_sums(expected.data, expected.indptr), rtol=1e-13, atol=1e-13)
     np.testing.assert_allclose(got.squares, row_sums(expected.data**2, expected.indptr), rtol=1e-13)
-    assert got.counts.max() > 128  # rows long enough for the pairwise sum's halving
+    assert np.diff(got.indptr).max() > 128  # rows long enough for the pairwise sum's pairs of blocks
     r = np.repeat(np.arange(30), 600)
     c = np.tile(np.arange(600), 30)
     c[::7] = -1
@@ -66,16 +66,18 @@ def test_the_pairwise_sum_adds_blocks_then_pairs_of_blocks() -> None:
     assert abs(kernels.pairwise_sum(x, 0, len(x)) - 0.1 * len(x)) < 1e-6  # a running sum is off by ~1e-4 here
 
 
-def test_an_exact_cancellation_is_not_stored() -> None:
-    b = sp.csr_matrix(np.array([[1.0, 2.0, 0.0], [-1.0, 0.0, 3.0]]))
-    a = sp.csr_matrix(np.array([[1.0, 1.0], [0.0, 1.0]]))  # user 0: item 0's and item 1's rows cancel at column 0
+def test_an_exact_cancellation_is_not_stored_and_a_column_back_at_zero_is_listed_once() -> None:
+    b = sp.csr_matrix(np.array([[1.0, 2.0, 0.0], [-1.0, 0.0, 3.0], [0.5, 0.0, 0.0]]))
+    # user 0: items 0 and 1 cancel at column 0; user 1: item 1 alone; user 2: items 0, 1, 2: column 0 goes 1, 0, 0.5
+    a = sp.csr_matrix(np.array([[1.0, 1.0, 0.0], [0.0, 1.0, 0.0], [1.0, 1.0, 1.0]]))
     got = RowProduct(a, b)
-    assert got.table.tolist() == [[0.0, 2.0, 3.0], [-1.0, 0.0, 3.0]]
+    assert got.table.tolist() == [[0.0, 2.0, 3.0], [-1.0, 0.0, 3.0], [0.5, 2.0, 3.0]]
     assert not np.signbit(got.table[0, 0])  # +0.0, as an unstored entry reads
-    assert got.counts.tolist() == [2, 2] and got.indices.tolist() == [1, 2, 0, 2]
-    assert got.sums.tolist() == [5.0, 2.0] and got.squares.tolist() == [13.0, 10.0]
-    mean, sd = got.moments(np.array([0]), np.array([2.0]), np.array([2, 3]))  # user 0 saw column 1
-    assert mean.tolist() == pytest.approx([1.5, 2.0 / 3])
+    assert np.diff(got.indptr).tolist() == [2, 2, 3]
+    assert got.indices.tolist() == [1, 2, 0, 2, 0, 1, 2] and got.data.tolist() == [2, 3, -1, 3, 0.5, 2, 3]
+    assert got.sums.tolist() == [5.0, 2.0, 5.5] and got.squares.tolist() == [13.0, 10.0, 13.25]
+    mean, sd = got.moments(np.array([0]), np.array([2.0]), np.array([2, 3, 3]))  # user 0 saw column 1
+    assert mean.tolist() == pytest.approx([1.5, 2.0 / 3, 5.5 / 3])
     assert sd[0] == pytest.approx(1.5)
 
 
