@@ -36,7 +36,7 @@ class RowProduct:
         bound = min(int(np.diff(b.indptr)[a.indices].sum()), n_rows * n_cols)
         self.table = np.zeros((n_rows, n_cols))
         self.indptr = np.zeros(n_rows + 1, dtype=np.int64)
-        indices, data = np.empty(bound, dtype=np.int64), np.empty(bound)
+        indices, data = np.empty(bound + 1, dtype=np.int64), np.empty(bound + 1)  # + the kernel's spare slot
         self.sums, self.squares = np.zeros(n_rows), np.zeros(n_rows)
         # index arrays as they are (the kernel compiles per index type: no copy of the model per batch)
         kernels.row_product(
