@@ -326,6 +326,29 @@ def state_build_section(files: list[tuple[str, dict[str, Any]]]) -> list[str]:
     return [*lines, ""]
 
 
+def lists_ab_section(files: list[tuple[str, dict[str, Any]]]) -> list[str]:
+    """`bench/lists_ab.py`: the published lists' cost per user under two code trees, alternating in one session."""
+    lines = [
+        "## The published lists per user, code against code (`bench/lists_ab.py`)",
+        "",
+        "`RankingModel.top_k` on a night's saved served model, in a fresh process per run, the trees alternating in "
+        "one session. Other lists: the sample's users whose items or order differ from the first tree's; score diff: "
+        "the largest difference of a published score.",
+        "",
+        "| file | protocol | code | ms/user runs | median | x first | other lists | max score diff |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, d in files:
+        for r in d["rows"]:
+            vs = r["vs_first"]
+            lines.append(
+                f"| {name} | {d['protocol']} | {r['git_sha'][:7]} | "
+                f"{', '.join(f'{x:.3f}' for x in r['ms_per_user_runs'])} | {r['ms_per_user_median']:.3f} | "
+                f"x{r['x_first']} | {vs['users_with_other_lists']} | {vs['max_abs_score_diff']:.1e} |"
+            )
+    return [*lines, ""]
+
+
 def scale_engine_section(data: dict[str, Any], local: dict[str, Any] | None) -> list[str]:
     """`bench/scale.py --engine dask`: the same night on a Dask LocalCluster, beside the local engine's run."""
     env = data.get("environment", {})
@@ -520,6 +543,9 @@ def render() -> str:
     builds = [(f.name, json.loads(f.read_text())) for f in sorted(RESULTS.glob("state-build*.json"))]
     if builds:
         lines += state_build_section(builds)
+    lists_ab = [(f.name, json.loads(f.read_text())) for f in sorted(RESULTS.glob("lists-ab-*.json"))]
+    if lists_ab:
+        lines += lists_ab_section(lists_ab)
     sd = RESULTS / "scale-dask.json"
     if sd.is_file():
         lines += scale_engine_section(json.loads(sd.read_text()), json.loads(sc.read_text()) if sc.is_file() else None)
@@ -528,7 +554,11 @@ def render() -> str:
         lines += scale_quality_section(json.loads(sq.read_text()))
     for cf in sorted(RESULTS.glob("candidates*.json")):
         lines += candidates_section(json.loads(cf.read_text()), cf.name)
-    lists = [(f.name, json.loads(f.read_text())) for f in sorted(RESULTS.glob("lists*.json"))]
+    lists = [
+        (f.name, json.loads(f.read_text()))
+        for f in sorted(RESULTS.glob("lists*.json"))
+        if not f.name.startswith("lists-ab-")  # code against code: their own section
+    ]
     if lists:
         lines += lists_section(lists)
     bg = RESULTS / "blend-grid.json"
