@@ -35,8 +35,8 @@ from recsys.scoring.pairs import (
     product_at_columns,
     quadratic_forms,
     row_products,
-    support_moments,
 )
+from recsys.scoring.row_product import row_product_of
 from recsys.scoring.topk import top_k_indices
 
 Combo = tuple[int, float]  # (low-pass factors, blend weight); weight 0 = EASE alone
@@ -100,7 +100,7 @@ class PooledBlend:
         n_users, n_train = history.shape[0], len(train)
         h = sp.csr_matrix(history[:, train])
         h.sum_duplicates()
-        e = sp.csr_matrix(h @ self.ease.weights)  # a product's rows: no column twice, not in column order
+        e = row_product_of(h, self.ease.weights)  # stored entries as CSR rows (no column twice)
         sr = np.repeat(np.arange(n_users), np.diff(h.indptr))
         sc = h.indices
         seen = (sr, sc)
@@ -108,7 +108,7 @@ class PooledBlend:
         # EASE's support (its stored entries, seen items too: `RowPool.best` leaves those out), and its sums over the
         # valid items: the row's minus the seen items' values (the product at their columns only: the same sums)
         er, ec, ev = np.repeat(np.arange(n_users), np.diff(e.indptr)), e.indices, e.data
-        e_mean, e_sd = support_moments(e, sr, product_at_columns(h, self.ease_by_column, sr, sc), n_valid)
+        e_mean, e_sd = e.moments(sr, product_at_columns(h, self.ease_by_column, sr, sc), n_valid)
         e_z = (ev - e_mean[er]) / e_sd[er] if zscore else ev
         out: dict[Combo, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         zero_z = -e_mean / e_sd if zscore else np.zeros(n_users)  # EASE's z outside its support

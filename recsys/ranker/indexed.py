@@ -69,11 +69,6 @@ class Candidates(Protocol):
     def has_text(self) -> bool: ...
 
 
-# Above this many users x train items per batch, EASE's rows stay a sparse product (values at pairs looked up by
-# sorted keys) instead of a dense table (`recsys.scoring.row_product`; `recsys.ranker.candidates.user_batch` keeps a
-# batch at 4M cells: 32 MB of table).
-DENSE_LOOKUP_CELLS = 16_000_000
-
 # The approximate (HNSW) path's collaborative pool: EASE's and the low-pass's own top (this x N) each, re-scored by
 # the blend.
 POOL_SIZE = 2
@@ -184,7 +179,7 @@ class IndexedSources:
         v, scale, w_sum, w_gram = self.lowpass
         hist_t = hist[:, train]
         # users x train positions: EASE's sparse rows, read as values at pairs, moments and best entries
-        ease = row_product_of(hist_t, blend.ease.weights, dense_cells=DENSE_LOOKUP_CELLS)
+        ease = row_product_of(hist_t, blend.ease.weights)
         q = np.asarray((hist_t @ sp.diags(1.0 / scale)) @ v)  # users x factors
         # the seen train items' terms, to take out of the sums
         sr = seen_r

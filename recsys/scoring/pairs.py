@@ -179,20 +179,6 @@ def in_pairs(r: np.ndarray, c: np.ndarray, ex_rows: np.ndarray, ex_cols: np.ndar
     return keys[np.minimum(np.searchsorted(keys, want), len(keys) - 1)] == want
 
 
-def support_moments(
-    matrix: sp.csr_matrix, seen_rows: np.ndarray, seen_values: np.ndarray, n_valid: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and deviation (`moments`) per row of a sparse score matrix over each row's valid items (n_valid of them,
-    the unstored ones 0): the row's stored totals minus its seen items' values (`seen_rows` their rows), so the
-    stored entries (tens of thousands per user for EASE at scale) are read once, never masked."""
-    n = matrix.shape[0]
-    return moments(
-        row_sums(matrix.data, matrix.indptr) - np.bincount(seen_rows, seen_values, minlength=n),
-        row_sums(matrix.data**2, matrix.indptr) - np.bincount(seen_rows, seen_values**2, minlength=n),
-        n_valid,
-    )
-
-
 def first_allowed(values: np.ndarray, ex_rows: np.ndarray, ex_values: np.ndarray, n: int) -> list[np.ndarray]:
     """Per row i of `values` (rows x width, non-negative; -1: nothing), its first n entries, in order, that are not
     excluded for it (the pairs (`ex_rows`, `ex_values`)): one pass over the batch by sorted (row, value) keys

@@ -17,6 +17,11 @@ import scipy.sparse as sp
 
 from recsys.scoring.pairs import Cells, moments, row_best, row_sums
 
+# Above this many rows x columns a batch's product stays sparse (`SparseRowProduct`): 16M cells are a 128 MB table;
+# the callers' batches stay well under it (`recsys.ranker.candidates.user_batch`: 4M cells; the pooled baselines'
+# `score_batch_size`: 8M).
+DENSE_CELLS = 16_000_000
+
 
 class RowProduct:
     """left @ right for a batch (left: users x items, right: items x columns; CSR), computed in float64 into a dense
@@ -66,7 +71,8 @@ class RowProduct:
         self, seen_rows: np.ndarray, seen_values: np.ndarray, n_valid: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
         """Mean and deviation per row over each row's valid items (n_valid of them, the unstored ones 0): the stored
-        totals minus the seen items' values (`seen_rows` their rows); `recsys.scoring.pairs.support_moments`."""
+        totals minus the seen items' values (`seen_rows` their rows), so the stored entries are read once, never
+        masked."""
         n = len(self.sums)
         return moments(
             self.sums - np.bincount(seen_rows, seen_values, minlength=n),
@@ -89,13 +95,14 @@ class RowProduct:
 
 
 class SparseRowProduct:
-    """`RowProduct`'s reads of scipy's product kept sparse (lookups by sorted keys): for batches whose dense table
-    would be too large. Its `best` leaves ties at the m-th value in any order (`recsys.scoring.pairs.row_best`)."""
+    """`RowProduct`'s reads of scipy's product kept sparse (its stored entries in scipy's order; lookups by sorted
+    keys): for batches whose dense table would be too large. Its `best` leaves ties at the m-th value in any order
+    (`recsys.scoring.pairs.row_best`)."""
 
     def __init__(self, left: sp.spmatrix, right: sp.spmatrix) -> None:
         product = sp.csr_matrix(sp.csr_matrix(left) @ sp.csr_matrix(right))
         self.matrix = product
-        self.indptr, self.indices = product.indptr, product.indices
+        self.indptr, self.indices, self.data = product.indptr, product.indices, product.data
         self.cells = Cells(product)
 
     def at(self, r: np.ndarray, c: np.ndarray) -> np.ndarray:
@@ -115,7 +122,9 @@ class SparseRowProduct:
         return row_best(self.matrix, ex_rows, ex_cols, m)
 
 
-def row_product_of(left: sp.spmatrix, right: sp.spmatrix, *, dense_cells: int) -> RowProduct | SparseRowProduct:
+def row_product_of(
+    left: sp.spmatrix, right: sp.spmatrix, *, dense_cells: int = DENSE_CELLS
+) -> RowProduct | SparseRowProduct:
     """`RowProduct` when the batch's table (rows x columns) has at most `dense_cells` cells, else `SparseRowProduct`."""
     if left.shape[0] * right.shape[1] <= dense_cells:
         return RowProduct(left, right)
