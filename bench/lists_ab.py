@@ -31,10 +31,15 @@ from rich.table import Table
 from recsys.evaluation.runner import environment_info
 
 
-def child(model_dir: Path, users: int, seed: int, k: int, threads: int, lists_out: Path) -> dict[str, Any]:
+def child(
+    model_dir: Path, users: int, seed: int, k: int, threads: int, lists_out: Path, *, pooled: bool = False
+) -> dict[str, Any]:
     """One timed run in this process (the tree on `sys.path` is the code measured)."""
     import numpy as np
+    import polars as pl
 
+    from recsys.baselines._base import score_batch_size
+    from recsys.baselines.pooled import PooledBlend
     from recsys.ranker.scoring import RankingModel
 
     t = time.perf_counter()
@@ -43,13 +48,30 @@ def child(model_dir: Path, users: int, seed: int, k: int, threads: int, lists_ou
     ids = model.state.user_ids
     rng = np.random.default_rng(seed)
     pick = np.sort(rng.choice(len(ids), min(users, len(ids)), replace=False))
-    others = np.setdiff1d(np.arange(len(ids)), pick)
-    model.top_k([ids[i] for i in rng.choice(others, min(40, len(others)), replace=False)], k=k, threads=threads)
+    others = np.sort(rng.choice(np.setdiff1d(np.arange(len(ids)), pick), min(40, len(ids) - len(pick)), replace=False))
+    state = model.state
+    # --pooled: the state's EASE alone and its blend at three weights (the evaluation's `ease` and `ease-lowpass`
+    # baselines and their grids list this way), every user's k best
+    combos = [(0, 0.0), *((state.blend.factors, w) for w in (0.25, 0.5, 1.0))]
+
+    def run(rows: np.ndarray) -> pl.DataFrame:
+        names = [ids[i] for i in rows]
+        if not pooled:
+            return model.top_k(names, k=k, threads=threads)
+        pool = PooledBlend(state.blend.ease, state.blend.lowpass)
+        size = score_batch_size(len(state.item_ids))
+        got = pool.recommend(names, rows, state.seen, state.item_ids, combos, k=k, batch_size=size)
+        return pl.concat(
+            frame.with_columns(pl.format("{}:{}", pl.lit(str(combo)), "user_id").alias("user_id"))
+            for combo, frame in got.items()
+        )
+
+    run(others)
     ready = time.perf_counter() - t
-    sample = [ids[i] for i in pick]
     t = time.perf_counter()
-    lists = model.top_k(sample, k=k, threads=threads)
+    lists = run(pick)
     seconds = time.perf_counter() - t
+    sample = pick
     lists.write_parquet(lists_out)
     return {
         "ms_per_user": round(1000 * seconds / len(sample), 4),
@@ -80,6 +102,7 @@ def _run(tree: Path, args: argparse.Namespace, lists_out: Path) -> dict[str, Any
         str(args.threads),
         "--lists-out",
         str(lists_out),
+        *(["--pooled"] if args.pooled else []),
     ]
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
     if out.returncode != 0:
@@ -114,12 +137,14 @@ def main() -> None:
     ap.add_argument("--k", type=int, default=100, help="list length (the night's serving_k)")
     ap.add_argument("--threads", type=int, default=1, help="user batches side by side")
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--pooled", action="store_true", help="the pooled lists of the state's EASE and blend instead")
     ap.add_argument("--out", type=Path)
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--lists-out", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
-        print(json.dumps(child(args.model, args.users, args.seed, args.k, args.threads, args.lists_out)))
+        got = child(args.model, args.users, args.seed, args.k, args.threads, args.lists_out, pooled=args.pooled)
+        print(json.dumps(got))
         return
     if not args.trees or not args.out:
         raise SystemExit("--trees and --out are required")
@@ -158,11 +183,18 @@ def main() -> None:
         )
     first = runs[str(args.trees[0])][0]
     out = {
-        "benchmark": "the published lists' cost per user under two code trees: RankingModel.top_k on a night's saved "
-        "served model",
-        "protocol": f"a seeded sample (seed {args.seed}) of {first['sample']} of the model's {first['users']} users "
-        f"x {first['items']} items, top-{args.k}, {args.threads} thread(s); trees alternating, {args.repeats} "
-        "round(s), a fresh process per run (model loaded, tables built, 40 other users listed first), medians",
+        "benchmark": (
+            "the pooled lists' cost per user under two code trees: PooledBlend on a night's saved served model's state "
+            "(EASE alone and the EASE + low-pass blend at weights 0.25, 0.5 and 1: how the evaluation's ease and "
+            "ease-lowpass baselines and their grids list)"
+            if args.pooled
+            else "the published lists' cost per user under two code trees: RankingModel.top_k on a night's saved "
+            "served model"
+        ),
+        "protocol": f"{'pooled lists (4 per user), ' if args.pooled else ''}a seeded sample (seed {args.seed}) of "
+        f"{first['sample']} of the model's {first['users']} users x {first['items']} items, top-{args.k}, "
+        f"{args.threads} thread(s); trees alternating, {args.repeats} round(s), a fresh process per run (model "
+        "loaded, tables built, 40 other users listed first), medians",
         "model": str(args.model),
         "rows": rows,
         "runs_repeat_their_lists": repeatable,

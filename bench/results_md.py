@@ -329,11 +329,12 @@ def state_build_section(files: list[tuple[str, dict[str, Any]]]) -> list[str]:
 def lists_ab_section(files: list[tuple[str, dict[str, Any]]]) -> list[str]:
     """`bench/lists_ab.py`: the published lists' cost per user under two code trees, alternating in one session."""
     lines = [
-        "## The published lists per user, code against code (`bench/lists_ab.py`)",
+        "## Lists per user, code against code (`bench/lists_ab.py`)",
         "",
-        "`RankingModel.top_k` on a night's saved served model, in a fresh process per run, the trees alternating in "
-        "one session. Other lists: the sample's users whose items or order differ from the first tree's; score diff: "
-        "the largest difference of a published score.",
+        "`RankingModel.top_k` (the published lists) or, with `--pooled`, the pooled lists of the evaluation's `ease` "
+        "and `ease-lowpass` baselines, on a night's saved served model, in a fresh process per run, the trees "
+        "alternating in one session. Other lists: the sample's users whose items or order differ from the first "
+        "tree's; score diff: the largest difference of a listed score.",
         "",
         "| file | protocol | code | ms/user runs | median | x first | other lists | max score diff |",
         "|---|---|---|---|---|---|---|---|",
