@@ -200,3 +200,38 @@ def best_stored(
         out_ptr[i + 1] = filled
         for e in range(ex_ptr[i], ex_ptr[i + 1]):
             excluded[ex_cols[e]] = False
+
+
+@_jit
+def top_k_rows(scores: np.ndarray, k: int, out: np.ndarray) -> None:
+    """Each row's k largest scores' columns into `out` (rows x k), best first, ties by the smaller column: a stable
+    descending sort's first k. One pass per row with a heap of k (columns come in ascending order, so a later
+    column replaces the worst kept only with a larger value). No NaN (the caller maps it to -inf)."""
+    n_rows, n_cols = scores.shape
+    heap_v = np.empty(max(k, 1))
+    heap_c = np.empty(max(k, 1), dtype=np.int64)
+    for i in range(n_rows):
+        size = 0
+        for c in range(n_cols):
+            v = scores[i, c]
+            if size < k:  # push, then sift up
+                at = size
+                heap_v[at] = v
+                heap_c[at] = c
+                size += 1
+                while at > 0:
+                    parent = (at - 1) // 2
+                    if not _worse(heap_v[at], heap_c[at], heap_v[parent], heap_c[parent]):
+                        break
+                    heap_v[at], heap_v[parent] = heap_v[parent], heap_v[at]
+                    heap_c[at], heap_c[parent] = heap_c[parent], heap_c[at]
+                    at = parent
+            elif v > heap_v[0]:  # better than the worst kept (an equal value at a later column is not)
+                heap_v[0] = v
+                heap_c[0] = c
+                _sift_down(heap_v, heap_c, size, 0)
+        for last in range(size - 1, -1, -1):  # best first: pop the worst to the end
+            out[i, last] = heap_c[0]
+            heap_v[0] = heap_v[last]
+            heap_c[0] = heap_c[last]
+            _sift_down(heap_v, heap_c, last, 0)
