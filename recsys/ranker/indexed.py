@@ -46,7 +46,7 @@ from recsys.scoring.pairs import (
     row_dots,
     row_products,
 )
-from recsys.scoring.row_product import row_product_of
+from recsys.scoring.row_product import row_product_of, warm_up
 from recsys.scoring.topk import top_k_indices
 from recsys.scoring.vector_index import VectorIndex
 
@@ -154,11 +154,13 @@ class IndexedSources:
         return np.argsort(-self.cands.state.popular, kind="stable")
 
     def prepare(self) -> None:
-        """Build every per-state table now (a service does it before serving; otherwise the first batch does)."""
+        """Build every per-state table now, and load the compiled loops (a service does it before serving; otherwise
+        the first batch does)."""
         for name in ("train_cols", "untrained_cols", "train_pos", "lowpass", "similarities", "popular_order"):
             getattr(self, name)
         if self.cands.has_text:
             _ = self.text
+        warm_up()
 
     # -- per batch -----------------------------------------------------------------------------------------------------
     def columns(

@@ -8,7 +8,7 @@ import scipy.sparse as sp
 
 from recsys.scoring import kernels
 from recsys.scoring.pairs import row_sums
-from recsys.scoring.row_product import RowProduct, SparseRowProduct, row_product_of
+from recsys.scoring.row_product import RowProduct, SparseRowProduct, row_product_of, warm_up
 
 
 def _model(n_items: int, k: int, seed: int) -> sp.csr_matrix:
@@ -142,3 +142,13 @@ def test_the_sparse_form_reads_the_same_rows() -> None:
         np.testing.assert_allclose(x, y, rtol=1e-12)
     assert isinstance(row_product_of(a, b, dense_cells=25 * 400), RowProduct)
     assert isinstance(row_product_of(a, b, dense_cells=25 * 400 - 1), SparseRowProduct)
+
+
+def test_warm_up_readies_the_loops_for_scipys_index_types() -> None:
+    warm_up()
+    for loop in (kernels.row_product, kernels.best_stored, kernels.top_k_rows):
+        assert loop.signatures, loop  # compiled (or loaded from the cache) for at least one signature
+    a = sp.csr_matrix(np.array([[1.0, 0.0], [0.0, 2.0]]))  # int32 indices, float64 values: a batch's types
+    before = len(kernels.row_product.signatures)
+    RowProduct(a, a)
+    assert len(kernels.row_product.signatures) == before  # no new compilation for a real batch
