@@ -1,9 +1,10 @@
 """Compiled loops (numba) for the per-user work that numpy and scipy can only do in several passes.
 
-Imported lazily by `recsys.scoring.row_product` (numba's import and the first call's compilation happen only where a
-large catalog's candidate path runs; compiled code is cached on disk beside this module). Every loop releases the
-GIL (`nogil`), so a night's user batches on threads run side by side, and none uses fast-math: a product's values
-are scipy's, bit for bit (the tests compare them).
+Imported lazily, inside the functions that call these loops (`recsys.scoring.row_product`, `recsys.scoring.topk`):
+the command line never pays numba's import. Compiled code is cached on disk beside this module (~10 s to compile on
+a machine's first use, ~1 s to load after; `recsys.scoring.row_product.warm_up` does it before a service serves).
+Every loop releases the GIL (`nogil`), so a night's user batches on threads run side by side, and none uses
+fast-math: a product's values are scipy's, bit for bit (the tests compare them).
 """
 
 from __future__ import annotations
