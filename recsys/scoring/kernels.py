@@ -144,6 +144,39 @@ def _sift_down(heap_v: np.ndarray, heap_c: np.ndarray, size: int, at: int) -> No
 
 
 @_jit
+def _offer(heap_v: np.ndarray, heap_c: np.ndarray, size: int, m: int, v: float, c: int) -> int:
+    """Keep (v, c) in a heap of the m best seen so far (`_worse` on top): pushed while it holds fewer than m,
+    else in place of the worst kept if better than it. Returns the heap's new size."""
+    if size < m:  # push, then sift up
+        at = size
+        heap_v[at] = v
+        heap_c[at] = c
+        while at > 0:
+            parent = (at - 1) // 2
+            if not _worse(heap_v[at], heap_c[at], heap_v[parent], heap_c[parent]):
+                break
+            heap_v[at], heap_v[parent] = heap_v[parent], heap_v[at]
+            heap_c[at], heap_c[parent] = heap_c[parent], heap_c[at]
+            at = parent
+        return size + 1
+    if m > 0 and _worse(heap_v[0], heap_c[0], v, c):  # better than the worst kept: replace it
+        heap_v[0] = v
+        heap_c[0] = c
+        _sift_down(heap_v, heap_c, size, 0)
+    return size
+
+
+@_jit
+def _drain(heap_v: np.ndarray, heap_c: np.ndarray, size: int, out: np.ndarray) -> None:
+    """Empty the heap's `size` entries into out[:size], best first (the worst popped to the end, one at a time)."""
+    for last in range(size - 1, -1, -1):
+        out[last] = heap_c[0]
+        heap_v[0] = heap_v[last]
+        heap_c[0] = heap_c[last]
+        _sift_down(heap_v, heap_c, last, 0)
+
+
+@_jit
 def best_stored(
     indptr: np.ndarray,
     indices: np.ndarray,
@@ -175,28 +208,8 @@ def best_stored(
                 continue  # most entries: no better than the worst kept
             if excluded[c]:
                 continue
-            if size < m:  # push, then sift up
-                at = size
-                heap_v[at] = v
-                heap_c[at] = c
-                size += 1
-                while at > 0:
-                    parent = (at - 1) // 2
-                    if not _worse(heap_v[at], heap_c[at], heap_v[parent], heap_c[parent]):
-                        break
-                    heap_v[at], heap_v[parent] = heap_v[parent], heap_v[at]
-                    heap_c[at], heap_c[parent] = heap_c[parent], heap_c[at]
-                    at = parent
-            else:  # better than the worst kept: replace it
-                heap_v[0] = v
-                heap_c[0] = c
-                _sift_down(heap_v, heap_c, size, 0)
-        # best first: pop the worst to the end, one at a time
-        for last in range(size - 1, -1, -1):
-            out_cols[filled + last] = heap_c[0]
-            heap_v[0] = heap_v[last]
-            heap_c[0] = heap_c[last]
-            _sift_down(heap_v, heap_c, last, 0)
+            size = _offer(heap_v, heap_c, size, m, v, c)
+        _drain(heap_v, heap_c, size, out_cols[filled : filled + size])
         filled += size
         out_ptr[i + 1] = filled
         for e in range(ex_ptr[i], ex_ptr[i + 1]):
@@ -215,24 +228,6 @@ def top_k_rows(scores: np.ndarray, k: int, out: np.ndarray) -> None:
         size = 0
         for c in range(n_cols):
             v = scores[i, c]
-            if size < k:  # push, then sift up
-                at = size
-                heap_v[at] = v
-                heap_c[at] = c
-                size += 1
-                while at > 0:
-                    parent = (at - 1) // 2
-                    if not _worse(heap_v[at], heap_c[at], heap_v[parent], heap_c[parent]):
-                        break
-                    heap_v[at], heap_v[parent] = heap_v[parent], heap_v[at]
-                    heap_c[at], heap_c[parent] = heap_c[parent], heap_c[at]
-                    at = parent
-            elif v > heap_v[0]:  # better than the worst kept (an equal value at a later column is not)
-                heap_v[0] = v
-                heap_c[0] = c
-                _sift_down(heap_v, heap_c, size, 0)
-        for last in range(size - 1, -1, -1):  # best first: pop the worst to the end
-            out[i, last] = heap_c[0]
-            heap_v[0] = heap_v[last]
-            heap_c[0] = heap_c[last]
-            _sift_down(heap_v, heap_c, last, 0)
+            if size < k or v > heap_v[0]:  # (columns ascend: an equal value at a later column is not better)
+                size = _offer(heap_v, heap_c, size, k, v, c)
+        _drain(heap_v, heap_c, size, out[i])

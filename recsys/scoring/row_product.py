@@ -12,6 +12,8 @@ product, with sorted-key lookups, for batches too large for a dense table).
 
 from __future__ import annotations
 
+from functools import cache
+
 import numpy as np
 import scipy.sparse as sp
 
@@ -23,7 +25,27 @@ from recsys.scoring.pairs import Cells, moments, row_best, row_sums
 DENSE_CELLS = 16_000_000
 
 
-class RowProduct:
+class _StoredSums:
+    """What both forms share: each row's sums of its stored values and of their squares (`sums`, `squares`)."""
+
+    sums: np.ndarray
+    squares: np.ndarray
+
+    def moments(
+        self, seen_rows: np.ndarray, seen_values: np.ndarray, n_valid: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Mean and deviation per row over each row's valid items (n_valid of them, the unstored ones 0): the stored
+        totals minus the seen items' values (`seen_rows` their rows), so the stored entries are read once, never
+        masked."""
+        n = len(self.sums)
+        return moments(
+            self.sums - np.bincount(seen_rows, seen_values, minlength=n),
+            self.squares - np.bincount(seen_rows, seen_values**2, minlength=n),
+            n_valid,
+        )
+
+
+class RowProduct(_StoredSums):
     """left @ right for a batch (left: users x items, right: items x columns; CSR), computed in float64 into a dense
     users x columns table (the values of scipy's product, bit for bit), with each row's stored entries (the
     product's non-zeros as CSR: `indptr`, `indices` in column order, `data`) and their sums and sums of squares
@@ -67,19 +89,6 @@ class RowProduct:
         out[ok] = self.table[r[ok], c[ok]]
         return out
 
-    def moments(
-        self, seen_rows: np.ndarray, seen_values: np.ndarray, n_valid: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Mean and deviation per row over each row's valid items (n_valid of them, the unstored ones 0): the stored
-        totals minus the seen items' values (`seen_rows` their rows), so the stored entries are read once, never
-        masked."""
-        n = len(self.sums)
-        return moments(
-            self.sums - np.bincount(seen_rows, seen_values, minlength=n),
-            self.squares - np.bincount(seen_rows, seen_values**2, minlength=n),
-            n_valid,
-        )
-
     def best(self, ex_rows: np.ndarray, ex_cols: np.ndarray, m: int) -> list[np.ndarray]:
         """Per row, the columns of its m largest stored entries leaving out the excluded pairs (`ex_rows`
         ascending), best first, ties by the smaller column."""
@@ -94,7 +103,7 @@ class RowProduct:
         return np.split(out_cols[: out_ptr[-1]], out_ptr[1:-1])
 
 
-class SparseRowProduct:
+class SparseRowProduct(_StoredSums):
     """`RowProduct`'s reads of scipy's product kept sparse (its stored entries in scipy's order; lookups by sorted
     keys): for batches whose dense table would be too large. Its `best` leaves ties at the m-th value in any order
     (`recsys.scoring.pairs.row_best`)."""
@@ -104,19 +113,10 @@ class SparseRowProduct:
         self.matrix = product
         self.indptr, self.indices, self.data = product.indptr, product.indices, product.data
         self.cells = Cells(product)
+        self.sums, self.squares = row_sums(product.data, product.indptr), row_sums(product.data**2, product.indptr)
 
     def at(self, r: np.ndarray, c: np.ndarray) -> np.ndarray:
         return self.cells.at(r, c)
-
-    def moments(
-        self, seen_rows: np.ndarray, seen_values: np.ndarray, n_valid: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray]:
-        n = self.matrix.shape[0]
-        return moments(
-            row_sums(self.matrix.data, self.indptr) - np.bincount(seen_rows, seen_values, minlength=n),
-            row_sums(self.matrix.data**2, self.indptr) - np.bincount(seen_rows, seen_values**2, minlength=n),
-            n_valid,
-        )
 
     def best(self, ex_rows: np.ndarray, ex_cols: np.ndarray, m: int) -> list[np.ndarray]:
         return row_best(self.matrix, ex_rows, ex_cols, m)
@@ -131,10 +131,11 @@ def row_product_of(
     return SparseRowProduct(left, right)
 
 
+@cache
 def warm_up() -> None:
     """Load (or, the first time on a machine, compile) the compiled loops for the index and value types a batch uses
     (scipy's int32 indices, float64 values), so a service's first request or a night's first batch does not wait
-    for them (~10 s to compile, ~1 s to load from numba's cache)."""
+    for them (~10 s to compile, ~1 s to load from numba's cache). Once per process."""
     from recsys.scoring.topk import top_k_indices
 
     tiny = sp.csr_matrix(np.eye(2))
