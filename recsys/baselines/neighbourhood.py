@@ -206,7 +206,7 @@ class EASE(Recommender):
         if not is_dense(len(active), self.scale.dense_item_limit):
             # above the limit: each item regressed on its nearest neighbours only (sparse weights; see scalable.py)
             self.weights_: np.ndarray | sp.csr_matrix = neighbour_ease(
-                x.tocsr(), self.l2, self.scale.neighbours, grid=self.l2_grid
+                x.tocsr(), self.l2, self.scale.neighbours, fanout=self.scale.ease_fanout, grid=self.l2_grid
             )
             return
         gram = (x.T @ x).toarray().astype(np.float64)

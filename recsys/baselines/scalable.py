@@ -30,7 +30,7 @@ MEMO_BYTES = 2 * 2**30  # neighbour-constrained EASE fits remembered (see `neigh
 POOL_ITEMS = 16_384  # the neighbour-constrained EASE's regressors: the items with the most events (dense Gram)
 
 
-_MEMO: OrderedDict[tuple[str, float, int, int], sp.csr_matrix] = OrderedDict()
+_MEMO: OrderedDict[tuple[str, float, int, int, int], sp.csr_matrix] = OrderedDict()
 
 
 def is_dense(n_items: int, limit: int) -> bool:
@@ -112,10 +112,32 @@ def chunked_similarity(
     return sp.csr_matrix((data, (rows, cols)), shape=(n, n))
 
 
-def neighbour_ease(x: sp.csr_matrix, l2: float, neighbours: int, *, grid: Sequence[float] = ()) -> sp.csr_matrix:
+def cap_rows(w: sp.csr_matrix, fanout: int) -> sp.csr_matrix:
+    """Each row's `fanout` largest entries by magnitude (ties: the smaller column), the rest dropped; `w` itself when
+    no row is longer (or `fanout` is 0).
+
+    Why: neighbour EASE keeps k weights per column (item j regressed on k items), but a popular item is a regressor
+    of a large share of the catalog, so its row reaches that share, and a user's score row (the sum of their items'
+    rows) grows with the catalog: at 1M users x 100k items ~52k terms per user. Capped rows bound a user's terms by
+    history length x `fanout`, whatever the catalog."""
+    w = sp.csr_matrix(w)
+    counts = np.diff(w.indptr)
+    if fanout <= 0 or not len(counts) or int(counts.max()) <= fanout:
+        return w
+    keep = best_per_segment(w.indptr, w.indices, np.abs(w.data), fanout)
+    kept = np.bincount(np.repeat(np.arange(len(counts)), counts)[keep], minlength=len(counts))
+    indptr = np.concatenate(([0], np.cumsum(kept))).astype(w.indptr.dtype)
+    return sp.csr_matrix((w.data[keep], w.indices[keep], indptr), shape=w.shape)
+
+
+def neighbour_ease(
+    x: sp.csr_matrix, l2: float, neighbours: int, *, fanout: int = 0, grid: Sequence[float] = ()
+) -> sp.csr_matrix:
     """`_neighbour_ease`, remembered: a night fits EASE on the same window several times (the l2 grid of the
     pipeline and of the `ease` baseline share one inner split; the candidate, the champion and the baselines share
     the split's training part), so the last fits are kept (MEMO_BYTES at most; same inputs, same weights).
+
+    `fanout`: each item's row of weights capped to its largest entries (`cap_rows`; 0 = uncapped).
 
     `grid`: the other l2 values the caller will ask for on the same `x` (a validation grid). They are fitted in the
     same pass, as many as the memo holds: the neighbours, their Gram blocks and right-hand sides do not depend on l2,
@@ -127,8 +149,8 @@ def neighbour_ease(x: sp.csr_matrix, l2: float, neighbours: int, *, grid: Sequen
         h.update(np.ascontiguousarray(part).tobytes())
     digest = h.hexdigest()
 
-    def key(v: float) -> tuple[str, float, int, int]:
-        return (digest, float(v), int(neighbours), POOL_ITEMS)
+    def key(v: float) -> tuple[str, float, int, int, int]:
+        return (digest, float(v), int(neighbours), POOL_ITEMS, int(fanout))
 
     if key(l2) in _MEMO:
         _MEMO.move_to_end(key(l2))
@@ -136,7 +158,7 @@ def neighbour_ease(x: sp.csr_matrix, l2: float, neighbours: int, *, grid: Sequen
     # what the memo can hold of the grid beside this fit (a fit stores about items x neighbours entries of 12 bytes)
     room = max(1, MEMO_BYTES // max(1, x.shape[1] * neighbours * 12))
     extra = [float(v) for v in dict.fromkeys(grid) if float(v) != float(l2) and key(v) not in _MEMO][: room - 1]
-    fits = _neighbour_ease(x, [float(l2), *extra], neighbours)
+    fits = [cap_rows(w, fanout) for w in _neighbour_ease(x, [float(l2), *extra], neighbours)]
     for v, weights in zip([l2, *extra], fits, strict=True):
         _MEMO[key(v)] = weights  # new keys: appended, so the oldest fits are evicted first
     _MEMO.move_to_end(key(l2))  # the fit asked for is the newest: evicted last

@@ -74,6 +74,54 @@ def test_a_grid_fitted_in_one_pass_gives_each_l2_the_weights_of_its_own_fit(monk
     scalable._MEMO.clear()
 
 
+def test_capped_rows_keep_each_rows_largest_weights_by_magnitude_ties_by_column():
+    w = sp.csr_matrix(
+        np.array(
+            [
+                [0.0, -3.0, 1.0, 2.0, -1.0],  # 4 entries: keeps -3 and 2
+                [0.5, 0.0, 0.0, 0.0, 0.0],  # short: kept whole
+                [0.0, 0.0, 0.0, 0.0, 0.0],  # empty
+                [1.0, -1.0, 1.0, 0.0, 0.2],  # ties at the cut: the smaller columns
+            ]
+        )
+    )
+    capped = scalable.cap_rows(w, 2)
+    assert capped.shape == w.shape
+    np.testing.assert_array_equal(
+        capped.toarray(),
+        [[0, -3, 0, 2, 0], [0.5, 0, 0, 0, 0], [0, 0, 0, 0, 0], [1, -1, 0, 0, 0]],
+    )
+    assert scalable.cap_rows(w, 0) is not None and (scalable.cap_rows(w, 0) != w).nnz == 0  # 0: uncapped
+    assert (scalable.cap_rows(w, 4) != w).nnz == 0
+
+
+def test_ease_fanout_bounds_every_items_row_and_keeps_its_strongest_weights(synthetic):
+    """`[scale] ease_fanout`: the sparse EASE's rows hold at most that many weights, the largest of the uncapped
+    fit's row (same values), so a user's score row is bounded by their history, not the catalog."""
+    rng = np.random.default_rng(4)
+    popular = rng.random((600, 300)) < np.linspace(0.3, 0.005, 300)  # a few items co-occur with everything
+    x = sp.csr_matrix(popular.astype(float))
+    scalable._MEMO.clear()
+    full = neighbour_ease(x, 10.0, 30)
+    capped = neighbour_ease(x, 10.0, 30, fanout=40)
+    assert np.diff(full.indptr).max() > 40 >= np.diff(capped.indptr).max()
+    assert neighbour_ease(x, 10.0, 30) is full  # each fanout remembered under its own key
+    for i in range(x.shape[1]):
+        lo, hi = full.indptr[i], full.indptr[i + 1]
+        values = np.sort(np.abs(full.data[lo:hi]))[::-1][:40]
+        got = capped.getrow(i)
+        np.testing.assert_array_equal(np.sort(np.abs(got.data))[::-1], values)
+        np.testing.assert_array_equal(got.data, full[i, got.indices].toarray().ravel())
+    train = synthetic.interactions
+    wide = EASE(l2=200.0, scale=FORCED).fit(train).arrays.weights
+    fanout = int(np.diff(wide.indptr).max()) // 2
+    model = EASE(l2=200.0, scale=ScaleConfig(dense_item_limit=0, ease_fanout=fanout)).fit(train)
+    assert 0 < np.diff(model.arrays.weights.indptr).max() <= fanout < model.arrays.weights.shape[1]
+    users = train["user_id"].unique().sort().to_list()[:50]
+    assert model.recommend(users, k=10).height == 500  # lists from the capped weights
+    scalable._MEMO.clear()
+
+
 def test_sparse_lowpass_spans_the_dense_eigenvectors():
     rng = np.random.default_rng(2)
     x = sp.csr_matrix((rng.random((500, 80)) < 0.15).astype(float))
