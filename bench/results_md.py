@@ -491,6 +491,29 @@ def blend_grid_section(data: dict[str, Any]) -> list[str]:
     return [*lines, ""]
 
 
+def ease_fanout_section(data: dict[str, Any]) -> list[str]:
+    """`bench/ease_fanout.py`: sparse EASE with capped rows against uncapped, on validation data."""
+    env = data["environment"]
+    lines = [
+        "## Sparse EASE's rows capped (`[scale] ease_fanout`, `bench/ease_fanout.py`)",
+        "",
+        f"{data['benchmark']}; {data['protocol']}. Code {env.get('git_sha', '?')[:7]}, CPU {env.get('cpu', '?')}. "
+        "x: the ratio to the uncapped fit (fanout 0) of the same run; top-100 kept: the share of the uncapped "
+        "lists' (user, item) pairs the capped lists hold; terms: a judged user's summed row lengths (median).",
+        "",
+        "| data | items | fanout | nDCG@10 | x | recall@100 | x | top-100 kept | terms per user | ms per user | x |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in data["rows"]:
+        for f, v in r["fanouts"].items():
+            lines.append(
+                f"| {r['data']} | {r['items']} | {f} | {v['ndcg@10']:.4f} | x{v['ndcg@10_ratio']} | "
+                f"{v['recall@100']:.4f} | x{v['recall@100_ratio']} | {v['top100_kept']:.2%} | "
+                f"{v['terms_per_user_median']:.0f} | {v['ms_per_user']:.3f} | x{v['time_ratio_median']} |"
+            )
+    return [*lines, ""]
+
+
 def serving_scale_section(data: dict[str, Any]) -> list[str]:
     env = data["environment"]
     lines = [
@@ -565,6 +588,9 @@ def render() -> str:
     bg = RESULTS / "blend-grid.json"
     if bg.is_file():
         lines += blend_grid_section(json.loads(bg.read_text()))
+    ef = RESULTS / "ease-fanout.json"
+    if ef.is_file():
+        lines += ease_fanout_section(json.loads(ef.read_text()))
     ss = RESULTS / "serving-scale.json"
     if ss.is_file():
         lines += serving_scale_section(json.loads(ss.read_text()))
